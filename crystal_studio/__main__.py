@@ -1,0 +1,3 @@
+from crystal_studio.cli import main
+
+main()

@@ -1,0 +1,196 @@
+"""Command line: `crystal-studio VERB ...`. Thin: parses arguments and calls the same functions the
+GUI calls. `crystal-studio` alone launches the GUI.
+
+Conventions (see DESIGN.md): exit 0 success, 2 usage error or nothing done, 3 partial success;
+`--json` prints exactly one JSON document on stdout, everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crystal_studio import __version__
+from crystal_studio.core.errors import Cancelled, CrystalStudioError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    invoke_without_command=True,
+    pretty_exceptions_enable=False,
+    help="Crystal Studio: data-driven inverse design of inorganic crystals. Run without a command to open the app.",
+)
+err = Console(stderr=True)
+out = Console()
+
+ProjectArg = Annotated[Path, typer.Argument(help="Project file (.sqlite), as made by 'crystal-studio new'.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _emit_json(doc: dict) -> None:
+    sys.stdout.write(json.dumps(doc, default=str) + "\n")
+
+
+def _open(path: Path):
+    from crystal_studio.store.project import Project
+
+    return Project.open(path)
+
+
+@app.callback()
+def root(ctx: typer.Context,
+         version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
+    """Open the desktop application when no command is given."""
+    if version:
+        out.print(f"crystal-studio {__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        from crystal_studio.gui.app import run_app
+
+        raise typer.Exit(run_app())
+
+
+@app.command()
+def new(project: ProjectArg) -> None:
+    """Create an empty project file."""
+    from crystal_studio.store.project import Project
+
+    created = Project.create(project)
+    err.print(f"created project {created.path}")
+
+
+@app.command("import")
+def import_(
+    project: ProjectArg,
+    paths: Annotated[list[Path], typer.Argument(help="Files, folders or .zip archives (CIF, POSCAR, extxyz, JSON, CSV).")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset to import into (created if new).")],
+    ordered_approximation: Annotated[bool, typer.Option(
+        help="Keep the majority species on partially occupied sites instead of rejecting them.")] = False,
+    reject_close_atoms: Annotated[bool, typer.Option(
+        help="Reject structures with atoms closer than 0.5 Å instead of importing them flagged invalid.")] = False,
+    max_file_mb: Annotated[float, typer.Option(help="Largest file accepted, in MiB (after decompression).")] = 512,
+    workers: Annotated[int, typer.Option(help="Parser processes (default: one per core).")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import crystals with their properties; lists every skipped record with the reason.
+
+    Exit 0 if everything imported, 3 if some records were skipped, 2 if nothing was imported.
+    """
+    from crystal_studio.core.io import ImportOptions
+    from crystal_studio.jobs.cli_runner import run_with_progress
+    from crystal_studio.store.importer import import_paths
+
+    proj = _open(project)
+    options = ImportOptions(ordered_approximation=ordered_approximation, reject_close_atoms=reject_close_atoms,
+                            max_file_bytes=int(max_file_mb * 2**20))
+    report = run_with_progress(
+        f"importing into '{dataset}'",
+        lambda progress, cancel: import_paths(proj, paths, dataset, options, workers or None, progress, cancel))
+    for issue in report.issues:
+        err.print(f"[yellow]skipped[/yellow] {issue}", markup=True, highlight=False, soft_wrap=True)
+    summary = f"imported {report.imported} structures into '{dataset}'"
+    if report.flagged:
+        summary += f" ({report.flagged} flagged invalid: atoms closer than 0.5 Å)"
+    if report.skipped:
+        summary += f"; skipped {report.skipped} (listed above)"
+    err.print(summary, highlight=False)
+    if json_out:
+        _emit_json(report.as_json())
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def datasets(project: ProjectArg, json_out: JsonOpt = False) -> None:
+    """List datasets with their size and per-property count/min/max."""
+    summaries = _open(project).datasets()
+    if json_out:
+        _emit_json({"datasets": [d.as_json() for d in summaries]})
+        return
+    for d in summaries:
+        table = Table(title=f"{d.name} — {d.count} structures", title_justify="left")
+        for col in ("property", "count", "min", "max"):
+            table.add_column(col, justify="left" if col == "property" else "right")
+        for name, stats in d.properties.items():
+            table.add_row(name, str(stats["count"]), f"{stats['min']:.4g}", f"{stats['max']:.4g}")
+        out.print(table)
+    if not summaries:
+        err.print("no datasets yet: add one with 'crystal-studio import PROJECT PATH --dataset NAME'")
+
+
+@app.command()
+def info(project: ProjectArg, json_out: JsonOpt = False) -> None:
+    """Summarize a project: schema version, size and row counts."""
+    doc = _open(project).info()
+    if json_out:
+        _emit_json(doc)
+        return
+    out.print(f"[bold]{doc['path']}[/bold]  schema v{doc['schema_version']}, {doc['size_bytes'] / 2**20:.1f} MiB")
+    for table, n in doc["counts"].items():
+        out.print(f"  {table:<12} {n}")
+
+
+@app.command()
+def export(
+    project: ProjectArg,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (or a .zip file).")],
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset to export from.")] = None,
+    ids: Annotated[str | None, typer.Option(help="Comma-separated structure ids (default: the whole dataset).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="cif, poscar or extxyz.")] = "cif",
+    symmetrize: Annotated[bool, typer.Option(help="Write CIFs in their spglib space group instead of P1.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write structures to files named from formula and id."""
+    from crystal_studio.core.io import WRITE_FORMATS
+    from crystal_studio.jobs.cli_runner import run_with_progress
+    from crystal_studio.store.exporting import export_structures
+    from crystal_studio.store.project import StructureQuery
+
+    if fmt not in WRITE_FORMATS:
+        raise CrystalStudioError(f"--format must be one of {', '.join(WRITE_FORMATS)} (got '{fmt}')")
+    if dataset is None and ids is None:
+        raise CrystalStudioError("say what to export: --dataset NAME and/or --ids 1,2,3")
+    try:
+        id_list = [int(x) for x in ids.split(",") if x.strip()] if ids else None
+    except ValueError:
+        raise CrystalStudioError(f"--ids must be comma-separated integers (got '{ids}')") from None
+    proj = _open(project)
+    query = StructureQuery(dataset=dataset, ids=id_list)
+    written = run_with_progress(
+        "exporting", lambda progress, cancel: export_structures(proj, query, out_dir, fmt, symmetrize, progress, cancel))
+    if not written:
+        raise CrystalStudioError("nothing matched: no structures exported")
+    err.print(f"wrote {len(written)} {fmt} file(s) to {out_dir}")
+    if json_out:
+        _emit_json({"format": fmt, "out": str(out_dir), "files": [str(p) for p in written]})
+
+
+def main() -> None:
+    """Console entry point: user errors print a message and exit 2, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except CrystalStudioError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (Cancelled, KeyboardInterrupt):
+        err.print("cancelled; nothing was written")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and aborts
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,69 @@
+"""Chemistry helpers: ionic radii, Goldschmidt tolerance factor, charge-neutrality guesses."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+from pymatgen.core import Composition, Element, Species
+
+# Coordination numbers used for Shannon radii in the ABX3 perovskite.
+_PEROVSKITE_CN = {"A": "XII", "B": "VI", "X": "VI"}
+
+
+@lru_cache(maxsize=None)
+def ionic_radius(symbol: str, oxidation_state: int, coordination: str) -> float:
+    """Shannon ionic radius (Å) of ``symbol`` in ``oxidation_state`` at ``coordination`` (roman).
+
+    Falls back to the nearest tabulated coordination, then to pymatgen's average ionic radius, so
+    every element with a known oxidation state gets a value.
+    """
+    species = Species(symbol, oxidation_state)
+    try:
+        return float(species.get_shannon_radius(coordination))
+    except (KeyError, ValueError):
+        pass
+    table = (Element(symbol).data.get("Shannon radii") or {}).get(str(oxidation_state), {})
+    if table:
+        wanted = _roman_to_int(coordination)
+        nearest = min(table, key=lambda cn: abs(_roman_to_int(cn) - wanted))
+        spins = table[nearest]
+        return float(next(iter(spins.values()))["ionic_radius"])
+    radius = species.ionic_radius or Element(symbol).average_ionic_radius
+    if not radius:
+        raise ValueError(f"no ionic radius known for {symbol}{oxidation_state:+d}")
+    return float(radius)
+
+
+def _roman_to_int(numeral: str) -> int:
+    values = {"I": 1, "V": 5, "X": 10}
+    numeral = numeral.rstrip("bq").upper()  # Shannon tables use e.g. 'IVSQ', 'IIIb'
+    numeral = "".join(c for c in numeral if c in values)
+    total = 0
+    for a, b in zip(numeral, numeral[1:] + " "):
+        v = values[a]
+        total += -v if b in values and values[b] > v else v
+    return total
+
+
+def goldschmidt_tolerance(a: tuple[str, int], b: tuple[str, int], x: tuple[str, int]) -> float:
+    """Goldschmidt tolerance factor t = (rA + rX) / (√2 (rB + rX)) from (symbol, oxidation) pairs,
+    with Shannon radii at CN 12 (A), 6 (B) and 6 (X)."""
+    ra = ionic_radius(*a, _PEROVSKITE_CN["A"])
+    rb = ionic_radius(*b, _PEROVSKITE_CN["B"])
+    rx = ionic_radius(*x, _PEROVSKITE_CN["X"])
+    return (ra + rx) / (math.sqrt(2.0) * (rb + rx))
+
+
+def guess_oxidation_states(composition: Composition) -> dict[str, float] | None:
+    """Most likely charge-neutral oxidation-state assignment (pymatgen's ICSD-based guesser), or
+    None when no neutral assignment exists."""
+    guesses = composition.oxi_state_guesses(max_sites=-50)
+    return dict(guesses[0]) if guesses else None
+
+
+def is_charge_neutral(composition: Composition) -> bool:
+    """True when some combination of known oxidation states makes the formula neutral."""
+    if len(composition.elements) == 1:
+        return True
+    return guess_oxidation_states(composition) is not None

@@ -1,0 +1,26 @@
+"""User-facing errors. Anything a user can cause raises a subclass of CrystalStudioError."""
+
+
+class CrystalStudioError(Exception):
+    """An error caused by user input; its message says what went wrong and where."""
+
+
+class InvalidRecordError(CrystalStudioError):
+    """One record (file, CIF block, CSV row, XYZ frame) could not be turned into a crystal."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class ProjectError(CrystalStudioError):
+    """A project file is missing, unreadable, or from a newer version of Crystal Studio."""
+
+
+class NotFoundError(CrystalStudioError):
+    """A dataset, structure, model or run named by the user does not exist."""
+
+
+class Cancelled(Exception):
+    """Raised inside a job when the user cancelled it; not an error."""

@@ -1,0 +1,636 @@
+"""Reading and writing crystals: CIF (multi-block), POSCAR/CONTCAR/*.vasp, extended XYZ, pymatgen JSON
+and CSV with a CIF column, from files, folders and .zip archives (gzip is transparent).
+
+Reading happens in two stages so the expensive one can run in worker processes:
+
+1. :func:`iter_raw_records` walks the paths (I/O only) and yields :class:`RawRecord` units of text, or
+   :class:`ImportIssue` for anything unreadable (size, encoding, zip paths, missing CIF column).
+2. :func:`parse_raw_record` turns a raw record into :class:`ParsedRecord` items (structure checked and
+   described) or issues. It is a pure function of its picklable input.
+
+Every problem a user can cause becomes an :class:`ImportIssue` naming the file and the
+row/frame/block; nothing here lets a traceback escape for bad input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import math
+import os
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from pymatgen.core import Element, Lattice, Structure
+
+from crystal_studio.core import structures as cs
+from crystal_studio.core.errors import CrystalStudioError
+from crystal_studio.core.properties import ID_COLUMNS, STRUCTURE_COLUMNS, canonical_name, normalize_column
+
+DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024  # per file, after decompression
+
+CIF_SUFFIXES = (".cif", ".mcif")
+POSCAR_SUFFIXES = (".vasp", ".poscar")
+POSCAR_NAMES = ("POSCAR", "CONTCAR")
+XYZ_SUFFIXES = (".extxyz", ".xyz")
+JSON_SUFFIXES = (".json",)
+CSV_SUFFIXES = (".csv",)
+
+
+@dataclass
+class ImportOptions:
+    """How strictly to treat questionable records."""
+
+    ordered_approximation: bool = False  # partial occupancies: keep majority species instead of rejecting
+    reject_close_atoms: bool = False  # atoms closer than close_atoms_tolerance: reject instead of flag
+    close_atoms_tolerance: float = cs.MIN_DISTANCE  # Å
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+
+@dataclass
+class ImportIssue:
+    """A record that was not imported, with a one-line reason."""
+
+    source: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
+@dataclass
+class RawRecord:
+    """Undecoded unit of work: one file's text, or one CSV row."""
+
+    source: str  # human-readable location, e.g. "data.csv row 12"
+    fmt: str  # cif | poscar | extxyz | json
+    text: str
+    name: str | None = None
+    properties: dict[str, str] = field(default_factory=dict)  # raw column values (CSV)
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ParsedRecord:
+    """A checked structure ready for the store."""
+
+    source: str
+    name: str | None
+    structure_json: str
+    info: cs.StructureInfo
+    properties: dict[str, float]
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def structure(self) -> Structure:
+        return cs.from_json(self.structure_json)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 1: walking paths
+# --------------------------------------------------------------------------------------------------
+
+
+def detect_format(name: str) -> str | None:
+    """Format of a file from its name (a trailing .gz is ignored); None if not a crystal file."""
+    base = name[:-3] if name.lower().endswith(".gz") else name
+    lower = base.lower()
+    stem = PurePosixPath(base).name
+    if lower.endswith(CIF_SUFFIXES):
+        return "cif"
+    if lower.endswith(POSCAR_SUFFIXES) or stem.split(".")[0] in POSCAR_NAMES:
+        return "poscar"
+    if lower.endswith(XYZ_SUFFIXES):
+        return "extxyz"
+    if lower.endswith(JSON_SUFFIXES):
+        return "json"
+    if lower.endswith(CSV_SUFFIXES):
+        return "csv"
+    return None
+
+
+def iter_raw_records(paths: Iterable[str | os.PathLike], options: ImportOptions | None = None) -> Iterator[
+        RawRecord | ImportIssue]:
+    """Yield raw records (or issues) for files, folders (recursively) and .zip archives."""
+    options = options or ImportOptions()
+    for path in map(Path, paths):
+        if not path.exists():
+            yield ImportIssue(str(path), "no such file or folder")
+        elif path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                if child.suffix.lower() == ".zip" or detect_format(child.name):
+                    yield from _records_from_file(child, options)
+        else:
+            yield from _records_from_file(path, options, explicit=True)
+
+
+def _records_from_file(path: Path, options: ImportOptions, explicit: bool = False) -> Iterator[
+        RawRecord | ImportIssue]:
+    source = str(path)
+    try:
+        size = path.stat().st_size
+        if size > options.max_file_bytes:
+            yield ImportIssue(source, f"file is {size / 2**20:.1f} MiB, over the {_limit(options)} limit")
+            return
+        if path.suffix.lower() == ".zip":
+            yield from _records_from_zip(path, options)
+            return
+        data = path.read_bytes()
+    except OSError as exc:
+        yield ImportIssue(source, f"cannot read file ({exc.strerror or exc})")
+        return
+    fmt = detect_format(path.name) or (_sniff_format(data) if explicit else None)
+    if fmt is None:
+        yield ImportIssue(source, "unrecognised file type (expected CIF, POSCAR, extxyz, JSON, CSV or zip)")
+        return
+    yield from _records_from_bytes(source, path.name, data, fmt, options)
+
+
+def _limit(options: ImportOptions) -> str:
+    return f"{options.max_file_bytes / 2**20:.0f} MiB"
+
+
+def _records_from_zip(path: Path, options: ImportOptions) -> Iterator[RawRecord | ImportIssue]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        yield ImportIssue(str(path), f"not a readable zip archive ({exc})")
+        return
+    with archive:
+        for entry in archive.infolist():
+            if entry.is_dir():
+                continue
+            source = f"{path}:{entry.filename}"
+            name = PurePosixPath(entry.filename.replace("\\", "/"))
+            if name.is_absolute() or ".." in name.parts or (name.parts and ":" in name.parts[0]):
+                yield ImportIssue(source, "zip entry path escapes the archive folder; skipped")
+                continue
+            fmt = detect_format(name.name)
+            if fmt is None:
+                continue
+            if entry.file_size > options.max_file_bytes:
+                yield ImportIssue(source, f"entry is {entry.file_size / 2**20:.1f} MiB, over the {_limit(options)} limit")
+                continue
+            try:
+                with archive.open(entry) as fh:
+                    data = fh.read(options.max_file_bytes + 1)
+            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
+                yield ImportIssue(source, f"cannot read zip entry ({exc})")
+                continue
+            yield from _records_from_bytes(source, name.name, data, fmt, options)
+
+
+def _sniff_format(data: bytes) -> str | None:
+    head = data[:4096].decode("utf-8", errors="replace")
+    if "_cell_length_a" in head or head.lstrip().startswith("data_"):
+        return "cif"
+    if head.lstrip().startswith(("{", "[")):
+        return "json"
+    return None
+
+
+def _decode(source: str, name: str, data: bytes, options: ImportOptions) -> str | ImportIssue:
+    """Gunzip (if needed, with the size limit applied to the result) and decode UTF-8 text."""
+    if name.lower().endswith(".gz") or data[:2] == b"\x1f\x8b":
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+                data = gz.read(options.max_file_bytes + 1)
+        except (OSError, EOFError) as exc:
+            return ImportIssue(source, f"not a valid gzip file ({exc})")
+        if len(data) > options.max_file_bytes:
+            return ImportIssue(source, f"decompressed content is over the {_limit(options)} limit")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return ImportIssue(source, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})")
+    if "\x00" in text:
+        return ImportIssue(source, "binary content (NUL bytes) where text was expected")
+    return text
+
+
+def _records_from_bytes(source: str, name: str, data: bytes, fmt: str, options: ImportOptions) -> Iterator[
+        RawRecord | ImportIssue]:
+    text = _decode(source, name, data, options)
+    if isinstance(text, ImportIssue):
+        yield text
+        return
+    if not text.strip():
+        yield ImportIssue(source, "file is empty")
+        return
+    if fmt == "csv":
+        yield from _records_from_csv(source, text)
+    else:
+        stem = PurePosixPath(name[:-3] if name.lower().endswith(".gz") else name).stem
+        yield RawRecord(source=source, fmt=fmt, text=text, name=stem)
+
+
+def _records_from_csv(source: str, text: str) -> Iterator[RawRecord | ImportIssue]:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        yield ImportIssue(source, f"unparsable CSV ({str(exc).splitlines()[0]})")
+        return
+    columns = {normalize_column(c): c for c in frame.columns}
+    cif_col = next((columns[c] for c in STRUCTURE_COLUMNS if c in columns), None)
+    if cif_col is None:
+        yield ImportIssue(source, f"no CIF column (expected one of: {', '.join(STRUCTURE_COLUMNS)}; "
+                                  f"found: {', '.join(map(str, frame.columns))})")
+        return
+    id_col = next((columns[c] for c in ID_COLUMNS if c in columns), None)
+    others = [c for c in frame.columns if c not in (cif_col, id_col) and not str(c).startswith("Unnamed:")]
+    numeric = [c for c in others if _mostly_numeric(frame[c])]
+    text_cols = [c for c in others if c not in numeric]
+    cif_values = frame[cif_col].tolist()
+    id_values = frame[id_col].tolist() if id_col else [None] * len(frame)
+    prop_values = {c: frame[c].tolist() for c in numeric}
+    text_values = {c: frame[c].tolist() for c in text_cols}
+    for i, cif in enumerate(cif_values):
+        row_source = f"{source} row {i + 1}" + (f" (id {id_values[i]})" if id_values[i] else "")
+        if not cif.strip():
+            yield ImportIssue(row_source, f"empty '{cif_col}' cell")
+            continue
+        yield RawRecord(
+            source=row_source,
+            fmt="cif",
+            text=cif,
+            name=id_values[i] or None,
+            properties={c: prop_values[c][i] for c in numeric},
+            meta={c: text_values[c][i] for c in text_cols if text_values[c][i] != ""},
+        )
+
+
+def _mostly_numeric(column) -> bool:
+    """A column is a property column when at least half its non-empty cells are numbers."""
+    values = [v for v in column.tolist() if v.strip() != ""]
+    if not values:
+        return False
+    numeric = sum(_to_float(v) is not None for v in values[:1000])
+    return numeric >= 0.5 * min(len(values), 1000)
+
+
+def _to_float(value) -> float | None:
+    if isinstance(value, bool | np.bool_):
+        return float(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    text = str(value).strip()
+    if text.lower() in ("true", "false"):
+        return 1.0 if text.lower() == "true" else 0.0
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 2: parsing one raw record
+# --------------------------------------------------------------------------------------------------
+
+
+def parse_raw_record(raw: RawRecord, options: ImportOptions | None = None) -> list[ParsedRecord | ImportIssue]:
+    """Parse, check and describe the structures of one raw record. Never raises for bad input."""
+    options = options or ImportOptions()
+    try:
+        properties = _parse_properties(raw.properties)
+    except ValueError as exc:
+        return [ImportIssue(raw.source, str(exc))]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            items = _PARSERS[raw.fmt](raw)
+    except CrystalStudioError as exc:
+        return [ImportIssue(raw.source, str(exc))]
+    except Exception as exc:  # parsers raise anything on garbage; report it as the record's reason
+        return [ImportIssue(raw.source, f"unparsable {raw.fmt.upper()} ({_short(exc)})")]
+    out: list[ParsedRecord | ImportIssue] = []
+    for suffix, structure, extra_props, name in items:
+        source = raw.source + suffix
+        if isinstance(structure, ImportIssue):
+            out.append(structure)
+            continue
+        out.append(_finish(source, name or raw.name, structure, {**properties, **extra_props}, raw.meta, options))
+    if not out:
+        out.append(ImportIssue(raw.source, "no structure found"))
+    return out
+
+
+def _finish(source: str, name: str | None, structure: Structure, properties: dict[str, float],
+            meta: dict[str, str], options: ImportOptions) -> ParsedRecord | ImportIssue:
+    try:
+        _check_elements(structure)
+        structure = cs.check_structure(structure, options.ordered_approximation)
+        info = cs.describe(structure, options.close_atoms_tolerance)
+    except ValueError as exc:
+        return ImportIssue(source, str(exc))
+    if not info.valid and options.reject_close_atoms:
+        return ImportIssue(source, "; ".join(info.flags))
+    return ParsedRecord(source, name, cs.to_json(structure), info, properties, dict(meta))
+
+
+def _check_elements(structure: Structure) -> None:
+    for el in structure.composition.elements:
+        symbol = getattr(el, "symbol", str(el))
+        if not Element.is_valid_symbol(symbol) or symbol in ("X", "Xx"):
+            raise ValueError(f"unknown element '{symbol}'")
+        if getattr(el, "Z", 0) == 0:
+            raise ValueError(f"unknown element '{symbol}'")
+
+
+def _parse_properties(raw: dict[str, object]) -> dict[str, float]:
+    props: dict[str, float] = {}
+    for column, value in raw.items():
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            continue
+        number = _to_float(value)
+        if number is None:
+            raise ValueError(f"column '{column}': value '{str(value)[:40]}' is not a number")
+        if not math.isfinite(number):
+            continue
+        props[canonical_name(column)] = number
+    return props
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _parse_cif(raw: RawRecord):
+    """Each CIF data block is one structure; simple P1 blocks take gemmi's fast path."""
+    import gemmi
+
+    try:
+        doc = gemmi.cif.read_string(raw.text)
+    except (ValueError, RuntimeError) as exc:
+        raise CrystalStudioError(f"unparsable CIF ({_short(exc)})") from None
+    blocks = [b for b in doc if b.find_value("_cell_length_a") is not None]
+    if not blocks:
+        raise CrystalStudioError("unparsable CIF (no data block with a unit cell)")
+    items = []
+    for i, block in enumerate(blocks):
+        suffix = f" block '{block.name}'" if len(blocks) > 1 else ""
+        try:
+            structure = fast_cif_structure(block)
+            if structure is None:
+                structure = _pymatgen_cif(block.as_string())
+        except ValueError as exc:
+            structure = ImportIssue(raw.source + suffix, str(exc))
+        except Exception as exc:
+            structure = ImportIssue(raw.source + suffix, f"unparsable CIF block ({_short(exc)})")
+        name = raw.name if len(blocks) == 1 else f"{raw.name}:{block.name}" if raw.name else block.name
+        items.append((suffix, structure, {}, name))
+    return items
+
+
+def _pymatgen_cif(text: str) -> Structure:
+    from pymatgen.io.cif import CifParser
+
+    parser = CifParser.from_str(text)
+    try:
+        structures = parser.parse_structures(primitive=False, on_error="raise")
+    except ValueError as exc:
+        message = str(exc)
+        if "occupanc" in message.lower():
+            raise ValueError(f"invalid occupancies ({_short(exc)})") from None
+        if "Invalid CIF" in message or "No structure" in message:
+            detail = "; ".join(w.splitlines()[0] for w in parser.warnings[:2]) or _short(exc)
+            raise ValueError(f"unparsable CIF block ({detail})") from None
+        raise
+    return structures[0]
+
+
+_IDEAL_FRACTIONS = (1 / 3, 2 / 3)
+_P1_OPS = {"x,y,z", "+x,+y,+z"}
+
+
+def fast_cif_structure(block) -> Structure | None:
+    """Structure from a gemmi CIF block when it is the plain kind (P1, fully occupied, known
+    elements, no magnetic data); None to ask for pymatgen's full parser.
+
+    Matches pymatgen's CifParser on such blocks: coordinates within 1e-4 of 1/3 or 2/3 are snapped,
+    coordinates wrap into [0, 1), sites are sorted by electronegativity as
+    pymatgen's ``get_sorted_structure`` does.
+    """
+    ops = [o.replace(" ", "").replace("'", "").lower() for o in block.find_values("_symmetry_equiv_pos_as_xyz")]
+    ops += [o.replace(" ", "").replace("'", "").lower() for o in block.find_values("_space_group_symop_operation_xyz")]
+    if not ops or any(o not in _P1_OPS for o in ops) or block.find_value("_atom_site_moment_label"):
+        return None
+    table = block.find("_atom_site_", ["type_symbol", "fract_x", "fract_y", "fract_z", "?occupancy"])
+    if not table or not table.has_column(0):
+        return None
+    cell = [block.find_value(f"_cell_{k}") for k in ("length_a", "length_b", "length_c",
+                                                      "angle_alpha", "angle_beta", "angle_gamma")]
+    try:
+        params = [_cif_float(v) for v in cell]
+        species, coords = [], []
+        for row in table:
+            if row.has(4) and _cif_float(row[4]) != 1.0:
+                return None
+            symbol = row[0].strip("'\"")
+            if not Element.is_valid_symbol(symbol):
+                return None
+            species.append(symbol)
+            coords.append([_snap(_cif_float(row[k])) for k in (1, 2, 3)])
+    except (ValueError, TypeError):
+        return None
+    if not species:
+        return None
+    # pymatgen sorts sites by electronegativity, then symbol (stable); do the same.
+    if any(not math.isfinite(_species_key(s)[0]) for s in species):
+        return None
+    order = sorted(range(len(species)), key=lambda i: _species_key(species[i]))
+    frac = np.array(coords)[order]
+    frac -= np.floor(frac)
+    return Structure(Lattice.from_parameters(*params), [species[i] for i in order], frac)
+
+
+@lru_cache(maxsize=None)
+def _species_key(symbol: str) -> tuple[float, str]:
+    return float(Element(symbol).X), symbol
+
+
+def _cif_float(value: str | None) -> float:
+    if value is None:
+        raise ValueError("missing value")
+    text = value.strip("'\"")
+    if "(" in text:
+        text = text[: text.index("(")]
+    return float(text)
+
+
+def _snap(x: float) -> float:
+    for ideal in _IDEAL_FRACTIONS:
+        if math.isclose(x / ideal, 1, abs_tol=1e-4, rel_tol=0):
+            return ideal
+    return x
+
+
+def _parse_poscar(raw: RawRecord):
+    from pymatgen.io.vasp import Poscar
+
+    try:
+        poscar = Poscar.from_str(raw.text, read_velocities=False)
+    except Exception as exc:
+        raise CrystalStudioError(f"unparsable POSCAR ({_short(exc)})") from None
+    return [("", poscar.structure, {}, raw.name)]
+
+
+def _parse_extxyz(raw: RawRecord):
+    from ase.io import read
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    try:
+        frames = read(io.StringIO(raw.text), index=":", format="extxyz")
+    except Exception as exc:
+        raise CrystalStudioError(f"unparsable extended XYZ ({_short(exc)})") from None
+    items = []
+    for i, atoms in enumerate(frames):
+        suffix = f" frame {i + 1}" if len(frames) > 1 else ""
+        if not atoms.pbc.all() or atoms.cell.rank < 3:
+            items.append((suffix, ImportIssue(raw.source + suffix, "frame has no periodic 3D cell (Lattice=...)"), {}, None))
+            continue
+        try:
+            props = _parse_properties({k: v for k, v in atoms.info.items() if _is_scalar(v)})
+        except ValueError as exc:
+            items.append((suffix, ImportIssue(raw.source + suffix, str(exc)), {}, None))
+            continue
+        name = str(atoms.info.get("name") or atoms.info.get("id") or "") or (
+            f"{raw.name}:{i + 1}" if len(frames) > 1 else raw.name)
+        items.append((suffix, AseAtomsAdaptor.get_structure(atoms), props, name))
+    return items
+
+
+def _is_scalar(value) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def _parse_json(raw: RawRecord):
+    try:
+        doc = json.loads(raw.text)
+    except json.JSONDecodeError as exc:
+        raise CrystalStudioError(f"unparsable JSON (line {exc.lineno}: {exc.msg})") from None
+    entries = doc if isinstance(doc, list) else [doc]
+    items = []
+    for i, entry in enumerate(entries):
+        suffix = f" item {i + 1}" if len(entries) > 1 else ""
+        if not isinstance(entry, dict):
+            items.append((suffix, ImportIssue(raw.source + suffix, "expected a pymatgen Structure object"), {}, None))
+            continue
+        struct_doc = entry.get("structure", entry)
+        try:
+            props = _parse_properties(entry.get("properties", {}))
+            structure = Structure.from_dict(struct_doc)
+        except ValueError as exc:
+            items.append((suffix, ImportIssue(raw.source + suffix, str(exc)), {}, None))
+            continue
+        except Exception as exc:
+            items.append((suffix, ImportIssue(raw.source + suffix, f"not a pymatgen Structure ({_short(exc)})"), {}, None))
+            continue
+        items.append((suffix, structure, props, entry.get("name") or raw.name))
+    return items
+
+
+_PARSERS = {"cif": _parse_cif, "poscar": _parse_poscar, "extxyz": _parse_extxyz, "json": _parse_json}
+
+
+def read_structures(paths: Iterable[str | os.PathLike], options: ImportOptions | None = None) -> tuple[
+        list[ParsedRecord], list[ImportIssue]]:
+    """Read everything under ``paths`` in this process: (records, issues)."""
+    records, issues = [], []
+    for raw in iter_raw_records(paths, options):
+        results = [raw] if isinstance(raw, ImportIssue) else parse_raw_record(raw, options)
+        for item in results:
+            (issues if isinstance(item, ImportIssue) else records).append(item)
+    return records, issues
+
+
+def read_structure(path: str | os.PathLike) -> Structure:
+    """The single structure in a file; raises CrystalStudioError with the reason otherwise."""
+    records, issues = read_structures([path])
+    if issues:
+        raise CrystalStudioError(str(issues[0]))
+    if len(records) != 1:
+        raise CrystalStudioError(f"{path}: expected one structure, found {len(records)}")
+    return records[0].structure
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------------
+
+WRITE_FORMATS = {"cif": ".cif", "poscar": ".vasp", "extxyz": ".extxyz"}
+
+
+def structure_text(structure: Structure, fmt: str, symmetrize: bool = False,
+                   properties: dict[str, float] | None = None, comment: str = "") -> str:
+    """Text of ``structure`` in ``fmt`` (cif, poscar or extxyz).
+
+    With ``symmetrize`` the CIF is written in the space group spglib finds (symprec 0.01 Å), with the
+    symmetry-refined cell, instead of P1.
+    """
+    if fmt == "cif":
+        from pymatgen.io.cif import CifWriter
+
+        writer = CifWriter(structure, symprec=cs.SYMPREC if symmetrize else None, significant_figures=10)
+        return str(writer)
+    if fmt == "poscar":
+        from pymatgen.io.vasp import Poscar
+
+        return Poscar(structure, comment=comment or structure.composition.reduced_formula).get_str(
+            significant_figures=10)
+    if fmt == "extxyz":
+        from ase.io import write
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        atoms = AseAtomsAdaptor.get_atoms(structure)
+        atoms.info.update(properties or {})
+        if comment:
+            atoms.info["name"] = comment
+        buffer = io.StringIO()
+        write(buffer, atoms, format="extxyz")
+        return buffer.getvalue()
+    raise CrystalStudioError(f"unknown export format '{fmt}' (choose cif, poscar or extxyz)")
+
+
+def safe_filename(text: str) -> str:
+    """A file-name-safe version of ``text`` (letters, digits, '-', '_', '.')."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+    return cleaned.strip("._") or "structure"
+
+
+def write_structure_files(items: Iterable[tuple[str, Structure, dict[str, float]]], out_dir: str | os.PathLike,
+                          fmt: str, symmetrize: bool = False) -> list[Path]:
+    """Write one file per (name, structure, properties) into ``out_dir``; returns the paths.
+
+    Files are written to a temporary name and renamed, so a failure never leaves a half-written file.
+    """
+    if fmt not in WRITE_FORMATS:
+        raise CrystalStudioError(f"unknown export format '{fmt}' (choose cif, poscar or extxyz)")
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CrystalStudioError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    written = []
+    for name, structure, props in items:
+        target = out / (safe_filename(name) + WRITE_FORMATS[fmt])
+        text = structure_text(structure, fmt, symmetrize, props, comment=name)
+        tmp = target.with_suffix(target.suffix + ".part")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise CrystalStudioError(f"cannot write {target}: {exc.strerror or exc}") from None
+        written.append(target)
+    return written

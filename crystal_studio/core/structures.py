@@ -1,0 +1,175 @@
+"""Structure checks, derived quantities and the compact JSON form stored in projects.
+
+Lengths are Å, volumes Å³, densities g/cm³.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints search failures to stderr otherwise
+import spglib  # noqa: E402
+from pymatgen.core import Element, Lattice, Structure  # noqa: E402
+from pymatgen.core.periodic_table import get_el_sp  # noqa: E402
+
+# Same defaults as pymatgen's SpacegroupAnalyzer, so results agree with it.
+SYMPREC = 0.01  # Å
+ANGLE_TOLERANCE = 5.0  # degrees
+MIN_DISTANCE = 0.5  # Å; closer atoms make a structure physically invalid
+_AVOGADRO_FACTOR = 1.66053906660  # (g/mol)/Å³ -> g/cm³
+
+_MASS = {el.Z: float(el.atomic_mass) for el in Element}
+
+
+@dataclass
+class StructureInfo:
+    """Derived, queryable facts about one structure."""
+
+    formula: str
+    reduced_formula: str
+    elements: list[str]
+    nsites: int
+    spacegroup_number: int | None
+    spacegroup_symbol: str | None
+    volume: float  # Å³ per cell
+    density: float  # g/cm³
+    min_distance: float  # Å, over periodic images
+    valid: bool
+    flags: list[str] = field(default_factory=list)
+
+
+def element_mask(elements: list[str]) -> tuple[int, int]:
+    """Two 60-bit integers with bit Z-1 (first, Z ≤ 60) or Z-61 (second) set for each element."""
+    low = high = 0
+    for symbol in elements:
+        z = Element(symbol).Z
+        if z <= 60:
+            low |= 1 << (z - 1)
+        else:
+            high |= 1 << (z - 61)
+    return low, high
+
+
+def spglib_cell(structure: Structure) -> tuple:
+    return (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
+
+
+def spacegroup(structure: Structure) -> tuple[int | None, str | None]:
+    """International space-group number and symbol from spglib (None when spglib finds none)."""
+    dataset = spglib.get_symmetry_dataset(spglib_cell(structure), symprec=SYMPREC, angle_tolerance=ANGLE_TOLERANCE)
+    if dataset is None:
+        return None, None
+    return int(dataset.number), str(dataset.international)
+
+
+def min_periodic_distance(structure: Structure) -> float:
+    """Smallest distance (Å) between two atoms, periodic images included (inf for one atom with a
+    large cell)."""
+    if len(structure) == 1:
+        return float(min(structure.lattice.abc)) if structure.lattice.volume > 0 else 0.0
+    dm = structure.distance_matrix
+    np.fill_diagonal(dm, np.inf)
+    nearest = float(dm.min())
+    # An atom's own periodic image can be closer than any other atom in a small cell.
+    return min(nearest, float(min(structure.lattice.abc)))
+
+
+def describe(structure: Structure, close_atoms_tolerance: float = MIN_DISTANCE) -> StructureInfo:
+    """Compute the derived columns and validity flags of a structure already checked by
+    :func:`check_structure`."""
+    comp = structure.composition
+    numbers = [site.specie.Z for site in structure]
+    mass = sum(_MASS[z] for z in numbers)
+    volume = float(structure.lattice.volume)
+    dmin = min_periodic_distance(structure)
+    flags = []
+    if dmin < close_atoms_tolerance:
+        flags.append(f"atoms {dmin:.3f} Å apart (< {close_atoms_tolerance} Å)")
+    number, symbol = spacegroup(structure)
+    return StructureInfo(
+        formula=comp.formula,
+        reduced_formula=comp.reduced_formula,
+        elements=sorted({el.symbol for el in comp.elements}, key=lambda s: Element(s).X),
+        nsites=len(structure),
+        spacegroup_number=number,
+        spacegroup_symbol=symbol,
+        volume=volume,
+        density=mass / volume * _AVOGADRO_FACTOR,
+        min_distance=dmin,
+        valid=not flags,
+        flags=flags,
+    )
+
+
+def check_structure(structure: Structure, ordered_approximation: bool = False) -> Structure:
+    """Return a structure fit for storing, or raise ValueError with the reason.
+
+    Rejects NaN/inf lattice or coordinates, zero or negative cell volume and partial occupancies
+    (unless ``ordered_approximation``: then each site keeps its majority species and sites less than
+    half occupied are dropped).
+    """
+    matrix = structure.lattice.matrix
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError("lattice contains NaN or infinite values")
+    if not np.all(np.isfinite(structure.frac_coords)):
+        raise ValueError("atomic coordinates contain NaN or infinite values")
+    det = float(np.linalg.det(matrix))
+    if det <= 1e-6:
+        raise ValueError(f"cell volume is {det:.4g} Å³ (must be positive)")
+    if len(structure) == 0:
+        raise ValueError("structure has no atoms")
+    if structure.is_ordered:
+        return structure
+    disordered = [i for i, site in enumerate(structure) if not site.is_ordered]
+    if not ordered_approximation:
+        site = structure[disordered[0]]
+        return _raise_partial(site, len(disordered))
+    species, coords = [], []
+    for site in structure:
+        occupant, occupancy = max(site.species.items(), key=lambda kv: kv[1])
+        if site.species.num_atoms >= 0.5 - 1e-8 and occupancy > 0:
+            species.append(occupant)
+            coords.append(site.frac_coords)
+    if not species:
+        raise ValueError("no site is at least half occupied")
+    return Structure(structure.lattice, species, coords)
+
+
+def _raise_partial(site, count: int):
+    raise ValueError(
+        f"partial occupancy ({site.species.formula} on {count} site(s)); import with the ordered "
+        "approximation option to keep the majority species"
+    )
+
+
+def to_json(structure: Structure) -> str:
+    """Compact JSON of a structure: lattice matrix (Å), species strings, fractional coordinates,
+    and site properties when present."""
+    doc = {
+        "lattice": np.round(structure.lattice.matrix, 10).tolist(),
+        "species": [str(site.specie) for site in structure],
+        "frac_coords": np.round(structure.frac_coords, 10).tolist(),
+    }
+    if structure.site_properties:
+        doc["site_properties"] = {
+            k: [v.tolist() if isinstance(v, np.ndarray) else v for v in vals]
+            for k, vals in structure.site_properties.items()
+        }
+    return json.dumps(doc, default=float)
+
+
+def from_json(text: str) -> Structure:
+    """Inverse of :func:`to_json`; also accepts pymatgen's own ``Structure.as_dict`` JSON."""
+    doc = json.loads(text)
+    if "@class" in doc or "sites" in doc:
+        return Structure.from_dict(doc)
+    return Structure(
+        Lattice(doc["lattice"]),
+        [get_el_sp(s) for s in doc["species"]],
+        doc["frac_coords"],
+        site_properties=doc.get("site_properties"),
+    )

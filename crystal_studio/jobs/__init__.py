@@ -1,0 +1,1 @@
+"""Jobs: long operations with progress events and cooperative cancellation, and their runners."""

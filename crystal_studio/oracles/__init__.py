@@ -1,0 +1,1 @@
+"""Pretrained universal potentials used as oracles (CHGNet; weights ship in its wheel)."""

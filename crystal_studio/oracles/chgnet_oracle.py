@@ -1,0 +1,170 @@
+"""CHGNet as an oracle: energy, forces, stress, magnetic moments and relaxation with a free cell.
+
+CHGNet's weights ship inside its wheel, so nothing is downloaded at run time. Energies are eV/atom,
+forces eV/Å, stresses GPa, magnetic moments μB per site.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from pymatgen.core import Structure
+
+from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
+
+
+@dataclass
+class OracleResult:
+    """Single-point CHGNet prediction for one structure."""
+
+    energy_per_atom: float  # eV/atom
+    forces: np.ndarray  # (nsites, 3) eV/Å
+    stress: np.ndarray  # (6,) GPa, Voigt order
+    magmoms: np.ndarray  # (nsites,) μB
+
+    @property
+    def total_magnetic_moment(self) -> float:
+        """Sum of CHGNet's site moment magnitudes (μB per cell)."""
+        return float(np.sum(self.magmoms))
+
+
+@dataclass
+class Relaxation:
+    """Outcome of relaxing one structure."""
+
+    initial: Structure
+    final: Structure
+    energy_per_atom: float  # eV/atom, of the final structure
+    converged: bool
+    steps: int
+    max_force: float  # eV/Å, at the end
+    magmoms: np.ndarray  # μB per site, of the final structure
+
+    @property
+    def max_displacement(self) -> float:
+        """Largest site displacement (Å) between initial and final, in fractional-coordinate terms
+        scaled by the final lattice (cell changes are not counted as displacement)."""
+        diff = self.final.frac_coords - self.initial.frac_coords
+        diff -= np.round(diff)
+        return float(np.max(np.linalg.norm(self.final.lattice.get_cartesian_coords(diff), axis=1)))
+
+
+_MODEL_LOCK = threading.Lock()
+_MODELS: dict[str, object] = {}
+
+
+def _load_model(device: str):
+    """Load (once per device) the CHGNet model that ships inside the chgnet wheel."""
+    with _MODEL_LOCK:
+        if device not in _MODELS:
+            from chgnet.model import CHGNet
+
+            _MODELS[device] = CHGNet.load(use_device=device, verbose=False)
+        return _MODELS[device]
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Map 'auto' to 'cuda' when torch sees a GPU, else 'cpu'."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class ChgnetOracle:
+    """Batched CHGNet predictions and cancellable relaxations on CPU or GPU."""
+
+    def __init__(self, device: str = "auto"):
+        self.device = resolve_device(device)
+        self.model = _load_model(self.device)
+        self._calculator = None
+
+    @property
+    def calculator(self):
+        """An ASE calculator wrapping this oracle's model (created on first use)."""
+        if self._calculator is None:
+            from chgnet.model.dynamics import CHGNetCalculator
+
+            self._calculator = CHGNetCalculator(model=self.model, use_device=self.device, on_isolated_atoms="ignore")
+        return self._calculator
+
+    @property
+    def version(self) -> str:
+        """Model and package version, e.g. 'CHGNet 0.3.0 (chgnet 0.4.2)'."""
+        import chgnet
+
+        return f"CHGNet {getattr(self.model, 'version', '?')} (chgnet {chgnet.__version__})"
+
+    def predict(self, structures: list[Structure], batch_size: int = 16) -> list[OracleResult]:
+        """Single-point energies, forces, stresses and moments for a list of structures."""
+        if not structures:
+            return []
+        raw = self.model.predict_structure(list(structures), task="efsm", batch_size=batch_size)
+        if isinstance(raw, dict):
+            raw = [raw]
+        return [
+            OracleResult(float(r["e"]), np.asarray(r["f"]), np.asarray(r["s"]), np.abs(np.asarray(r["m"])))
+            for r in raw
+        ]
+
+    def relax(
+        self,
+        structures: list[Structure],
+        fmax: float = 0.05,
+        max_steps: int = 300,
+        relax_cell: bool = True,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> list[Relaxation]:
+        """Relax each structure with FIRE (cell free unless ``relax_cell`` is False).
+
+        ``fmax`` is the force criterion in eV/Å. Cancellation is honoured between optimizer steps.
+        """
+        from ase.filters import FrechetCellFilter
+        from ase.optimize import FIRE
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        cancel = cancel or CancelToken()
+        calc = self.calculator
+        results = []
+        for i, structure in enumerate(structures):
+            cancel.check()
+            atoms = AseAtomsAdaptor.get_atoms(structure)
+            atoms.calc = calc
+            target = FrechetCellFilter(atoms) if relax_cell else atoms
+            optimizer = FIRE(target, logfile=None)
+            optimizer.attach(cancel.check, interval=1)
+            converged = bool(optimizer.run(fmax=fmax, steps=max_steps))
+            final = AseAtomsAdaptor.get_structure(atoms)
+            forces = atoms.get_forces()
+            results.append(
+                Relaxation(
+                    initial=structure,
+                    final=final,
+                    energy_per_atom=float(atoms.get_potential_energy() / len(atoms)),
+                    converged=converged,
+                    steps=int(optimizer.nsteps),
+                    max_force=float(np.max(np.linalg.norm(forces, axis=1))),
+                    magmoms=np.abs(np.asarray(calc.results.get("magmoms", np.zeros(len(atoms))))),
+                )
+            )
+            progress(ProgressEvent(i + 1, len(structures), f"relaxed {final.composition.reduced_formula}"))
+        return results
+
+    def bulk_modulus(self, structure: Structure, strain: float = 0.06, points: int = 7) -> float:
+        """Bulk modulus (GPa) from a Birch–Murnaghan fit to energies at isotropically scaled volumes
+        (±``strain`` in volume, ions kept at their fractional positions)."""
+        from pymatgen.analysis.eos import EOS
+
+        scales = np.linspace(1 - strain, 1 + strain, points)
+        strained = []
+        for s in scales:
+            st = structure.copy()
+            st.scale_lattice(structure.volume * s)
+            strained.append(st)
+        energies = [r.energy_per_atom * len(structure) for r in self.predict(strained)]
+        fit = EOS("birch_murnaghan").fit([st.volume for st in strained], energies)
+        return float(fit.b0_GPa)

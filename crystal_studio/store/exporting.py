@@ -1,0 +1,64 @@
+"""Export structures from a project to CIF/POSCAR/extxyz files or a zip of them."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+from crystal_studio.core.errors import CrystalStudioError
+from crystal_studio.core.io import WRITE_FORMATS, safe_filename, structure_text, write_structure_files
+from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
+from crystal_studio.store.project import Project, StructureQuery
+
+
+def export_name(row: dict) -> str:
+    """File stem for an exported structure: reduced formula and store id, e.g. 'SrTiO3_42'."""
+    return f"{row['reduced_formula']}_{row['id']}"
+
+
+def export_structures(project: Project, query: StructureQuery, out: str | os.PathLike, fmt: str,
+                      symmetrize: bool = False, progress: ProgressCallback = no_progress,
+                      cancel: CancelToken | None = None) -> list[Path]:
+    """Write every structure matching ``query``; ``out`` is a folder, or a file ending in .zip.
+
+    Returns the written paths (for a zip: the archive). Cancelling stops between structures; a zip is
+    only moved into place once complete.
+    """
+    cancel = cancel or CancelToken()
+    out = Path(out)
+    total = project.count(query)
+    items = []
+    for i, (row, structure) in enumerate(project.iter_structures(query), 1):
+        cancel.check()
+        items.append((export_name(row), structure, row.get("properties", {})))
+        if i % 100 == 0 or i == total:
+            progress(ProgressEvent(i, total, "reading"))
+    if out.suffix.lower() == ".zip":
+        return [_write_zip(items, out, fmt, symmetrize, cancel)]
+    written = []
+    for i, item in enumerate(items, 1):
+        cancel.check()
+        written += write_structure_files([item], out, fmt, symmetrize)
+        progress(ProgressEvent(i, len(items), "writing"))
+    return written
+
+
+def _write_zip(items, out: Path, fmt: str, symmetrize: bool, cancel: CancelToken) -> Path:
+    if fmt not in WRITE_FORMATS:
+        raise CrystalStudioError(f"unknown export format '{fmt}' (choose cif, poscar or extxyz)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".zip.part", dir=out.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, structure, props in items:
+                cancel.check()
+                archive.writestr(safe_filename(name) + WRITE_FORMATS[fmt],
+                                 structure_text(structure, fmt, symmetrize, props, comment=name))
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out

@@ -1,0 +1,365 @@
+"""The project store: one SQLite file (WAL mode) per project, built with sqlite-utils.
+
+Each thread gets its own connection; writes go through :meth:`Project.transaction`, which holds a
+process-wide write lock and an immediate SQLite transaction, so readers never see half a write and
+writers never hit "database is locked".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+from pymatgen.core import Structure
+
+from crystal_studio.core import structures as cs
+from crystal_studio.core.errors import NotFoundError, ProjectError
+from crystal_studio.core.io import ParsedRecord
+from crystal_studio.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+_WRITE_LOCKS: dict[str, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+SORTABLE_COLUMNS = ("id", "name", "reduced_formula", "nsites", "spacegroup_number", "volume", "density", "valid")
+
+
+def now() -> str:
+    """Current UTC time as ISO 8601 (seconds)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class StructureQuery:
+    """A filter and sort over the structures of a project (all fields optional)."""
+
+    dataset: str | None = None
+    formula: str | None = None  # substring of the reduced formula (case-sensitive, e.g. "TiO3")
+    elements_all: list[str] = field(default_factory=list)  # contains every one of these
+    elements_any: list[str] = field(default_factory=list)  # contains at least one of these
+    elements_none: list[str] = field(default_factory=list)  # contains none of these
+    nsites_min: int | None = None
+    nsites_max: int | None = None
+    spacegroup: int | None = None  # international number
+    property_ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    valid_only: bool = False
+    ids: list[int] | None = None
+    sort: str = "id"  # a column of SORTABLE_COLUMNS or a property name
+    descending: bool = False
+
+
+@dataclass
+class DatasetSummary:
+    name: str
+    count: int
+    source: str
+    description: str
+    created: str
+    metadata: dict
+    properties: dict[str, dict[str, float]]  # name -> {count, min, max}
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "count": self.count, "source": self.source, "description": self.description,
+                "created": self.created, "metadata": self.metadata, "properties": self.properties}
+
+
+class Project:
+    """An open project file. Use :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._local = threading.local()
+        with _WRITE_LOCKS_GUARD:
+            self._write_lock = _WRITE_LOCKS.setdefault(str(self.path.resolve()), threading.RLock())
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @classmethod
+    def create(cls, path: str | Path) -> Project:
+        """Create a new, empty project file; refuses to overwrite an existing file."""
+        path = Path(path)
+        if path.exists():
+            raise ProjectError(f"{path}: already exists (open it, or choose another name)")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ProjectError(f"{path}: cannot create folder ({exc.strerror or exc})") from None
+        project = cls(path)
+        project.migrate()
+        return project
+
+    @classmethod
+    def open(cls, path: str | Path, migrate: bool = True) -> Project:
+        """Open an existing project, applying pending migrations."""
+        path = Path(path)
+        if not path.is_file():
+            raise ProjectError(f"{path}: no such project file (create one with 'crystal-studio new')")
+        project = cls(path)
+        version = project.schema_version
+        if version > SCHEMA_VERSION:
+            raise ProjectError(f"{path}: made by a newer Crystal Studio (schema {version} > {SCHEMA_VERSION})")
+        if migrate and version < SCHEMA_VERSION:
+            project.migrate()
+        return project
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.DatabaseError as exc:
+            raise ProjectError(f"{self.path}: not a Crystal Studio project ({exc})") from None
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's sqlite-utils handle on the project."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite_utils.Database(self._connect())
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._local.db = None
+
+    @property
+    def schema_version(self) -> int:
+        try:
+            return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            raise ProjectError(f"{self.path}: not a Crystal Studio project ({exc})") from None
+
+    def migrate(self, target: int = SCHEMA_VERSION) -> None:
+        """Apply forward migrations up to ``target``, each in its own transaction."""
+        for version in range(self.schema_version + 1, target + 1):
+            with self.transaction() as db:
+                MIGRATIONS[version](db)
+                db.execute(f"PRAGMA user_version = {version}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """An immediate write transaction, committed on success and rolled back on any exception."""
+        db = self.db
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # ---------------------------------------------------------------- datasets
+
+    def dataset_id(self, name: str, create: bool = False, source: str = "", description: str = "",
+                   metadata: dict | None = None) -> int:
+        """Id of the dataset called ``name`` (created if ``create``; must be inside a transaction then)."""
+        row = self.db.execute("SELECT id FROM datasets WHERE name = ?", [name]).fetchone()
+        if row:
+            return int(row[0])
+        if not create:
+            raise NotFoundError(f"no dataset named '{name}' in {self.path.name} "
+                                f"(have: {', '.join(self.dataset_names()) or 'none'})")
+        return int(self.db["datasets"].insert(
+            {"name": name, "source": source, "description": description,
+             "metadata": json.dumps(metadata or {}), "created": now()}).last_pk)
+
+    def dataset_names(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM datasets ORDER BY id")]
+
+    def datasets(self) -> list[DatasetSummary]:
+        """Every dataset with its structure count and per-property count/min/max."""
+        out = []
+        for ds in self.db.query("SELECT * FROM datasets ORDER BY id"):
+            count = self.db.execute("SELECT COUNT(*) FROM structures WHERE dataset_id = ?", [ds["id"]]).fetchone()[0]
+            props = {
+                name: {"count": n, "min": lo, "max": hi}
+                for name, n, lo, hi in self.db.execute(
+                    "SELECT p.name, COUNT(*), MIN(p.value), MAX(p.value) FROM properties p "
+                    "JOIN structures s ON s.id = p.structure_id WHERE s.dataset_id = ? GROUP BY p.name ORDER BY p.name",
+                    [ds["id"]])
+            }
+            out.append(DatasetSummary(ds["name"], count, ds["source"] or "", ds["description"] or "",
+                                      ds["created"] or "", json.loads(ds["metadata"] or "{}"), props))
+        return out
+
+    def add_records(self, dataset: str, records: Iterable[ParsedRecord], source: str = "",
+                    description: str = "", metadata: dict | None = None) -> int:
+        """Insert parsed records into ``dataset`` (created if new) in one transaction; returns the count."""
+        with self.transaction() as db:
+            return self.insert_records(db, dataset, records, source, description, metadata)
+
+    def insert_records(self, db: sqlite_utils.Database, dataset: str, records: Iterable[ParsedRecord],
+                       source: str = "", description: str = "", metadata: dict | None = None) -> int:
+        """Like :meth:`add_records` but inside the caller's transaction ``db``."""
+        dataset_id = self.dataset_id(dataset, create=True, source=source, description=description, metadata=metadata)
+        cur = db.conn.cursor()
+        count = 0
+        prop_rows = []
+        for rec in records:
+            info = rec.info
+            lo, hi = cs.element_mask(info.elements)
+            cur.execute(
+                "INSERT INTO structures (dataset_id, name, source, formula, reduced_formula, elements, nsites, "
+                "spacegroup_number, spacegroup_symbol, volume, density, valid, flags, meta, structure, "
+                "el_mask_lo, el_mask_hi, min_distance) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (dataset_id, rec.name, rec.source, info.formula, info.reduced_formula, json.dumps(info.elements),
+                 info.nsites, info.spacegroup_number, info.spacegroup_symbol, info.volume, info.density,
+                 int(info.valid), json.dumps(info.flags), json.dumps(rec.meta), rec.structure_json, lo, hi,
+                 info.min_distance if info.min_distance != float("inf") else None))
+            sid = cur.lastrowid
+            prop_rows.extend((sid, name, value, "import") for name, value in rec.properties.items())
+            count += 1
+        cur.executemany("INSERT INTO properties (structure_id, name, value, source) VALUES (?,?,?,?)", prop_rows)
+        return count
+
+    # ---------------------------------------------------------------- structure queries
+
+    def _where(self, q: StructureQuery) -> tuple[str, list]:
+        clauses, params = [], []
+        if q.dataset is not None:
+            clauses.append("s.dataset_id = ?")
+            params.append(self.dataset_id(q.dataset))
+        if q.formula:
+            clauses.append("s.reduced_formula LIKE ? ESCAPE '\\'")
+            escaped = q.formula.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params.append(f"%{escaped}%")
+        if q.elements_all:
+            lo, hi = cs.element_mask(q.elements_all)
+            clauses.append("(s.el_mask_lo & ?) = ? AND (s.el_mask_hi & ?) = ?")
+            params += [lo, lo, hi, hi]
+        if q.elements_any:
+            lo, hi = cs.element_mask(q.elements_any)
+            clauses.append("((s.el_mask_lo & ?) != 0 OR (s.el_mask_hi & ?) != 0)")
+            params += [lo, hi]
+        if q.elements_none:
+            lo, hi = cs.element_mask(q.elements_none)
+            clauses.append("(s.el_mask_lo & ?) = 0 AND (s.el_mask_hi & ?) = 0")
+            params += [lo, hi]
+        if q.nsites_min is not None:
+            clauses.append("s.nsites >= ?")
+            params.append(q.nsites_min)
+        if q.nsites_max is not None:
+            clauses.append("s.nsites <= ?")
+            params.append(q.nsites_max)
+        if q.spacegroup is not None:
+            clauses.append("s.spacegroup_number = ?")
+            params.append(q.spacegroup)
+        if q.valid_only:
+            clauses.append("s.valid = 1")
+        if q.ids is not None:
+            clauses.append(f"s.id IN ({','.join('?' * len(q.ids))})")
+            params += list(q.ids)
+        for name, (lo, hi) in q.property_ranges.items():
+            cond, cparams = ["p.name = ?"], [name]
+            if lo is not None:
+                cond.append("p.value >= ?")
+                cparams.append(lo)
+            if hi is not None:
+                cond.append("p.value <= ?")
+                cparams.append(hi)
+            clauses.append(f"s.id IN (SELECT p.structure_id FROM properties p WHERE {' AND '.join(cond)})")
+            params += cparams
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def count(self, query: StructureQuery | None = None) -> int:
+        where, params = self._where(query or StructureQuery())
+        return int(self.db.execute(f"SELECT COUNT(*) FROM structures s{where}", params).fetchone()[0])
+
+    def page(self, query: StructureQuery | None = None, offset: int = 0, limit: int = 100,
+             with_properties: bool = True) -> list[dict]:
+        """One page of structure rows (no structure JSON) matching ``query``, in its sort order.
+
+        Each row has the derived columns and, with ``with_properties``, a ``properties`` dict.
+        """
+        q = query or StructureQuery()
+        where, params = self._where(q)
+        direction = "DESC" if q.descending else "ASC"
+        join = ""
+        if q.sort in SORTABLE_COLUMNS:
+            order = f"s.{q.sort} {direction}, s.id"
+        else:
+            join = " LEFT JOIN properties sp ON sp.structure_id = s.id AND sp.name = ?"
+            params = [q.sort, *params]
+            order = f"sp.value IS NULL, sp.value {direction}, s.id"
+        sql = (
+            "SELECT s.id, s.name, s.formula, s.reduced_formula, s.elements, s.nsites, s.spacegroup_number, "
+            "s.spacegroup_symbol, s.volume, s.density, s.valid, s.flags, s.min_distance, d.name AS dataset "
+            f"FROM structures s JOIN datasets d ON d.id = s.dataset_id{join}{where} ORDER BY {order} LIMIT ? OFFSET ?"
+        )
+        rows = [dict(r) for r in self.db.query(sql, [*params, limit, offset])]
+        for row in rows:
+            row["elements"] = json.loads(row["elements"])
+            row["flags"] = json.loads(row["flags"] or "[]")
+            row["valid"] = bool(row["valid"])
+        if with_properties and rows:
+            props = self.properties_of([r["id"] for r in rows])
+            for row in rows:
+                row["properties"] = props.get(row["id"], {})
+        return rows
+
+    def ids(self, query: StructureQuery | None = None) -> list[int]:
+        """Every structure id matching ``query`` (in id order)."""
+        where, params = self._where(query or StructureQuery())
+        return [r[0] for r in self.db.execute(f"SELECT s.id FROM structures s{where} ORDER BY s.id", params)]
+
+    def properties_of(self, ids: list[int]) -> dict[int, dict[str, float]]:
+        out: dict[int, dict[str, float]] = {}
+        for chunk_start in range(0, len(ids), 900):
+            chunk = ids[chunk_start:chunk_start + 900]
+            for sid, name, value in self.db.execute(
+                    f"SELECT structure_id, name, value FROM properties WHERE structure_id IN ({','.join('?' * len(chunk))})",
+                    chunk):
+                out.setdefault(sid, {})[name] = value
+        return out
+
+    def property_values(self, name: str, query: StructureQuery | None = None) -> list[tuple[int, float]]:
+        """(structure id, value) of one property over the structures matching ``query``."""
+        where, params = self._where(query or StructureQuery())
+        return self.db.execute(
+            f"SELECT s.id, p.value FROM structures s JOIN properties p ON p.structure_id = s.id AND p.name = ?{where}",
+            [name, *params]).fetchall()
+
+    def structure(self, structure_id: int) -> Structure:
+        row = self.db.execute("SELECT structure FROM structures WHERE id = ?", [structure_id]).fetchone()
+        if row is None:
+            raise NotFoundError(f"no structure with id {structure_id} in {self.path.name}")
+        return cs.from_json(row[0])
+
+    def iter_structures(self, query: StructureQuery) -> Iterator[tuple[dict, Structure]]:
+        """(row, structure) for every structure matching ``query``, in id order."""
+        ids = self.ids(query)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self.page(StructureQuery(ids=chunk), limit=len(chunk))
+            texts = dict(self.db.execute(
+                f"SELECT id, structure FROM structures WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall())
+            for row in rows:
+                yield row, cs.from_json(texts[row["id"]])
+
+    # ---------------------------------------------------------------- overview
+
+    def info(self) -> dict:
+        """Counts of everything in the project, for `crystal-studio info`."""
+        tables = ("datasets", "structures", "properties", "models", "runs", "candidates", "specs")
+        counts = {t: self.db[t].count for t in tables}
+        return {
+            "path": str(self.path.resolve()),
+            "schema_version": self.schema_version,
+            "size_bytes": self.path.stat().st_size,
+            "counts": counts,
+            "datasets": [{"name": d.name, "count": d.count} for d in self.datasets()],
+        }

@@ -1,0 +1,68 @@
+"""Project schema and its forward-only migrations.
+
+The schema version lives in ``PRAGMA user_version``. ``MIGRATIONS[n]`` takes a database at version
+n-1 to version n; opening an older project applies the missing steps in one transaction each.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import sqlite_utils
+
+from crystal_studio.core.structures import element_mask
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    """Initial schema."""
+    db["datasets"].create(
+        {"id": int, "name": str, "source": str, "description": str, "metadata": str, "created": str},
+        pk="id", not_null={"name"})
+    db["datasets"].create_index(["name"], unique=True)
+    db["structures"].create(
+        {"id": int, "dataset_id": int, "name": str, "source": str, "formula": str, "reduced_formula": str,
+         "elements": str, "nsites": int, "spacegroup_number": int, "spacegroup_symbol": str, "volume": float,
+         "density": float, "valid": int, "flags": str, "meta": str, "structure": str},
+        pk="id", foreign_keys=[("dataset_id", "datasets", "id")])
+    db["structures"].create_index(["dataset_id", "reduced_formula"])
+    db["properties"].create(
+        {"structure_id": int, "name": str, "value": float, "source": str},
+        pk=("structure_id", "name"), foreign_keys=[("structure_id", "structures", "id")])
+    db["models"].create(
+        {"id": int, "name": str, "kind": str, "targets": str, "hyperparameters": str, "normalization": str,
+         "metrics": str, "checkpoint": bytes, "dataset_id": int, "run_id": int, "created": str},
+        pk="id")
+    db["runs"].create(
+        {"id": int, "kind": str, "status": str, "parameters": str, "seed": int, "device": str, "versions": str,
+         "message": str, "started": str, "finished": str},
+        pk="id")
+    db["run_metrics"].create(
+        {"run_id": int, "step": int, "name": str, "value": float},
+        foreign_keys=[("run_id", "runs", "id")])
+    db["run_metrics"].create_index(["run_id", "name", "step"])
+    db["specs"].create({"id": int, "name": str, "document": str, "created": str}, pk="id")
+    db["candidates"].create(
+        {"id": int, "run_id": int, "structure": str, "formula": str, "predicted": str, "checks": str,
+         "success": int, "relaxed_structure": str, "oracle_energy_per_atom": float, "flag": str, "notes": str},
+        pk="id", foreign_keys=[("run_id", "runs", "id")])
+
+
+def _v2(db: sqlite_utils.Database) -> None:
+    """Element bit masks on structures (fast contains-all/any/none filters), the minimum interatomic
+    distance, and a (name, value) index on properties for range filters and sorting."""
+    structures = db["structures"]
+    structures.add_column("el_mask_lo", int)
+    structures.add_column("el_mask_hi", int)
+    structures.add_column("min_distance", float)
+    rows = db.execute("SELECT id, elements FROM structures").fetchall()
+    db.conn.executemany(
+        "UPDATE structures SET el_mask_lo = ?, el_mask_hi = ? WHERE id = ?",
+        [(*element_mask(json.loads(elements)), sid) for sid, elements in rows])
+    db["properties"].create_index(["name", "value"])
+    structures.create_index(["dataset_id", "nsites"])
+    structures.create_index(["dataset_id", "spacegroup_number"])
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2}
+SCHEMA_VERSION = max(MIGRATIONS)
