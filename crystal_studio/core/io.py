@@ -371,7 +371,8 @@ def _parse_cif(raw: RawRecord):
     try:
         doc = gemmi.cif.read_string(raw.text)
     except (ValueError, RuntimeError) as exc:
-        raise CrystalStudioError(f"unparsable CIF ({_short(exc)})") from None
+        detail = _short(exc).removeprefix("string:")
+        raise CrystalStudioError(f"unparsable CIF (line {detail})") from None
     blocks = [b for b in doc if b.find_value("_cell_length_a") is not None]
     if not blocks:
         raise CrystalStudioError("unparsable CIF (no data block with a unit cell)")
@@ -379,6 +380,7 @@ def _parse_cif(raw: RawRecord):
     for i, block in enumerate(blocks):
         suffix = f" block '{block.name}'" if len(blocks) > 1 else ""
         try:
+            _precheck_cif_block(block)
             structure = fast_cif_structure(block)
             if structure is None:
                 structure = _pymatgen_cif(block.as_string())
@@ -389,6 +391,24 @@ def _parse_cif(raw: RawRecord):
         name = raw.name if len(blocks) == 1 else f"{raw.name}:{block.name}" if raw.name else block.name
         items.append((suffix, structure, {}, name))
     return items
+
+
+def _precheck_cif_block(block) -> None:
+    """Reasons pymatgen would only report vaguely: no atom sites, non-finite coordinates."""
+    columns = ("_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z")
+    values = [list(block.find_values(c)) for c in columns]
+    if not all(values):
+        if not list(block.find_values("_atom_site_Cartn_x")):
+            raise ValueError("no atom sites (missing _atom_site_fract_x/y/z loop)")
+        return
+    for column in values:
+        for value in column:
+            try:
+                number = _cif_float(value)
+            except ValueError:
+                continue  # '?' and '.' are pymatgen's business
+            if not math.isfinite(number):
+                raise ValueError("atomic coordinates contain NaN or infinite values")
 
 
 def _pymatgen_cif(text: str) -> Structure:
@@ -422,6 +442,11 @@ def fast_cif_structure(block) -> Structure | None:
     """
     ops = [o.replace(" ", "").replace("'", "").lower() for o in block.find_values("_symmetry_equiv_pos_as_xyz")]
     ops += [o.replace(" ", "").replace("'", "").lower() for o in block.find_values("_space_group_symop_operation_xyz")]
+    if not ops:  # no operators listed: P1 only if the space group says so
+        names = [block.find_value(k) for k in ("_symmetry_space_group_name_H-M", "_space_group_name_H-M_alt",
+                                               "_symmetry_Int_Tables_number", "_space_group_IT_number")]
+        names = [n.strip("'\" ").replace(" ", "") for n in names if n]
+        ops = ["x,y,z"] if names and all(n in ("P1", "1") for n in names) else []
     if not ops or any(o not in _P1_OPS for o in ops) or block.find_value("_atom_site_moment_label"):
         return None
     table = block.find("_atom_site_", ["type_symbol", "fract_x", "fract_y", "fract_z", "?occupancy"])
