@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Crystal Studio: data-driven inverse design of inorganic crystals. Run without a command to open the app.",
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 out = Console()
 
 ProjectArg = Annotated[Path, typer.Argument(help="Project file (.sqlite), as made by 'crystal-studio new'.")]
@@ -94,7 +94,7 @@ def import_(
         lambda progress, cancel: import_paths(proj, paths, dataset, options, workers or None, progress, cancel))
     for issue in report.issues:
         err.print(f"[yellow]skipped[/yellow] {issue}", markup=True, highlight=False, soft_wrap=True)
-    summary = f"imported {report.imported} structures into '{dataset}'"
+    summary = f"imported {report.imported} structures into '{dataset}'" if report.imported else "nothing imported"
     if report.flagged:
         summary += f" ({report.flagged} flagged invalid: atoms closer than 0.5 Å)"
     if report.skipped:
@@ -171,26 +171,16 @@ def export(
 
 
 def main() -> None:
-    """Console entry point: user errors print a message and exit 2, never a traceback."""
+    """Console entry point: user errors print a message and exit 2, never a traceback.
+
+    typer runs in standalone mode, so usage errors exit 2 with click's message and ``typer.Exit``
+    codes pass through.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except CrystalStudioError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {exc}")
         sys.exit(2)
     except (Cancelled, KeyboardInterrupt):
         err.print("cancelled; nothing was written")
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors and aborts
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

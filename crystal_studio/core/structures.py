@@ -13,6 +13,8 @@ import numpy as np
 
 os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints search failures to stderr otherwise
 import spglib  # noqa: E402
+
+spglib.OLD_ERROR_HANDLING = False  # failures raise SpglibError instead of returning None
 from pymatgen.core import Element, Lattice, Structure  # noqa: E402
 from pymatgen.core.periodic_table import get_el_sp  # noqa: E402
 
@@ -60,8 +62,9 @@ def spglib_cell(structure: Structure) -> tuple:
 
 def spacegroup(structure: Structure) -> tuple[int | None, str | None]:
     """International space-group number and symbol from spglib (None when spglib finds none)."""
-    dataset = spglib.get_symmetry_dataset(spglib_cell(structure), symprec=SYMPREC, angle_tolerance=ANGLE_TOLERANCE)
-    if dataset is None:
+    try:
+        dataset = spglib.get_symmetry_dataset(spglib_cell(structure), symprec=SYMPREC, angle_tolerance=ANGLE_TOLERANCE)
+    except spglib.error.SpglibError:
         return None, None
     return int(dataset.number), str(dataset.international)
 

@@ -154,17 +154,29 @@ class ChgnetOracle:
             progress(ProgressEvent(i + 1, len(structures), f"relaxed {final.composition.reduced_formula}"))
         return results
 
-    def bulk_modulus(self, structure: Structure, strain: float = 0.06, points: int = 7) -> float:
-        """Bulk modulus (GPa) from a Birch–Murnaghan fit to energies at isotropically scaled volumes
-        (±``strain`` in volume, ions kept at their fractional positions)."""
+    def equation_of_state(self, structure: Structure, strain: float = 0.06, points: int = 7) -> EquationOfState:
+        """Birch–Murnaghan fit to energies at isotropically scaled volumes (±``strain`` in volume,
+        ions kept at their fractional positions), evaluated in one batch."""
         from pymatgen.analysis.eos import EOS
 
-        scales = np.linspace(1 - strain, 1 + strain, points)
         strained = []
-        for s in scales:
+        for scale in np.linspace(1 - strain, 1 + strain, points):
             st = structure.copy()
-            st.scale_lattice(structure.volume * s)
+            st.scale_lattice(structure.volume * scale)
             strained.append(st)
-        energies = [r.energy_per_atom * len(structure) for r in self.predict(strained)]
+        energies = [r.energy_per_atom * len(structure) for r in self.predict(strained, batch_size=points)]
         fit = EOS("birch_murnaghan").fit([st.volume for st in strained], energies)
-        return float(fit.b0_GPa)
+        return EquationOfState(float(fit.v0), float(fit.e0), float(fit.b0_GPa))
+
+    def bulk_modulus(self, structure: Structure, strain: float = 0.06, points: int = 7) -> float:
+        """Bulk modulus (GPa) from :meth:`equation_of_state`."""
+        return self.equation_of_state(structure, strain, points).bulk_modulus
+
+
+@dataclass
+class EquationOfState:
+    """Birch–Murnaghan fit: equilibrium volume (Å³ per cell), energy (eV per cell), bulk modulus (GPa)."""
+
+    volume: float
+    energy: float
+    bulk_modulus: float

@@ -1,0 +1,144 @@
+"""Geometry of a drawn crystal, independent of any rendering library.
+
+:func:`build_scene` expands a structure into what the viewer draws: the atoms of a supercell, the
+periodic images of atoms lying on cell faces, edges and corners, the bonds between drawn atoms and the
+cell box. :func:`pick_atom` finds the atom under a mouse ray.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from pymatgen.core import Element, Structure
+from scipy.spatial import cKDTree
+
+from crystal_studio.gui.elements import style
+
+BOUNDARY_EPS = 1e-3  # fractional distance from a cell face that counts as "on" it
+DEFAULT_BOND_TOLERANCE = 0.3  # Å added to the sum of covalent radii
+MIN_BOND_LENGTH = 0.1  # Å; closer pairs are overlapping atoms, not bonds
+
+
+@dataclass
+class Scene:
+    """Atoms, bonds and cell of one drawn crystal (all lengths in Å, Cartesian)."""
+
+    positions: np.ndarray  # (N, 3)
+    symbols: list[str]  # N element symbols
+    site_index: np.ndarray  # (N,) index of the site in the original structure
+    frac: np.ndarray  # (N, 3) fractional coordinates in the original cell (may exceed 1 in supercells)
+    is_image: np.ndarray  # (N,) True for the extra copies drawn on the far faces/edges/corners
+    bonds: np.ndarray  # (M, 2) indices into positions
+    lattice: np.ndarray  # (3, 3) rows a, b, c of the original cell
+    supercell: tuple[int, int, int]
+
+    @property
+    def cell(self) -> np.ndarray:
+        """(3, 3) rows: the edge vectors of the drawn supercell."""
+        return self.lattice * np.asarray(self.supercell, dtype=float)[:, None]
+
+    @property
+    def center(self) -> np.ndarray:
+        return self.cell.sum(axis=0) / 2.0
+
+    def cell_corners(self) -> np.ndarray:
+        """(8, 3) corners of the supercell box, index = 4*i + 2*j + k for corner (i, j, k)."""
+        return np.array([np.dot(c, self.cell) for c in itertools.product((0, 1), repeat=3)], dtype=float)
+
+
+CELL_EDGES = [(0, 1), (0, 2), (0, 4), (1, 3), (1, 5), (2, 3), (2, 6), (3, 7), (4, 5), (4, 6), (5, 7), (6, 7)]
+
+
+def build_scene(structure: Structure, supercell: tuple[int, int, int] = (1, 1, 1), boundary_images: bool = True,
+                bonds: bool = True, bond_tolerance: float = DEFAULT_BOND_TOLERANCE) -> Scene:
+    """Expand ``structure`` into a drawable scene.
+
+    ``supercell`` repeats the cell along a, b, c (each 1–5 in the GUI). With ``boundary_images`` an
+    atom on a face (fractional coordinate 0 along an axis) is also drawn on the opposite face, so
+    corners, edges and faces of the box look complete. Two drawn atoms are bonded when their distance
+    is at most the sum of their covalent radii plus ``bond_tolerance`` Å.
+    """
+    n = np.asarray(supercell, dtype=int)
+    if np.any(n < 1):
+        raise ValueError(f"supercell repeats must be positive, got {supercell}")
+    base = np.mod(structure.frac_coords, 1.0)
+    base[np.abs(base - 1.0) < BOUNDARY_EPS] = 0.0
+    base[np.abs(base) < BOUNDARY_EPS] = 0.0
+    offsets = np.array(list(itertools.product(range(n[0]), range(n[1]), range(n[2]))), dtype=float)
+    nsite = len(structure)
+    frac = (base[None, :, :] + offsets[:, None, :]).reshape(-1, 3)
+    site = np.tile(np.arange(nsite), len(offsets))
+    image = np.zeros(len(frac), dtype=bool)
+    if boundary_images:
+        extra_frac, extra_site = [], []
+        on_face = base < BOUNDARY_EPS  # (nsite, 3)
+        for i in np.nonzero(on_face.any(axis=1))[0]:
+            axes = np.nonzero(on_face[i])[0]
+            for pattern in itertools.product((0, 1), repeat=len(axes)):
+                if not any(pattern):
+                    continue
+                moved = axes[np.asarray(pattern, dtype=bool)]
+                shift = np.zeros(3)
+                shift[moved] = n[moved]
+                # every copy of site i in the supercell lying on the zero faces of the moved axes
+                cells = offsets[np.all(offsets[:, moved] == 0, axis=1)]
+                extra_frac.append(base[i] + cells + shift)
+                extra_site.append(np.full(len(cells), i))
+        if extra_frac:
+            frac = np.vstack([frac, *extra_frac])
+            site = np.concatenate([site, *extra_site])
+            image = np.concatenate([image, np.ones(len(frac) - len(image), dtype=bool)])
+    lattice = np.array(structure.lattice.matrix, dtype=float)
+    positions = frac @ lattice
+    site_symbols = [s.specie.symbol if hasattr(s.specie, "symbol") else str(s.specie) for s in structure]
+    symbols = [site_symbols[i] for i in site]
+    bond_pairs = find_bonds(positions, symbols, bond_tolerance) if bonds else np.zeros((0, 2), dtype=int)
+    return Scene(positions, symbols, site, frac, image, bond_pairs, lattice, tuple(int(x) for x in n))
+
+
+@cache
+def _is_metal(symbol: str) -> bool:
+    try:
+        return bool(Element(symbol).is_metal)
+    except ValueError:
+        return False
+
+
+def find_bonds(positions: np.ndarray, symbols: list[str], tolerance: float = DEFAULT_BOND_TOLERANCE) -> np.ndarray:
+    """(M, 2) index pairs of atoms closer than the sum of their covalent radii plus ``tolerance`` Å.
+
+    In compounds with non-metals, metal–metal pairs are not bonded (otherwise the large covalent
+    radii of e.g. Sr would draw Sr–Sr and Sr–Ti sticks through an oxide).
+    """
+    if len(positions) < 2:
+        return np.zeros((0, 2), dtype=int)
+    radii = np.array([style(s).covalent_radius for s in symbols])
+    metal = np.array([_is_metal(s) for s in symbols])
+    cutoff = 2 * radii.max() + tolerance
+    pairs = cKDTree(positions).query_pairs(cutoff, output_type="ndarray")
+    if not len(pairs):
+        return np.zeros((0, 2), dtype=int)
+    d = np.linalg.norm(positions[pairs[:, 0]] - positions[pairs[:, 1]], axis=1)
+    keep = (d <= radii[pairs[:, 0]] + radii[pairs[:, 1]] + tolerance) & (d > MIN_BOND_LENGTH)
+    if not metal.all():
+        keep &= ~(metal[pairs[:, 0]] & metal[pairs[:, 1]])
+    return pairs[keep]
+
+
+def pick_atom(positions: np.ndarray, radii: np.ndarray, origin: np.ndarray, direction: np.ndarray) -> int | None:
+    """Index of the first sphere hit by the ray ``origin + t * direction`` (t > 0), or None."""
+    if not len(positions):
+        return None
+    d = np.asarray(direction, dtype=float)
+    d = d / np.linalg.norm(d)
+    rel = positions - np.asarray(origin, dtype=float)
+    t = rel @ d
+    miss2 = np.einsum("ij,ij->i", rel, rel) - t * t
+    hit = (miss2 <= radii * radii) & (t > 0)
+    if not hit.any():
+        return None
+    candidates = np.nonzero(hit)[0]
+    return int(candidates[np.argmin(t[candidates])])

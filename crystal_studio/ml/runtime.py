@@ -1,0 +1,53 @@
+"""Where and with what a model runs: device choice, thread count, and the versions recorded with runs."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+
+import torch
+
+from crystal_studio.core.errors import CrystalStudioError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise CrystalStudioError("--device cuda: no CUDA GPU is visible to torch (use --device cpu or auto)")
+        return torch.device(name)
+    raise CrystalStudioError(f"unknown device '{name}' (choose one of {', '.join(DEVICE_CHOICES)})")
+
+
+def set_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads for torch operations (0 keeps torch's default)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def describe_device(device: torch.device) -> str:
+    """E.g. 'cpu (2 threads)' or 'cuda:0 (NVIDIA H100 80GB HBM3)'."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python, the platform and the packages that determine a run's results."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for package in ("crystal-studio", "torch", "numpy", "pymatgen"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    if torch.version.cuda:
+        out["cuda"] = torch.version.cuda
+    return out

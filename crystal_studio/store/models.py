@@ -1,0 +1,245 @@
+"""Trained models, runs (training or optimization) and their metrics in the project store.
+
+Checkpoints are opaque bytes here: ``crystal_studio.ml`` serializes them (store/ never imports torch).
+A run moves from ``running`` to ``completed``, ``cancelled`` or ``failed``; its metrics are rows of
+(step, name, value). The state a training run needs to resume (model, optimizer, counters) lives in a
+file beside the project, ``PROJECT.sqlite-runs/run-ID.state``, written atomically at each checkpoint
+and removed when the run completes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from crystal_studio.core.errors import NotFoundError
+from crystal_studio.store.project import Project, now
+
+RUN_STATUSES = ("running", "completed", "cancelled", "failed")
+
+
+@dataclass
+class ModelRecord:
+    """One trained model; ``checkpoint`` holds the weights unless listed without them."""
+
+    id: int
+    name: str
+    kind: str
+    targets: list[str]
+    hyperparameters: dict
+    normalization: dict  # target -> {"mean", "std", "unit"}
+    metrics: dict  # target -> {"mae", "rmse", "r2", "n"} on the test split
+    dataset: str | None
+    dataset_id: int | None
+    run_id: int | None
+    created: str
+    checkpoint_bytes: int
+    checkpoint: bytes | None = None
+
+    def as_json(self) -> dict:
+        """Everything but the checkpoint itself."""
+        return {"id": self.id, "model_id": self.id, "name": self.name, "kind": self.kind, "targets": self.targets,
+                "hyperparameters": self.hyperparameters, "normalization": self.normalization,
+                "metrics": self.metrics, "dataset": self.dataset, "dataset_id": self.dataset_id,
+                "run_id": self.run_id, "created": self.created, "checkpoint_bytes": self.checkpoint_bytes}
+
+
+@dataclass
+class RunRecord:
+    """One training or optimization run, with everything needed to repeat it."""
+
+    id: int
+    kind: str
+    status: str
+    parameters: dict
+    seed: int | None
+    device: str
+    versions: dict
+    message: str
+    started: str
+    finished: str | None
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "run_id": self.id, "kind": self.kind, "status": self.status,
+                "parameters": self.parameters, "seed": self.seed, "device": self.device, "versions": self.versions,
+                "message": self.message, "started": self.started, "finished": self.finished}
+
+
+# --------------------------------------------------------------------------------------------------
+# Runs
+# --------------------------------------------------------------------------------------------------
+
+
+def create_run(project: Project, kind: str, parameters: dict, seed: int | None, device: str, versions: dict) -> int:
+    """Record a new run in status ``running``; returns its id."""
+    with project.transaction() as db:
+        return int(db["runs"].insert({
+            "kind": kind, "status": "running", "parameters": json.dumps(parameters), "seed": seed, "device": device,
+            "versions": json.dumps(versions), "message": "", "started": now(), "finished": None}).last_pk)
+
+
+def update_run(project: Project, run_id: int, status: str | None = None, message: str | None = None,
+               device: str | None = None) -> None:
+    """Change a run's status, message or device; a final status also sets ``finished``."""
+    changes: dict = {}
+    if status is not None:
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        changes["status"] = status
+        changes["finished"] = None if status == "running" else now()
+    if message is not None:
+        changes["message"] = message
+    if device is not None:
+        changes["device"] = device
+    if changes:
+        get_run(project, run_id)
+        with project.transaction() as db:
+            db["runs"].update(run_id, changes)
+
+
+def _run(row: dict) -> RunRecord:
+    return RunRecord(row["id"], row["kind"], row["status"], json.loads(row["parameters"] or "{}"), row["seed"],
+                     row["device"] or "", json.loads(row["versions"] or "{}"), row["message"] or "",
+                     row["started"] or "", row["finished"])
+
+
+def get_run(project: Project, run_id: int) -> RunRecord:
+    """The run with id ``run_id``; NotFoundError if there is none."""
+    rows = list(project.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+    if not rows:
+        raise NotFoundError(f"no run with id {run_id} in {project.path.name}")
+    return _run(rows[0])
+
+
+def list_runs(project: Project, kind: str | None = None) -> list[RunRecord]:
+    """All runs (of ``kind`` when given), newest first."""
+    where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
+    return [_run(r) for r in project.db.query(f"SELECT * FROM runs {where} ORDER BY id DESC", params)]
+
+
+def record_metrics(project: Project, run_id: int, step: int, metrics: dict[str, float]) -> None:
+    """Store the values of ``metrics`` at ``step`` of a run (one transaction)."""
+    rows = [{"run_id": run_id, "step": step, "name": name, "value": float(value)} for name, value in metrics.items()]
+    with project.transaction() as db:
+        db["run_metrics"].insert_all(rows)
+
+
+def run_metrics(project: Project, run_id: int) -> dict[str, list[tuple[int, float]]]:
+    """Every metric of a run: name -> [(step, value), ...] in step order."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for step, name, value in project.db.execute(
+            "SELECT step, name, value FROM run_metrics WHERE run_id = ? ORDER BY step, rowid", [run_id]):
+        out.setdefault(name, []).append((step, value))
+    return out
+
+
+def delete_metrics_after(project: Project, run_id: int, step: int) -> None:
+    """Drop a run's metrics recorded after ``step`` (work lost by an interrupted run that resumes)."""
+    with project.transaction() as db:
+        db.execute("DELETE FROM run_metrics WHERE run_id = ? AND step > ?", [run_id, step])
+
+
+# --------------------------------------------------------------------------------------------------
+# Resumable run state (a file beside the project)
+# --------------------------------------------------------------------------------------------------
+
+
+def run_state_path(project: Project, run_id: int) -> Path:
+    """Where the resumable state of run ``run_id`` is kept."""
+    return project.path.with_name(project.path.name + "-runs") / f"run-{run_id}.state"
+
+
+def save_run_state(project: Project, run_id: int, blob: bytes) -> None:
+    """Atomically replace the resumable state of a run."""
+    path = run_state_path(project, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(blob)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_run_state(project: Project, run_id: int) -> bytes | None:
+    """The last saved state of a run, or None if it never saved one (or it completed)."""
+    path = run_state_path(project, run_id)
+    return path.read_bytes() if path.is_file() else None
+
+
+def clear_run_state(project: Project, run_id: int) -> None:
+    """Remove a run's resumable state (and the folder when it becomes empty)."""
+    path = run_state_path(project, run_id)
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass  # other runs still have state there, or it never existed
+
+
+# --------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------
+
+_MODEL_COLUMNS = ("m.id, m.name, m.kind, m.targets, m.hyperparameters, m.normalization, m.metrics, m.dataset_id, "
+                  "m.run_id, m.created, LENGTH(m.checkpoint) AS checkpoint_bytes, d.name AS dataset")
+
+
+def _model(row: dict, checkpoint: bytes | None = None) -> ModelRecord:
+    return ModelRecord(row["id"], row["name"] or "", row["kind"], json.loads(row["targets"] or "[]"),
+                       json.loads(row["hyperparameters"] or "{}"), json.loads(row["normalization"] or "{}"),
+                       json.loads(row["metrics"] or "{}"), row["dataset"], row["dataset_id"], row["run_id"],
+                       row["created"] or "", row["checkpoint_bytes"] or 0, checkpoint)
+
+
+def add_model(project: Project, name: str, kind: str, targets: list[str], hyperparameters: dict,
+              normalization: dict, metrics: dict, checkpoint: bytes, dataset_id: int | None = None,
+              run_id: int | None = None, complete_run: str | None = None) -> int:
+    """Store a trained model; returns its id.
+
+    With ``complete_run`` (a message), run ``run_id`` is marked completed in the same transaction, so
+    a run is never completed without its model nor a model stored for an unfinished run.
+    """
+    with project.transaction() as db:
+        model_id = int(db["models"].insert({
+            "name": name, "kind": kind, "targets": json.dumps(targets), "hyperparameters": json.dumps(hyperparameters),
+            "normalization": json.dumps(normalization), "metrics": json.dumps(metrics), "checkpoint": checkpoint,
+            "dataset_id": dataset_id, "run_id": run_id, "created": now()}).last_pk)
+        if complete_run is not None and run_id is not None:
+            db["runs"].update(run_id, {"status": "completed", "message": complete_run, "finished": now()})
+    return model_id
+
+
+def get_model(project: Project, model_id: int, with_checkpoint: bool = True) -> ModelRecord:
+    """The model with id ``model_id``; NotFoundError naming the available ids if there is none."""
+    rows = list(project.db.query(
+        f"SELECT {_MODEL_COLUMNS} FROM models m LEFT JOIN datasets d ON d.id = m.dataset_id WHERE m.id = ?",
+        [model_id]))
+    if not rows:
+        have = [str(r[0]) for r in project.db.execute("SELECT id FROM models ORDER BY id")]
+        raise NotFoundError(f"no model with id {model_id} in {project.path.name} "
+                            f"(have: {', '.join(have) or 'none; train one with crystal-studio train'})")
+    blob = None
+    if with_checkpoint:
+        blob = project.db.execute("SELECT checkpoint FROM models WHERE id = ?", [model_id]).fetchone()[0]
+    return _model(rows[0], blob)
+
+
+def list_models(project: Project) -> list[ModelRecord]:
+    """Every model without its checkpoint, oldest first."""
+    return [_model(r) for r in project.db.query(
+        f"SELECT {_MODEL_COLUMNS} FROM models m LEFT JOIN datasets d ON d.id = m.dataset_id ORDER BY m.id")]
+
+
+def rename_model(project: Project, model_id: int, name: str) -> None:
+    get_model(project, model_id, with_checkpoint=False)
+    with project.transaction() as db:
+        db["models"].update(model_id, {"name": name})
+
+
+def delete_model(project: Project, model_id: int) -> None:
+    get_model(project, model_id, with_checkpoint=False)
+    with project.transaction() as db:
+        db["models"].delete(model_id)
