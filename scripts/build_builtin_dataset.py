@@ -203,7 +203,7 @@ def label(task: dict) -> dict:
     except Exception as exc:  # EOS fit failures (no minimum) reject the candidate
         return {"id": task["id"], "rejected": f"EOS fit failed: {exc}"}
     max_force = float(np.max(np.linalg.norm(point.forces, axis=1)))
-    pressure = float(np.mean(point.stress[:3]))  # GPa
+    pressure = float(np.trace(point.stress) / 3)  # GPa
     ratio = final.volume / initial.volume
     if max_force > 0.05 or abs(pressure) > 0.5 or not 0.5 < ratio < 2.5 or eos.bulk_modulus <= 0:
         return {"id": task["id"], "rejected": f"not relaxed: |F|max {max_force:.3f} eV/Å, "

@@ -114,4 +114,4 @@ def test_perov5_import_and_export_reread_equal(proj, tmp_path):
         for rec in records:
             original = stored[int(rec.name.rsplit("_", 1)[1])]
             assert matcher.fit(rec.structure, original)
-            assert max(abs(a - b) for a, b in zip(rec.structure.lattice.abc, original.lattice.abc)) < 1e-4
+            assert max(abs(a - b) for a, b in zip(rec.structure.lattice.abc, original.lattice.abc, strict=True)) < 1e-4

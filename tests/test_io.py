@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import zipfile
 
 import numpy as np
@@ -63,7 +64,7 @@ def test_gzip_and_zip_are_transparent(tmp_path):
 def test_pymatgen_json_reader(tmp_path):
     s = Structure(Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     (tmp_path / "mgo.json").write_text(
-        '[{"structure": %s, "properties": {"bandgap": 4.5}}]' % s.to_json())
+        json.dumps([{"structure": s.as_dict(), "properties": {"bandgap": 4.5}}]))
     [rec] = read_structures([tmp_path / "mgo.json"])[0]
     assert rec.properties == {"band_gap": 4.5}
     assert StructureMatcher().fit(rec.structure, s)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 from pymatgen.core import Composition, Element, Species
 
@@ -11,7 +11,7 @@ from pymatgen.core import Composition, Element, Species
 _PEROVSKITE_CN = {"A": "XII", "B": "VI", "X": "VI"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def ionic_radius(symbol: str, oxidation_state: int, coordination: str) -> float:
     """Shannon ionic radius (Å) of ``symbol`` in ``oxidation_state`` at ``coordination`` (roman).
 
@@ -37,10 +37,10 @@ def ionic_radius(symbol: str, oxidation_state: int, coordination: str) -> float:
 
 def _roman_to_int(numeral: str) -> int:
     values = {"I": 1, "V": 5, "X": 10}
-    numeral = numeral.rstrip("bq").upper()  # Shannon tables use e.g. 'IVSQ', 'IIIb'
-    numeral = "".join(c for c in numeral if c in values)
+    numeral = "".join(c for c in numeral.upper() if c in values)  # Shannon uses e.g. 'IVSQ', 'IIIb'
+
     total = 0
-    for a, b in zip(numeral, numeral[1:] + " "):
+    for a, b in zip(numeral, numeral[1:] + " ", strict=True):
         v = values[a]
         total += -v if b in values and values[b] > v else v
     return total

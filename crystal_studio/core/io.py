@@ -24,7 +24,7 @@ import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -377,7 +377,7 @@ def _parse_cif(raw: RawRecord):
     if not blocks:
         raise CrystalStudioError("unparsable CIF (no data block with a unit cell)")
     items = []
-    for i, block in enumerate(blocks):
+    for block in blocks:
         suffix = f" block '{block.name}'" if len(blocks) > 1 else ""
         try:
             _precheck_cif_block(block)
@@ -478,7 +478,7 @@ def fast_cif_structure(block) -> Structure | None:
     return Structure(Lattice.from_parameters(*params), [species[i] for i in order], frac)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _species_key(symbol: str) -> tuple[float, str]:
     return float(Element(symbol).X), symbol
 

@@ -8,8 +8,8 @@ The CLI turns events into rich progress bars, the GUI into Qt signals.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from crystal_studio.core.errors import Cancelled
 

@@ -21,7 +21,7 @@ class OracleResult:
 
     energy_per_atom: float  # eV/atom
     forces: np.ndarray  # (nsites, 3) eV/Å
-    stress: np.ndarray  # (6,) GPa, Voigt order
+    stress: np.ndarray  # (3, 3) GPa, as CHGNet.predict_structure returns it
     magmoms: np.ndarray  # (nsites,) μB
 
     @property

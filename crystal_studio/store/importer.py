@@ -15,7 +15,14 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from crystal_studio.core.errors import CrystalStudioError
-from crystal_studio.core.io import ImportIssue, ImportOptions, ParsedRecord, RawRecord, iter_raw_records, parse_raw_record
+from crystal_studio.core.io import (
+    ImportIssue,
+    ImportOptions,
+    ParsedRecord,
+    RawRecord,
+    iter_raw_records,
+    parse_raw_record,
+)
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.store.project import Project
 
