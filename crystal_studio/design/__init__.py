@@ -1,0 +1,1 @@
+"""Targets and constraints, optimizers, and candidate evaluation."""

@@ -1,0 +1,214 @@
+"""Candidate evaluation: every success criterion of a spec, structural and compositional validity,
+template checks, tolerance factor, uniqueness within a run and novelty against a dataset.
+
+Property predictions are passed in (from whatever predictor judged the run), so this module needs no
+torch. Lengths Å, angles degrees.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Structure
+
+from crystal_studio.core.chemistry import goldschmidt_tolerance, guess_oxidation_states
+from crystal_studio.core.structures import min_periodic_distance, spacegroup
+from crystal_studio.design.spec import DesignSpec, Template
+
+# Ideal fractional positions of the 5-atom cubic ABX3 cell, by role.
+PEROVSKITE_SITES = {
+    "A": np.array([[0.0, 0.0, 0.0]]),
+    "B": np.array([[0.5, 0.5, 0.5]]),
+    "X": np.array([[0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]]),
+}
+
+
+def perovskite_template(n: int = 1) -> tuple[list[str], np.ndarray]:
+    """Roles and ideal fractional coordinates of an n×n×n ABX3 supercell, ordered A…, B…, X…."""
+    shifts = np.array([[i, j, k] for i in range(n) for j in range(n) for k in range(n)], dtype=float)
+    roles, coords = [], []
+    for role, sites in PEROVSKITE_SITES.items():
+        for shift in shifts:
+            for site in sites:
+                roles.append(role)
+                coords.append((site + shift) / n)
+    return roles, np.array(coords)
+
+
+def perovskite_roles(structure: Structure, template: Template) -> dict[str, list[int]] | None:
+    """Assign each site the role A, B or X of the ideal perovskite (super)cell, allowing a rigid
+    origin shift, when every site lies within ``template.coordinate_tolerance`` (fractional) of a
+    distinct ideal site of its role and each role holds one chemistry; None otherwise."""
+    roles, ideal = perovskite_template(template.supercell)
+    if len(structure) != len(roles):
+        return None
+    frac = structure.frac_coords
+    species = [site.species_string for site in structure]
+    for origin in frac:  # try putting each site at the A origin
+        shifted = frac - origin
+        delta = shifted[:, None, :] - ideal[None, :, :]
+        delta -= np.round(delta)
+        dist = np.abs(delta).max(axis=2)  # (sites, ideal sites), fractional
+        assignment = dist.argmin(axis=1)
+        if len(set(assignment)) != len(roles) or dist[np.arange(len(frac)), assignment].max() > template.coordinate_tolerance:
+            continue
+        result: dict[str, list[int]] = {"A": [], "B": [], "X": []}
+        for site_index, ideal_index in enumerate(assignment):
+            result[roles[ideal_index]].append(site_index)
+        # A and B sites must not hold anions shared with X, and X must be one kind of element.
+        x_species = {species[i] for i in result["X"]}
+        if len(x_species) == 1 and not x_species & {species[i] for i in result["A"] + result["B"]}:
+            return result
+    return None
+
+
+def angles_ok(structure: Structure, template: Template) -> bool:
+    lo, hi = template.angle_window
+    return all(lo <= angle <= hi for angle in structure.lattice.angles)
+
+
+def perovskite_tolerance_factor(structure: Structure, roles: dict[str, list[int]],
+                                oxidation: dict[str, float] | None) -> float:
+    """Goldschmidt t from the majority element on each role and its guessed oxidation state (NaN when
+    unknown)."""
+    if not oxidation:
+        return math.nan
+    picks = []
+    for role in ("A", "B", "X"):
+        symbols = [structure[i].specie.symbol for i in roles[role]]
+        symbol = max(set(symbols), key=symbols.count)
+        state = oxidation.get(symbol)
+        if state is None or state == 0 or state != int(state):
+            return math.nan
+        picks.append((symbol, int(state)))
+    try:
+        return goldschmidt_tolerance(*picks)
+    except (ValueError, KeyError):
+        return math.nan
+
+
+@dataclass
+class CandidateEvaluation:
+    """All checks for one candidate; ``criteria`` maps each success criterion to pass/fail."""
+
+    formula: str
+    spacegroup_symbol: str | None
+    spacegroup_number: int | None
+    properties: dict[str, float]
+    property_std: dict[str, float]
+    min_distance: float  # Å
+    tolerance_factor: float
+    structurally_valid: bool
+    compositionally_valid: bool
+    criteria: dict[str, bool] = field(default_factory=dict)
+    unique: bool = True
+    novel: bool = True
+
+    @property
+    def success(self) -> bool:
+        return all(self.criteria.values())
+
+    def as_json(self) -> dict:
+        return {
+            "formula": self.formula, "success": self.success, "criteria": self.criteria,
+            "properties": self.properties, "property_std": self.property_std,
+            "spacegroup": self.spacegroup_symbol, "spacegroup_number": self.spacegroup_number,
+            "min_distance": self.min_distance,
+            "tolerance_factor": None if math.isnan(self.tolerance_factor) else self.tolerance_factor,
+            "valid": self.structurally_valid, "compositionally_valid": self.compositionally_valid,
+            "unique": self.unique, "novel": self.novel,
+        }
+
+
+def evaluate_structure(structure: Structure, spec: DesignSpec, properties: dict[str, float],
+                       property_std: dict[str, float] | None = None) -> CandidateEvaluation:
+    """Check one candidate against ``spec`` given its predicted ``properties``."""
+    c = spec.constraints
+    dmin = min_periodic_distance(structure)
+    oxidation = guess_oxidation_states(structure.composition)
+    elements = {el.symbol for el in structure.composition.elements}
+    roles = perovskite_roles(structure, c.template) if c.template.kind == "perovskite" else None
+    t = perovskite_tolerance_factor(structure, roles, oxidation) if roles else math.nan
+    number, symbol = spacegroup(structure)
+    criteria: dict[str, bool] = {}
+    for objective in spec.objectives:
+        if objective.has_criterion:
+            value = properties.get(objective.property, math.nan)
+            criteria[objective.criterion_name] = bool(np.isfinite(value) and objective.passes(value))
+    if c.charge_neutral:
+        criteria["charge_neutral"] = oxidation is not None
+    if c.template.kind == "perovskite":
+        criteria["template_kept"] = roles is not None and angles_ok(structure, c.template)
+    if c.tolerance_factor is not None:
+        criteria["tolerance_factor"] = bool(np.isfinite(t) and c.tolerance_factor[0] <= t <= c.tolerance_factor[1])
+    criteria["min_distance"] = dmin >= c.min_distance
+    if c.allowed_elements or c.forbidden_elements or c.site_elements:
+        criteria["elements_allowed"] = _elements_allowed(structure, elements, roles, spec)
+    return CandidateEvaluation(
+        formula=structure.composition.reduced_formula,
+        spacegroup_symbol=symbol,
+        spacegroup_number=number,
+        properties=dict(properties),
+        property_std=dict(property_std or {}),
+        min_distance=dmin,
+        tolerance_factor=t,
+        structurally_valid=dmin >= 0.5 and structure.volume > 0.1,
+        compositionally_valid=oxidation is not None,
+        criteria=criteria,
+    )
+
+
+def _elements_allowed(structure: Structure, elements: set[str], roles, spec: DesignSpec) -> bool:
+    c = spec.constraints
+    if c.allowed_elements and not elements <= set(c.allowed_elements):
+        return False
+    if elements & set(c.forbidden_elements):
+        return False
+    if c.site_elements:
+        if roles is None:
+            return False
+        for role, allowed in c.site_elements.items():
+            if any(structure[i].specie.symbol not in allowed for i in roles[role]):
+                return False
+    return True
+
+
+def mark_unique_and_novel(structures: list[Structure], evaluations: list[CandidateEvaluation],
+                          reference: list[Structure] | None = None) -> None:
+    """Set ``unique`` (not a StructureMatcher duplicate of an earlier candidate in the list) and
+    ``novel`` (matches no reference structure). Comparisons only run within a reduced formula."""
+    matcher = StructureMatcher()
+    by_formula: dict[str, list[Structure]] = {}
+    for s in reference or []:
+        by_formula.setdefault(s.composition.reduced_formula, []).append(s)
+    seen: dict[str, list[Structure]] = {}
+    for structure, ev in zip(structures, evaluations, strict=True):
+        earlier = seen.setdefault(ev.formula, [])
+        ev.unique = not any(matcher.fit(structure, other) for other in earlier)
+        earlier.append(structure)
+        ev.novel = not any(matcher.fit(structure, other) for other in by_formula.get(ev.formula, []))
+
+
+def summarize(evaluations: list[CandidateEvaluation], spec: DesignSpec) -> dict:
+    """Run summary: success rate, each criterion's rate, validity, uniqueness and novelty rates."""
+    n = len(evaluations)
+    if n == 0:
+        return {"n": 0, "success_rate": 0.0, "criteria": {}, "valid_rate": 0.0, "unique_rate": 0.0,
+                "novel_rate": 0.0, "compositional_validity": 0.0}
+
+    def rate(values) -> float:
+        return float(np.mean(list(values)))
+
+    return {
+        "n": n,
+        "success_rate": rate(e.success for e in evaluations),
+        "criteria": {name: rate(e.criteria.get(name, False) for e in evaluations) for name in spec.criteria_names()},
+        "valid_rate": rate(e.structurally_valid for e in evaluations),
+        "compositional_validity": rate(e.compositionally_valid for e in evaluations),
+        "unique_rate": rate(e.unique for e in evaluations),
+        "novel_rate": rate(e.novel for e in evaluations),
+        "unique_success_rate": rate(e.success and e.unique for e in evaluations),
+    }
