@@ -172,12 +172,13 @@ class JobManager(QObject):
         super().__init__(parent_widget)
         self._widget = parent_widget
         self.jobs: list[Job] = []
+        self._retired: list[Job] = []  # finished jobs, released on the next finish (never inside their own signal)
         self.last_error_dialog: ErrorDialog | None = None
 
     def start(self, title: str, work: Work, on_success: Callable[[Any], None] | None = None,
               show_errors: bool = True) -> Job:
         """Run ``work`` in a new thread; ``on_success(result)`` is called in the GUI thread."""
-        job = Job(title, work, self)
+        job = Job(title, work)
         if on_success is not None:
             job.succeeded.connect(on_success)
         if show_errors:
@@ -194,8 +195,8 @@ class JobManager(QObject):
     def _forget(self, job: Job) -> None:
         if job in self.jobs:
             self.jobs.remove(job)
+        self._retired = [job]
         self.job_finished.emit(job)
-        job.deleteLater()
 
     def cancel_all(self, wait_ms: int = 5000) -> None:
         """Cancel every running job and wait (up to ``wait_ms`` each) for its thread to end."""

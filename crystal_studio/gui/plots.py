@@ -48,7 +48,8 @@ class PropertyPlots(QWidget):
         self.project: Project | None = None
         self.query = StructureQuery()
         self.values: dict[str, dict[int, float]] = {}
-        self._job: Job | None = None
+        self._job: Job | None = None  # the latest; its result is the one drawn
+        self._jobs: list[Job] = []  # references keep running jobs alive
         self._scatter_ids = np.zeros(0, dtype=np.int64)
         self._scatter_xy = np.zeros((0, 2))
         self.roi: pg.RectROI | None = None
@@ -125,14 +126,15 @@ class PropertyPlots(QWidget):
             return
         if self._job is not None and self._job.running:
             self._job.cancel()
+        self._jobs = [j for j in self._jobs if j.running]
         names = sorted({self.hist_combo.currentText(), self.x_combo.currentText(), self.y_combo.currentText()} - {""})
         project, query = self.project, self.query
         self.status.setText("loading…")
-        job = Job("Reading property values", lambda progress, cancel: load_values(project, names, query), self)
+        job = Job("Reading property values", lambda progress, cancel: load_values(project, names, query))
         job.succeeded.connect(lambda values, j=job: self._loaded(j, values))
         job.failed.connect(lambda message, _details: self.status.setText(message))
-        job.done.connect(job.deleteLater)
         self._job = job
+        self._jobs.append(job)
         job.start()
 
     def _loaded(self, job: Job, values: dict) -> None:

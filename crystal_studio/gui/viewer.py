@@ -12,14 +12,16 @@ import numpy as np
 import vtkmodules.vtkRenderingFreeType  # noqa: F401 - text rendering
 import vtkmodules.vtkRenderingOpenGL2  # noqa: F401 - the OpenGL backend
 from pymatgen.core import Structure
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QDoubleSpinBox,
     QFileDialog,
-    QHBoxLayout,
     QInputDialog,
     QLabel,
+    QSizePolicy,
     QSpinBox,
+    QToolBar,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -36,10 +38,10 @@ from vtkmodules.vtkIOImage import vtkPNGWriter
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
     vtkActor2D,
-    vtkBillboardTextActor3D,
     vtkGlyph3DMapper,
     vtkPolyDataMapper,
     vtkRenderer,
+    vtkTextActor,
     vtkWindowToImageFilter,
 )
 from vtkmodules.vtkRenderingLabel import vtkLabeledDataMapper
@@ -47,7 +49,7 @@ from vtkmodules.vtkRenderingLabel import vtkLabeledDataMapper
 from crystal_studio.gui.elements import style
 from crystal_studio.gui.scene import CELL_EDGES, DEFAULT_BOND_TOLERANCE, Scene, build_scene, pick_atom
 
-ATOM_SCALE = 0.5  # drawn sphere radius = ATOM_SCALE × covalent radius
+ATOM_SCALE = 0.4  # drawn sphere radius = ATOM_SCALE × covalent radius
 BOND_RADIUS = 0.12  # Å
 MAX_LABELLED_ATOMS = 400
 AXIS_COLORS = {"a": (0.80, 0.15, 0.15), "b": (0.10, 0.55, 0.15), "c": (0.15, 0.30, 0.85)}
@@ -93,6 +95,7 @@ class StructureViewer(QWidget):
         self.bond_tolerance = DEFAULT_BOND_TOLERANCE
         self.picked: list[int] = []
         self._press_pos: tuple[int, int] | None = None
+        self._finalized = False
 
         self.vtk_widget = QVTKRenderWindowInteractor(self)
         self.renderer = vtkRenderer()
@@ -113,8 +116,16 @@ class StructureViewer(QWidget):
             spin.setRange(1, 5)
             spin.setPrefix(f"{axis} ×")
             spin.setToolTip(f"Repeat the cell along {axis}")
-            spin.valueChanged.connect(lambda _: self.rebuild())
+            spin.valueChanged.connect(lambda _: self.rebuild(reset_camera=True))
             self.supercell_spins.append(spin)
+        self.tolerance_spin = QDoubleSpinBox()
+        self.tolerance_spin.setRange(0.0, 1.5)
+        self.tolerance_spin.setSingleStep(0.05)
+        self.tolerance_spin.setDecimals(2)
+        self.tolerance_spin.setSuffix(" Å")
+        self.tolerance_spin.setValue(DEFAULT_BOND_TOLERANCE)
+        self.tolerance_spin.setToolTip("Bond when the distance ≤ sum of covalent radii + this tolerance")
+        self.tolerance_spin.valueChanged.connect(self._set_tolerance)
         self.bonds_box = QCheckBox("Bonds")
         self.cell_box = QCheckBox("Cell")
         self.labels_box = QCheckBox("Labels")
@@ -140,28 +151,33 @@ class StructureViewer(QWidget):
             buttons.append(button)
         self.legend = QLabel("")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)
+        self.legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.info = QLabel("Click an atom for its coordinates; click a second one to measure a distance.")
         self.info.setWordWrap(True)
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.info.setStyleSheet("color: #444;")
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        toolbar = QHBoxLayout()
-        toolbar.setContentsMargins(0, 0, 0, 0)
-        for spin in self.supercell_spins:
-            toolbar.addWidget(spin)
-        toolbar.addSpacing(8)
-        for box in (self.bonds_box, self.cell_box, self.labels_box, self.images_box):
-            toolbar.addWidget(box)
-        toolbar.addStretch(1)
-        for button in buttons:
-            toolbar.addWidget(button)
-        if compact:
-            for widget in (self.labels_box, self.images_box, *buttons[:3], buttons[4]):
-                widget.hide()
+        # a QToolBar moves what does not fit into its » overflow menu, so the view never forces the
+        # window wider than the screen
+        toolbar = QToolBar()
+        toolbar.setIconSize(QSize(16, 16))
+        hidden_when_compact = {id(w) for w in (self.tolerance_spin, self.labels_box, self.images_box,
+                                               *buttons[:3], buttons[4])}
+        groups = (self.supercell_spins, [self.bonds_box, self.cell_box, self.labels_box, self.images_box], buttons,
+                  [QLabel(" bond tolerance "), self.tolerance_spin])
+        for k, group in enumerate(groups):
+            if k:
+                toolbar.addSeparator()
+            for widget in group:
+                action = toolbar.addWidget(widget)
+                if compact and (id(widget) in hidden_when_compact or k == 3):
+                    action.setVisible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.setSpacing(2)
-        layout.addLayout(toolbar)
+        layout.addWidget(toolbar)
         layout.addWidget(self.vtk_widget, 1)
         layout.addWidget(self.legend)
         layout.addWidget(self.info)
@@ -229,11 +245,14 @@ class StructureViewer(QWidget):
         self.cell_actor.GetProperty().LightingOff()
         self.axis_labels = {}
         for axis, color in AXIS_COLORS.items():
-            label = vtkBillboardTextActor3D()
+            label = vtkTextActor()
             label.SetInput(axis)
+            label.GetPositionCoordinate().SetCoordinateSystemToWorld()
             label.GetTextProperty().SetColor(*color)
-            label.GetTextProperty().SetFontSize(20)
+            label.GetTextProperty().SetFontSize(22)
             label.GetTextProperty().BoldOn()
+            label.GetTextProperty().SetJustificationToCentered()
+            label.GetTextProperty().SetVerticalJustificationToCentered()
             self.axis_labels[axis] = label
 
         self.label_mapper = vtkLabeledDataMapper()
@@ -246,21 +265,30 @@ class StructureViewer(QWidget):
         self.label_actor = vtkActor2D()
         self.label_actor.SetMapper(self.label_mapper)
 
-        self.pick_data = vtkPolyData()
-        pick_mapper = vtkPolyDataMapper()
+        self.pick_data = vtkPolyData()  # picked atoms: translucent halos, and the distance line
+        pick_mapper = vtkGlyph3DMapper()
         pick_mapper.SetInputData(self.pick_data)
+        pick_mapper.SetSourceConnection(self.sphere.GetOutputPort())
+        pick_mapper.SetScaleArray("radius")
+        pick_mapper.SetScaleModeToScaleByMagnitude()
+        pick_mapper.ScalarVisibilityOff()
         self.pick_actor = vtkActor()
         self.pick_actor.SetMapper(pick_mapper)
-        self.pick_actor.GetProperty().SetColor(1.0, 0.75, 0.0)
-        self.pick_actor.GetProperty().SetLineWidth(3)
-        self.pick_actor.GetProperty().SetPointSize(14)
-        self.pick_actor.GetProperty().SetRenderPointsAsSpheres(True)
-        self.pick_actor.GetProperty().LightingOff()
+        self.pick_actor.GetProperty().SetColor(1.0, 0.8, 0.0)
+        self.pick_actor.GetProperty().SetOpacity(0.45)
+        self.distance_data = vtkPolyData()
+        distance_mapper = vtkPolyDataMapper()
+        distance_mapper.SetInputData(self.distance_data)
+        self.distance_actor = vtkActor()
+        self.distance_actor.SetMapper(distance_mapper)
+        self.distance_actor.GetProperty().SetColor(0.95, 0.6, 0.0)
+        self.distance_actor.GetProperty().SetLineWidth(4)
+        self.distance_actor.GetProperty().LightingOff()
 
         for actor in (self.atom_actor, self.bond_actor, self.cell_actor, self.label_actor, self.pick_actor,
-                      *self.axis_labels.values()):
+                      self.distance_actor, *self.axis_labels.values()):
             actor.SetVisibility(False)
-            self.renderer.AddActor(actor)
+            self.renderer.AddViewProp(actor)
 
     # ---------------------------------------------------------------- public API
 
@@ -274,7 +302,7 @@ class StructureViewer(QWidget):
             spin.blockSignals(True)
             spin.setValue(value)
             spin.blockSignals(False)
-        self.rebuild()
+        self.rebuild(reset_camera=True)
 
     def set_structure(self, structure: Structure | None, title: str = "", reset_camera: bool = True) -> None:
         """Show ``structure`` (None clears the view)."""
@@ -287,10 +315,7 @@ class StructureViewer(QWidget):
         """Recompute the scene from the structure and the toolbar settings, then render."""
         if self.structure is None:
             self.scene = None
-            for actor in self.renderer.GetActors():
-                actor.SetVisibility(False)
-            for actor in (self.label_actor, *self.axis_labels.values()):
-                actor.SetVisibility(False)
+            self._apply_visibility(render=False)
             self.legend.setText("")
             self.render()
             return
@@ -308,6 +333,10 @@ class StructureViewer(QWidget):
             self.reset_camera(render=False)
         self.render()
 
+    def _set_tolerance(self, value: float) -> None:
+        self.bond_tolerance = value
+        self.rebuild()
+
     def atom_count(self) -> int:
         """Number of drawn atoms (glyph points), periodic images included."""
         return self.atom_data.GetNumberOfPoints()
@@ -317,7 +346,8 @@ class StructureViewer(QWidget):
         return self.bond_data.GetNumberOfPoints() // 2
 
     def render(self) -> None:
-        self.render_window.Render()
+        if not self._finalized:
+            self.render_window.Render()
 
     def reset_camera(self, render: bool = True) -> None:
         """Fit the whole scene, looking slightly off the c axis."""
@@ -328,12 +358,12 @@ class StructureViewer(QWidget):
             view = view / np.linalg.norm(view)
             up = cell[2] / np.linalg.norm(cell[2])
             camera = self.renderer.GetActiveCamera()
+            camera.SetViewAngle(25)
             camera.SetFocalPoint(*center)
             camera.SetPosition(*(center - 10 * np.linalg.norm(cell.sum(axis=0)) * view))
             camera.SetViewUp(*up)
             camera.OrthogonalizeViewUp()
-        self.renderer.ResetCamera()
-        self.renderer.ResetCameraClippingRange()
+        self._fit()
         if render:
             self.render()
 
@@ -350,8 +380,15 @@ class StructureViewer(QWidget):
         camera.SetPosition(*(center + 50.0 * direction))
         camera.SetViewUp(*(up_vector / np.linalg.norm(up_vector)))
         camera.OrthogonalizeViewUp()
-        self.renderer.ResetCamera()
+        self._fit()
         self.render()
+
+    def _fit(self) -> None:
+        """Zoom so the scene fills the view in both directions (also in narrow panes)."""
+        self.renderer.ResetCamera()
+        if self.atom_count() and min(self.render_window.GetSize()) > 1:
+            self.renderer.ResetCameraScreenSpace(0.9)
+        self.renderer.ResetCameraClippingRange()
 
     def image(self, scale: int = 1) -> np.ndarray:
         """The rendered view as an (H, W, 3) uint8 array, ``scale`` times the window size."""
@@ -396,7 +433,11 @@ class StructureViewer(QWidget):
 
     def close_viewer(self) -> None:
         """Release the OpenGL context (call before the widget is destroyed)."""
-        self.vtk_widget.Finalize()
+        if not self._finalized:
+            self._finalized = True
+            self.vtk_widget.setUpdatesEnabled(False)  # a paint after Finalize would recreate the GL window
+            self.vtk_widget.hide()
+            self.vtk_widget.Finalize()
 
     # ---------------------------------------------------------------- scene → VTK
 
@@ -444,24 +485,23 @@ class StructureViewer(QWidget):
             lines.InsertCellPoint(b)
         poly.SetLines(lines)
         self.cell_data.ShallowCopy(poly)
-        for axis, vector in zip("abc", self.scene.lattice, strict=True):
-            self.axis_labels[axis].SetPosition(*(vector * 1.08 - 0.04 * self.scene.center))
+        for axis, vector in zip("abc", self.scene.cell, strict=True):
+            self.axis_labels[axis].GetPositionCoordinate().SetValue(*(vector * 1.12 - 0.06 * self.scene.center))
 
     def _update_picks(self) -> None:
         points = self.scene.positions[self.picked] if self.picked else np.zeros((0, 3))
-        poly = _polydata(points)
-        cells = vtkCellArray()
-        for k in range(len(points)):
-            cells.InsertNextCell(1)
-            cells.InsertCellPoint(k)
-        poly.SetVerts(cells)
+        halos = _polydata(points)
+        _add_array(halos, "radius", np.array([1.3 * ATOM_SCALE * style(self.scene.symbols[k]).covalent_radius
+                                              for k in self.picked], dtype=float))
+        self.pick_data.ShallowCopy(halos)
+        line = _polydata(points)
         if len(points) == 2:
-            line = vtkCellArray()
-            line.InsertNextCell(2)
-            line.InsertCellPoint(0)
-            line.InsertCellPoint(1)
-            poly.SetLines(line)
-        self.pick_data.ShallowCopy(poly)
+            cells = vtkCellArray()
+            cells.InsertNextCell(2)
+            cells.InsertCellPoint(0)
+            cells.InsertCellPoint(1)
+            line.SetLines(cells)
+        self.distance_data.ShallowCopy(line)
 
     def _update_legend(self) -> None:
         seen = []
@@ -482,6 +522,7 @@ class StructureViewer(QWidget):
             label.SetVisibility(has and self.cell_box.isChecked())
         self.label_actor.SetVisibility(has and self.labels_box.isChecked() and self.atom_count() <= MAX_LABELLED_ATOMS)
         self.pick_actor.SetVisibility(has and bool(self.picked))
+        self.distance_actor.SetVisibility(has and len(self.picked) == 2)
         if render:
             self.render()
 

@@ -1,0 +1,114 @@
+"""The main window on a temporary project: title, panels, menus, settings, drag-and-drop, jobs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="VTK needs an X display: run under xvfb-run")
+
+GOOD = Path(__file__).resolve().parents[1] / "data" / "good"
+
+
+@pytest.fixture
+def window(qtbot, project, settings):
+    from crystal_studio.gui.main_window import MainWindow
+
+    project.close()
+    win = MainWindow(project.path, settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.project is not None, timeout=10000)
+    qtbot.waitUntil(lambda: win.datasets_panel.model.rowCount() == 9, timeout=10000)
+    yield win
+    win.close()
+
+
+def test_window_opens_project_with_panels_and_menus(window):
+    assert window.windowTitle() == "Crystal Studio — p"
+    assert set(window.docks) >= {"Datasets", "Training", "Targets", "Optimization", "Candidates", "Structure", "Plots"}
+    placeholder = window.docks["Training"].widget()
+    assert "Training" in placeholder.text()
+    menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
+    assert menus == ["File", "View", "Settings", "Help"]
+    file_items = [a.text().replace("&", "") for a in window.menuBar().actions()[0].menu().actions() if a.text()]
+    for item in ("New Project…", "Open Project…", "Open Recent", "Import…", "Export…", "Quit"):
+        assert item in file_items
+    assert any("Ctrl+I" in key for _, key in window.shortcut_lines())
+
+
+def test_selecting_a_row_shows_structure_and_details(qtbot, window):
+    panel = window.datasets_panel
+    qtbot.waitUntil(lambda: panel.model.row_data(1) is not None, timeout=5000)
+    panel.select_rows([1])  # SrTiO3
+    assert window.viewer.structure is not None
+    assert window.viewer.atom_count() == 15  # 5 sites + periodic images on faces, edges, corners
+    assert "SrTiO3" in window.details.toPlainText()
+    assert "Pm-3m" in window.details.toPlainText()
+
+
+def test_settings_persist_recent_projects_and_layout(qtbot, window, settings):
+    window.docks["Plots"].hide()
+    window.set_compute_device("cpu")
+    window.close()
+    assert settings.value("compute/device") == "cpu"
+    recent = window.recent_projects()
+    assert recent and Path(recent[0]).name == "p.sqlite"
+    from crystal_studio.gui.main_window import MainWindow
+
+    again = MainWindow(settings=settings, open_default=False)
+    qtbot.addWidget(again)
+    assert again.docks["Plots"].isHidden()
+    assert again.device_actions["cpu"].isChecked()
+    again.reset_layout()
+    assert not again.docks["Plots"].isHidden()
+    again.close()
+
+
+def test_drop_files_opens_import_dialog_and_imports(qtbot, window):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(GOOD / "GaN_hex.vasp"))])
+    event = QDropEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    qtbot.waitUntil(lambda: window.last_import_dialog is not None, timeout=3000)
+    dialog = window.last_import_dialog
+    assert dialog.paths() == [str(GOOD / "GaN_hex.vasp")]
+    dialog.dataset_combo.setCurrentText("dropped")
+    with qtbot.waitSignal(dialog.imported, timeout=10000):
+        dialog.import_button.click()
+    qtbot.waitUntil(lambda: "dropped" in [s.name for s in window.datasets_panel.summaries], timeout=5000)
+    dialog.close()
+
+
+def test_running_job_appears_in_status_bar(qtbot, window):
+    import time
+
+    def work(progress, cancel):
+        while True:
+            cancel.check()
+            time.sleep(0.01)
+
+    job = window.jobs.start("Waiting", work)
+    assert job in window.jobs_status.rows and window.jobs_status.isVisible()
+    with qtbot.waitSignal(job.done, timeout=2000):
+        window.jobs_status.rows[job].cancel_button.click()
+    assert not window.jobs_status.isVisible()
+
+
+def test_builtin_project_failure_is_a_dialog_not_a_crash(qtbot, settings, monkeypatch):
+    from crystal_studio.gui import main_window
+    from crystal_studio.store import builtin
+
+    monkeypatch.setattr(builtin, "BUILTIN_DATA", Path("/nonexistent/builtin.csv.gz"))
+    win = main_window.MainWindow(settings=settings)
+    qtbot.addWidget(win)
+    qtbot.waitUntil(lambda: win.jobs.last_error_dialog is not None, timeout=10000)
+    assert "built-in dataset is missing" in win.jobs.last_error_dialog.text()
+    assert win.project is None
+    win.jobs.last_error_dialog.close()
+    win.close()

@@ -1,0 +1,134 @@
+"""3D viewer: scene geometry (no display needed), glyph counts, colours in a screenshot, PNG export,
+compare view with linked cameras."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crystal_studio.core.io import read_structure
+from crystal_studio.gui.elements import element_table, style
+from crystal_studio.gui.scene import build_scene, pick_atom
+
+GOOD = Path(__file__).resolve().parents[1] / "data" / "good"
+needs_display = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="VTK needs an X display: run under xvfb-run")
+
+
+@pytest.fixture(scope="module")
+def srtio3():
+    return read_structure(GOOD / "SrTiO3.cif")
+
+
+def test_element_table_has_jmol_colours_and_radii():
+    table = element_table()
+    assert len(table) == 118
+    assert table["O"].color == "#ff0d0d" and table["O"].covalent_radius == pytest.approx(0.66)
+    assert (table["Fe"].row, table["Fe"].column) == (4, 8)
+    assert (table["Ce"].row, table["Ce"].column) == (9, 4)
+
+
+def test_scene_includes_periodic_images(srtio3):
+    scene = build_scene(srtio3)
+    assert Counter(scene.symbols) == {"Sr": 8, "Ti": 1, "O": 6}  # corners ×8, body centre, faces ×2
+    assert scene.is_image.sum() == 10
+    assert len(scene.bonds) == 30  # 6 Ti–O + 24 Sr–O; no metal–metal sticks in an oxide
+    big = build_scene(srtio3, (2, 2, 2))
+    assert Counter(big.symbols) == {"Sr": 27, "Ti": 8, "O": 36}
+    assert len(np.unique(np.round(big.positions, 6), axis=0)) == 71
+    bare = build_scene(srtio3, (3, 1, 1), boundary_images=False, bonds=False)
+    assert len(bare.positions) == 15 and len(bare.bonds) == 0
+
+
+def test_pick_atom_finds_nearest_sphere_on_ray():
+    positions = np.array([[0.0, 0, 0], [0, 0, 5.0]])
+    radii = np.array([1.0, 1.0])
+    assert pick_atom(positions, radii, np.array([0.2, 0, 10.0]), np.array([0, 0, -1.0])) == 1
+    assert pick_atom(positions, radii, np.array([3.0, 0, 10.0]), np.array([0, 0, -1.0])) is None
+
+
+@pytest.fixture
+def viewer(qtbot):
+    from crystal_studio.gui.viewer import StructureViewer
+
+    view = StructureViewer()
+    qtbot.addWidget(view)
+    view.resize(640, 520)
+    view.show()
+    qtbot.waitExposed(view)
+    yield view
+    view.close_viewer()
+
+
+@needs_display
+def test_viewer_draws_glyphs_supercell_and_picks(viewer, srtio3):
+    viewer.set_structure(srtio3, "SrTiO3")
+    assert viewer.atom_count() == 15 and viewer.bond_count() == 30
+    viewer.set_supercell(2, 2, 2)
+    assert viewer.atom_count() == 71
+    viewer.bonds_box.setChecked(False)
+    assert not viewer.bond_actor.GetVisibility()
+    viewer.images_box.setChecked(False)
+    assert viewer.atom_count() == 40
+    # click the projected centre of atom 0, then atom 1: info shows both and their distance
+    for k in (1, 0):
+        renderer = viewer.renderer
+        renderer.SetWorldPoint(*viewer.scene.positions[k], 1.0)
+        renderer.WorldToDisplay()
+        x, y, _ = renderer.GetDisplayPoint()
+        viewer.pick_at(int(round(x)), int(round(y)))
+    assert len(viewer.picked) == 2
+    assert "distance" in viewer.info.text() and "frac" in viewer.info.text()
+
+
+@needs_display
+def test_screenshot_is_not_blank_and_shows_element_colours(viewer, srtio3, tmp_path):
+    viewer.set_structure(srtio3, "SrTiO3")
+    viewer.view_along("a")
+    pixels = viewer.image().reshape(-1, 3).astype(int)
+    background = np.array([255, 255, 255])
+    assert (np.abs(pixels - background).sum(axis=1) > 60).mean() > 0.05
+    for symbol in ("Sr", "O"):
+        target = np.array(style(symbol).rgb255)
+        # a lit sphere shows its element colour (scaled by shading) somewhere near its centre
+        close = np.abs(pixels - target).max(axis=1) < 40
+        assert close.any(), symbol
+    out = tmp_path / "view.png"
+    viewer.save_png(str(out), scale=2)
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(out))
+    assert image.width() == 2 * viewer.render_window.GetSize()[0]
+
+
+@needs_display
+def test_compare_view_links_cameras(qtbot, project):
+    from PySide6.QtCore import Qt
+
+    from crystal_studio.gui.compare import CompareView
+    from crystal_studio.store.project import StructureQuery
+
+    view = CompareView()
+    qtbot.addWidget(view)
+    view.resize(1000, 600)
+    view.show()
+    try:
+        rows = project.page(StructureQuery(ids=[2, 3, 4]))
+        view.set_structures(rows, [project.structure(r["id"]) for r in rows])
+        assert len(view.shown_viewers()) == 3
+        cameras = {id(v.renderer.GetActiveCamera()) for v in view.shown_viewers()}
+        assert len(cameras) == 1
+        first, second = view.shown_viewers()[:2]
+        first.renderer.GetActiveCamera().Azimuth(40)
+        first.interactor.InvokeEvent("InteractionEvent")
+        assert second.renderer.GetActiveCamera().GetPosition() == first.renderer.GetActiveCamera().GetPosition()
+        labels = [view.table.verticalHeaderItem(i).text() for i in range(view.table.rowCount())]
+        assert "band_gap (eV)" in labels
+        row = labels.index("a (Å)")
+        assert view.table.item(row, 1).background().style() == Qt.BrushStyle.NoBrush  # CsCl a = 4.0 Å, within 5 % of 3.905
+        assert view.table.item(row, 2).background().color().name() == "#ffe2aa"  # NaCl a = 5.6 Å
+    finally:
+        view.close_viewers()
