@@ -141,33 +141,49 @@ def export(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (or a .zip file).")],
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset to export from.")] = None,
     ids: Annotated[str | None, typer.Option(help="Comma-separated structure ids (default: the whole dataset).")] = None,
+    run: Annotated[int | None, typer.Option(help="Export the candidates of this optimization run instead.")] = None,
+    only_success: Annotated[bool, typer.Option(help="With --run: only candidates meeting every criterion.")] = False,
+    relaxed: Annotated[bool, typer.Option(help="With --run: the CHGNet-relaxed structures where they exist.")] = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="cif, poscar or extxyz.")] = "cif",
     symmetrize: Annotated[bool, typer.Option(help="Write CIFs in their spglib space group instead of P1.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write structures to files named from formula and id."""
+    """Write structures (or a run's candidates) to files named from formula and id."""
     from crystal_studio.core.io import WRITE_FORMATS
     from crystal_studio.jobs.cli_runner import run_with_progress
-    from crystal_studio.store.exporting import export_structures
+    from crystal_studio.store.exporting import export_candidates, export_structures
     from crystal_studio.store.project import StructureQuery
 
     if fmt not in WRITE_FORMATS:
         raise CrystalStudioError(f"--format must be one of {', '.join(WRITE_FORMATS)} (got '{fmt}')")
-    if dataset is None and ids is None:
-        raise CrystalStudioError("say what to export: --dataset NAME and/or --ids 1,2,3")
+    if dataset is None and ids is None and run is None:
+        raise CrystalStudioError("say what to export: --dataset NAME, --ids 1,2,3 or --run ID")
     try:
         id_list = [int(x) for x in ids.split(",") if x.strip()] if ids else None
     except ValueError:
         raise CrystalStudioError(f"--ids must be comma-separated integers (got '{ids}')") from None
     proj = _open(project)
-    query = StructureQuery(dataset=dataset, ids=id_list)
-    written = run_with_progress(
-        "exporting", lambda progress, cancel: export_structures(proj, query, out_dir, fmt, symmetrize, progress, cancel))
+    if run is not None:
+        def work(progress, cancel):
+            return export_candidates(proj, run, out_dir, fmt, only_success, relaxed, symmetrize, progress, cancel)
+    else:
+        query = StructureQuery(dataset=dataset, ids=id_list)
+
+        def work(progress, cancel):
+            return export_structures(proj, query, out_dir, fmt, symmetrize, progress, cancel)
+    written = run_with_progress("exporting", work)
     if not written:
         raise CrystalStudioError("nothing matched: no structures exported")
     err.print(f"wrote {len(written)} {fmt} file(s) to {out_dir}")
     if json_out:
         _emit_json({"format": fmt, "out": str(out_dir), "files": [str(p) for p in written]})
+
+
+from crystal_studio.cli_design import register as _register_design  # noqa: E402, I001
+from crystal_studio.cli_ml import register as _register_ml  # noqa: E402, I001
+
+_register_ml(app)
+_register_design(app)
 
 
 def main() -> None:

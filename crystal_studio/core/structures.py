@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints search failures to stderr otherwise
 import spglib  # noqa: E402
-
-spglib.OLD_ERROR_HANDLING = False  # failures raise SpglibError instead of returning None
 from pymatgen.core import Element, Lattice, Structure  # noqa: E402
 from pymatgen.core.periodic_table import get_el_sp  # noqa: E402
 
@@ -62,9 +61,10 @@ def spglib_cell(structure: Structure) -> tuple:
 
 def spacegroup(structure: Structure) -> tuple[int | None, str | None]:
     """International space-group number and symbol from spglib (None when spglib finds none)."""
-    try:
+    with warnings.catch_warnings():  # spglib 2.5+ warns about its legacy None-on-failure handling
+        warnings.simplefilter("ignore", DeprecationWarning)
         dataset = spglib.get_symmetry_dataset(spglib_cell(structure), symprec=SYMPREC, angle_tolerance=ANGLE_TOLERANCE)
-    except spglib.error.SpglibError:
+    if dataset is None:
         return None, None
     return int(dataset.number), str(dataset.international)
 

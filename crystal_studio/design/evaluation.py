@@ -192,23 +192,21 @@ def mark_unique_and_novel(structures: list[Structure], evaluations: list[Candida
         ev.novel = not any(matcher.fit(structure, other) for other in by_formula.get(ev.formula, []))
 
 
-def summarize(evaluations: list[CandidateEvaluation], spec: DesignSpec) -> dict:
-    """Run summary: success rate, each criterion's rate, validity, uniqueness and novelty rates."""
+def summarize(evaluations: list[dict], spec: DesignSpec) -> dict:
+    """Run summary from candidates' :meth:`CandidateEvaluation.as_json` documents: success rate, each
+    criterion's rate, structural/compositional validity, uniqueness and novelty rates."""
     n = len(evaluations)
-    if n == 0:
-        return {"n": 0, "success_rate": 0.0, "criteria": {}, "valid_rate": 0.0, "unique_rate": 0.0,
-                "novel_rate": 0.0, "compositional_validity": 0.0}
 
-    def rate(values) -> float:
-        return float(np.mean(list(values)))
+    def rate(get) -> float:
+        return float(np.mean([bool(get(e)) for e in evaluations])) if n else 0.0
 
     return {
         "n": n,
-        "success_rate": rate(e.success for e in evaluations),
-        "criteria": {name: rate(e.criteria.get(name, False) for e in evaluations) for name in spec.criteria_names()},
-        "valid_rate": rate(e.structurally_valid for e in evaluations),
-        "compositional_validity": rate(e.compositionally_valid for e in evaluations),
-        "unique_rate": rate(e.unique for e in evaluations),
-        "novel_rate": rate(e.novel for e in evaluations),
-        "unique_success_rate": rate(e.success and e.unique for e in evaluations),
+        "success_rate": rate(lambda e: e["success"]),
+        "criteria": {name: rate(lambda e, name=name: e["criteria"].get(name)) for name in spec.criteria_names()},
+        "valid_rate": rate(lambda e: e["valid"]),
+        "compositional_validity": rate(lambda e: e["compositionally_valid"]),
+        "unique_rate": rate(lambda e: e["unique"]),
+        "novel_rate": rate(lambda e: e["novel"]),
+        "unique_success_rate": rate(lambda e: e["success"] and e["unique"]),
     }

@@ -139,8 +139,10 @@ class DesignSpec:
     # ------------------------------------------------------------------ (de)serialization
 
     def to_dict(self) -> dict:
+        """The JSON document :func:`spec_from_dict` reads back (unset constraints are left out)."""
         doc = asdict(self)
         doc["constraints"]["template"]["angle_window"] = list(self.constraints.template.angle_window)
+        doc["constraints"] = {k: v for k, v in doc["constraints"].items() if v not in (None, [], {})}
         return {"version": doc.pop("version"), **doc}
 
     def save(self, path: str | Path) -> None:
@@ -284,7 +286,7 @@ def _constraints(c, problems: list[str]) -> Constraints:
         out.min_distance = d or 0.5
     if "allowed_elements" in c:
         out.allowed_elements = _elements(c["allowed_elements"], "constraints.allowed_elements", problems)
-    if "forbidden_elements" in c:
+    if c.get("forbidden_elements"):
         out.forbidden_elements = _elements(c["forbidden_elements"], "constraints.forbidden_elements", problems)
     for site, elements in (c.get("site_elements") or {}).items():
         if site not in PEROVSKITE_SITES:

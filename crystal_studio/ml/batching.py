@@ -25,6 +25,7 @@ from pymatgen.core import Structure
 from torch import Tensor
 
 from crystal_studio.core.errors import CrystalStudioError
+from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.ml.elements import element_index, unsupported_elements
 
 MAX_CANDIDATES = 1 << 21  # (pair, image) candidates examined at once while building neighbour lists
@@ -204,28 +205,31 @@ class CrystalGraph:
         return int(self.types.shape[0])
 
 
-def check_elements(structure: Structure, source: str) -> None:
-    """Raise CrystalStudioError if ``structure`` has elements the models do not cover."""
-    bad = unsupported_elements(str(el) for el in structure.composition.elements)
-    if bad:
-        raise CrystalStudioError(f"{source}: element(s) {', '.join(bad)} not covered by the models (H to Pu)")
-
-
 def structure_arrays(structure: Structure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(element indices (n,), fractional coordinates (n, 3), lattice (3, 3) Å) of an ordered structure."""
+    """(element indices (n,), fractional coordinates (n, 3), lattice (3, 3) Å) of an ordered structure;
+    CrystalStudioError if it has elements the models do not cover."""
+    bad = unsupported_elements(site.specie.symbol for site in structure)
+    if bad:
+        raise CrystalStudioError(f"{structure.composition.reduced_formula}: element(s) {', '.join(bad)} "
+                                 "not covered by the models (H to Pu)")
     types = np.array([element_index(site.specie.symbol) for site in structure], dtype=np.int64)
-    return types, np.asarray(structure.frac_coords, dtype=np.float64), np.asarray(structure.lattice.matrix)
+    return types, np.array(structure.frac_coords, dtype=np.float64), np.array(structure.lattice.matrix, dtype=np.float64)
 
 
 def build_graphs(structures: Sequence[Structure], cutoff: float, targets: np.ndarray | None = None,
-                 chunk: int = 256) -> list[CrystalGraph]:
+                 chunk: int = 256, progress: ProgressCallback = no_progress,
+                 cancel: CancelToken | None = None) -> list[CrystalGraph]:
     """Graphs with neighbour lists within ``cutoff`` Å for ordered structures of covered elements.
 
     ``targets`` is an optional (len(structures), T) array of labels (NaN where unknown). Neighbour
-    lists are built ``chunk`` crystals at a time.
+    lists are built ``chunk`` crystals at a time, reporting progress and honouring ``cancel`` between
+    chunks.
     """
+    cancel = cancel or CancelToken()
     graphs: list[CrystalGraph] = []
     for start in range(0, len(structures), chunk):
+        cancel.check()
+        progress(ProgressEvent(start, len(structures), "building neighbour lists"))
         part = [structure_arrays(s) for s in structures[start:start + chunk]]
         n_atoms = torch.tensor([len(t) for t, _, _ in part])
         frac = torch.from_numpy(np.concatenate([f for _, f, _ in part]))

@@ -42,14 +42,6 @@ class Relaxation:
     max_force: float  # eV/Å, at the end
     magmoms: np.ndarray  # μB per site, of the final structure
 
-    @property
-    def max_displacement(self) -> float:
-        """Largest site displacement (Å) between initial and final, in fractional-coordinate terms
-        scaled by the final lattice (cell changes are not counted as displacement)."""
-        diff = self.final.frac_coords - self.initial.frac_coords
-        diff -= np.round(diff)
-        return float(np.max(np.linalg.norm(self.final.lattice.get_cartesian_coords(diff), axis=1)))
-
 
 _MODEL_LOCK = threading.Lock()
 _MODELS: dict[str, object] = {}

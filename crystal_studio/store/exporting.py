@@ -27,7 +27,6 @@ def export_structures(project: Project, query: StructureQuery, out: str | os.Pat
     only moved into place once complete.
     """
     cancel = cancel or CancelToken()
-    out = Path(out)
     total = project.count(query)
     items = []
     for i, (row, structure) in enumerate(project.iter_structures(query), 1):
@@ -35,8 +34,29 @@ def export_structures(project: Project, query: StructureQuery, out: str | os.Pat
         items.append((export_name(row), structure, row.get("properties", {})))
         if i % 100 == 0 or i == total:
             progress(ProgressEvent(i, total, "reading"))
+    return write_items(items, Path(out), fmt, symmetrize, progress, cancel)
+
+
+def export_candidates(project: Project, run_id: int, out: str | os.PathLike, fmt: str, only_success: bool = False,
+                      relaxed: bool = False, symmetrize: bool = False, progress: ProgressCallback = no_progress,
+                      cancel: CancelToken | None = None) -> list[Path]:
+    """Write an optimization run's candidates (named formula + 'c' + candidate id); with ``relaxed``
+    the CHGNet-relaxed structure where one exists."""
+    from crystal_studio.store.candidates import list_candidates
+
+    items = []
+    for record in list_candidates(project, run_id, only_success):
+        structure = (record.relaxed_structure if relaxed else None) or record.structure
+        props = {k: v for k, v in record.evaluation.get("properties", {}).items() if v is not None}
+        items.append((f"{record.formula}_c{record.id}", structure, props))
+    return write_items(items, Path(out), fmt, symmetrize, progress, cancel or CancelToken())
+
+
+def write_items(items, out: Path, fmt: str, symmetrize: bool, progress: ProgressCallback,
+                cancel: CancelToken) -> list[Path]:
+    """Write (name, structure, properties) items to a folder, or into ``out`` when it ends in .zip."""
     if out.suffix.lower() == ".zip":
-        return [_write_zip(items, out, fmt, symmetrize, cancel)]
+        return [_write_zip(items, out, fmt, symmetrize, cancel)] if items else []
     written = []
     for i, item in enumerate(items, 1):
         cancel.check()

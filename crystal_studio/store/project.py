@@ -50,6 +50,7 @@ class StructureQuery:
     property_ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     valid_only: bool = False
     ids: list[int] | None = None
+    reduced_formulas: list[str] | None = None  # exact reduced formulas, e.g. ["SrTiO3"]
     sort: str = "id"  # a column of SORTABLE_COLUMNS or a property name
     descending: bool = False
 
@@ -263,6 +264,9 @@ class Project:
         if q.ids is not None:
             clauses.append(f"s.id IN ({','.join('?' * len(q.ids))})")
             params += list(q.ids)
+        if q.reduced_formulas is not None:
+            clauses.append(f"s.reduced_formula IN ({','.join('?' * len(q.reduced_formulas))})")
+            params += list(q.reduced_formulas)
         for name, (lo, hi) in q.property_ranges.items():
             cond, cparams = ["p.name = ?"], [name]
             if lo is not None:

@@ -1,0 +1,128 @@
+"""Design verbs of the command line: optimize, candidates, relax (registered on the main app)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from crystal_studio.cli import JsonOpt, ProjectArg, _emit_json, _open, err, out
+from crystal_studio.core.errors import CrystalStudioError
+
+
+def _ids(text: str, option: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise CrystalStudioError(f"{option} must be comma-separated integers (got '{text}')") from None
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table(title="run summary", title_justify="left")
+    table.add_column("criterion")
+    table.add_column("rate", justify="right")
+    for name, value in summary["criteria"].items():
+        table.add_row(name, f"{value:.1%}")
+    for name in ("valid_rate", "compositional_validity", "unique_rate", "novel_rate", "success_rate"):
+        table.add_row(f"[bold]{name}[/bold]" if name == "success_rate" else name, f"{summary[name]:.1%}")
+    err.print(table)
+
+
+def optimize(
+    project: ProjectArg,
+    spec: Annotated[Path, typer.Option(help="Design spec (JSON/YAML), e.g. resources/specs/*.json.")],
+    models: Annotated[str, typer.Option(help="Comma-separated model ids (see 'crystal-studio models').")],
+    method: Annotated[str, typer.Option(help="smoacs, random (baseline) or screen (dataset baseline).")] = "smoacs",
+    candidates: Annotated[int, typer.Option(help="Number of candidates.")] = 256,
+    steps: Annotated[int, typer.Option(help="Optimization steps.")] = 200,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dataset: Annotated[str | None, typer.Option(
+        help="Dataset to screen (screen) and to judge novelty against (default: the model's training set).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Optimize crystals toward a spec; stores per-step metrics and evaluated candidates as a run."""
+    from crystal_studio.design.job import run_optimization
+    from crystal_studio.design.spec import load_spec
+    from crystal_studio.jobs.cli_runner import run_with_progress
+    from crystal_studio.store.models import get_model
+
+    proj = _open(project)
+    model_ids = _ids(models, "--models")
+    known = {t for mid in model_ids for t in get_model(proj, mid, with_checkpoint=False).targets}
+    design = load_spec(spec, known_properties=known)
+    result = run_with_progress(f"{method}: {design.name}", lambda progress, cancel: run_optimization(
+        proj, design, method, model_ids, candidates, steps, seed, device, dataset, progress, cancel))
+    _print_summary(result.summary)
+    err.print(f"run {result.run_id}: {result.n_candidates} candidates stored "
+              f"(see 'crystal-studio candidates {project} --run {result.run_id}')")
+    if json_out:
+        _emit_json(result.as_json())
+
+
+def candidates(
+    project: ProjectArg,
+    run: Annotated[int, typer.Option(help="Optimization run id.")],
+    only_success: Annotated[bool, typer.Option(help="Only candidates meeting every criterion.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the candidates of an optimization run with their checks and predicted properties."""
+    from crystal_studio.design.job import run_summary
+    from crystal_studio.store.candidates import list_candidates
+
+    proj = _open(project)
+    records = list_candidates(proj, run, only_success)
+    if json_out:
+        _emit_json({"run_id": run, "summary": run_summary(proj, run), "candidates": [r.as_json() for r in records]})
+        return
+    if not records:
+        err.print("no candidates")
+        return
+    props = list(records[0].evaluation.get("properties", {}))
+    criteria = list(records[0].evaluation.get("criteria", {}))
+    table = Table(title=f"run {run}: {len(records)} candidates", title_justify="left")
+    for col in ("id", "formula", "success", *props, *criteria):
+        table.add_column(col, justify="left" if col == "formula" else "right")
+    for r in records:
+        ev = r.evaluation
+        table.add_row(str(r.id), r.formula, "✔" if r.success else "✘",
+                      *(f"{ev['properties'].get(p, float('nan')):.3g}" for p in props),
+                      *("✔" if ev["criteria"].get(c) else "✘" for c in criteria))
+    out.print(table)
+
+
+def relax(
+    project: ProjectArg,
+    run: Annotated[int, typer.Option(help="Optimization run id.")],
+    only_success: Annotated[bool, typer.Option(help="Only candidates meeting every criterion.")] = False,
+    ids: Annotated[str | None, typer.Option(help="Comma-separated candidate ids.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    fmax: Annotated[float, typer.Option(help="Force criterion, eV/Å.")] = 0.05,
+    max_steps: Annotated[int, typer.Option(help="Most FIRE steps per candidate.")] = 300,
+    json_out: JsonOpt = False,
+) -> None:
+    """Relax candidates with CHGNet (cell free) and re-check them on the relaxed structure."""
+    from crystal_studio.design.relaxation import relax_candidates
+    from crystal_studio.jobs.cli_runner import run_with_progress
+
+    proj = _open(project)
+    chosen = _ids(ids, "--ids") if ids else None
+    results = run_with_progress("relaxing with CHGNet", lambda progress, cancel: relax_candidates(
+        proj, run, only_success, chosen, device, fmax, max_steps, progress, cancel))
+    if not results:
+        raise CrystalStudioError("no candidates matched: nothing relaxed")
+    survived = sum(r["success_after"] for r in results if r["success_before"])
+    before = sum(r["success_before"] for r in results)
+    err.print(f"relaxed {len(results)} candidates ({sum(r['converged'] for r in results)} converged); "
+              f"success kept by {survived} of {before} successful ones")
+    if json_out:
+        _emit_json({"run_id": run, "relaxed": results})
+
+
+def register(app: typer.Typer) -> None:
+    """Add the design verbs to the main app."""
+    app.command()(optimize)
+    app.command()(candidates)
+    app.command()(relax)

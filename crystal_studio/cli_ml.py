@@ -1,0 +1,244 @@
+"""Command-line verbs for property predictors: ``train``, ``models``, ``predict`` and ``evaluate``.
+
+:func:`register` adds them to the main typer app. torch is imported only when one of them runs, so
+``crystal-studio --help`` stays fast. JSON shapes follow DESIGN.md ("Command line conventions").
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crystal_studio.core.errors import Cancelled, CrystalStudioError
+
+err = Console(stderr=True)
+out = Console()
+
+ProjectArg = Annotated[Path, typer.Argument(help="Project file (.sqlite), as made by 'crystal-studio new'.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (GPU when available), cpu or cuda.")]
+ModelOpt = Annotated[int, typer.Option("--model", "-m", help="Model id (see 'crystal-studio models').")]
+
+
+def _emit_json(doc: dict) -> None:
+    sys.stdout.write(json.dumps(doc, default=str) + "\n")
+
+
+def _open(path: Path):
+    from crystal_studio.store.project import Project
+
+    return Project.open(path)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+def _metrics_table(title: str, metrics: dict) -> Table:
+    from crystal_studio.core.properties import unit_of
+
+    table = Table(title=title, title_justify="left")
+    for col in ("target", "unit", "n", "MAE", "RMSE", "R²"):
+        table.add_column(col, justify="left" if col in ("target", "unit") else "right")
+    for target, m in metrics.items():
+        table.add_row(target, unit_of(target), str(m.get("n", "")), _fmt(m["mae"]), _fmt(m["rmse"]), _fmt(m["r2"]))
+    return table
+
+
+def _report_skipped(issues) -> None:
+    for issue in issues:
+        err.print(f"[yellow]skipped[/yellow] {issue}", markup=True, highlight=False, soft_wrap=True)
+
+
+def train(
+    project: ProjectArg,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset to train on.")] = None,
+    model: Annotated[str, typer.Option(help="Model kind: gnn.")] = "gnn",
+    targets: Annotated[str, typer.Option(
+        help="Comma-separated properties to predict, e.g. formation_energy_per_atom,band_gap.")] = "",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs per ensemble member.")] = 100,
+    ensemble: Annotated[int, typer.Option(help="Ensemble members (the spread of their predictions is reported).")] = 1,
+    device: DeviceOpt = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the split, initialization and batch order.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Crystals per batch.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-3,
+    patience: Annotated[int, typer.Option(help="Stop a member after this many epochs without improvement.")] = 20,
+    loss: Annotated[str, typer.Option(help="l1, mse or huber (on standardized targets).")] = "l1",
+    hidden: Annotated[int, typer.Option(help="Width of the atom states.")] = 64,
+    layers: Annotated[int, typer.Option(help="Message-passing layers.")] = 3,
+    cutoff: Annotated[float, typer.Option(help="Neighbour cutoff radius in Å.")] = 5.0,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (0: default).")] = 0,
+    name: Annotated[str | None, typer.Option(help="Name of the stored model.")] = None,
+    resume: Annotated[int | None, typer.Option(
+        help="Continue this cancelled or interrupted training run (other settings come from the run).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a property predictor on a dataset; prints the model id and test metrics."""
+    from crystal_studio.core.properties import canonical_name
+    from crystal_studio.jobs.cli_runner import run_with_progress
+    from crystal_studio.ml.models import MODEL_KINDS
+    from crystal_studio.ml.training import TrainConfig, resume_training, train_model
+    from crystal_studio.store import models as model_store
+
+    proj = _open(project)
+    if resume is not None:
+        def work(progress, cancel):
+            return resume_training(proj, resume, progress, cancel, device=None if device == "auto" else device,
+                                   threads=threads or None)
+    else:
+        if model not in MODEL_KINDS:
+            raise CrystalStudioError(f"--model must be one of {', '.join(MODEL_KINDS)} (got '{model}')")
+        if not dataset:
+            raise CrystalStudioError("say what to train on: --dataset NAME (or --resume RUN_ID)")
+        names = [canonical_name(t) for t in targets.split(",") if t.strip()]
+        if not names:
+            raise CrystalStudioError("say what to predict: --targets formation_energy_per_atom,band_gap")
+        config = TrainConfig(targets=names, epochs=epochs, ensemble=ensemble, seed=seed, batch_size=batch_size,
+                             lr=lr, patience=patience, loss=loss, device=device, threads=threads, hidden=hidden,
+                             layers=layers, cutoff=cutoff)
+        config.validate()
+
+        def work(progress, cancel):
+            return train_model(proj, dataset, config, name, progress, cancel)
+
+    try:
+        result = run_with_progress("training", work)
+    except (Cancelled, KeyboardInterrupt):
+        cancelled = [r for r in model_store.list_runs(proj, "train") if r.status == "cancelled"]
+        if cancelled:
+            err.print(f"run {cancelled[0].id} {cancelled[0].message.replace('PROJECT', str(project))}",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    err.print(f"model {result.model_id} stored (run {result.run_id}): {result.message}", highlight=False,
+              soft_wrap=True)
+    if json_out:
+        _emit_json(result.as_json())
+        return
+    out.print(_metrics_table(f"model {result.model_id} — test metrics", result.metrics))
+
+
+def models(project: ProjectArg, json_out: JsonOpt = False) -> None:
+    """List trained models with their targets, dataset and test metrics."""
+    from crystal_studio.store import models as model_store
+
+    records = model_store.list_models(_open(project))
+    if json_out:
+        _emit_json({"models": [r.as_json() for r in records]})
+        return
+    if not records:
+        err.print("no models yet: train one with 'crystal-studio train PROJECT --dataset NAME --targets ...'")
+        return
+    table = Table(title="models", title_justify="left")
+    for col in ("id", "name", "kind", "members", "dataset", "test MAE", "created"):
+        table.add_column(col, justify="right" if col in ("id", "members") else "left")
+    for r in records:
+        mae = ", ".join(f"{t} {_fmt(m.get('mae'))}" for t, m in r.metrics.items())
+        table.add_row(str(r.id), r.name, r.kind, str(r.hyperparameters.get("members", "")), r.dataset or "—", mae,
+                      r.created)
+    out.print(table)
+
+
+def _read_inputs(paths: list[Path]):
+    """Parsed records of ``paths`` whose elements the models cover, and every skipped record."""
+    from crystal_studio.core.io import ImportIssue, read_structures
+    from crystal_studio.ml.elements import unsupported_elements
+
+    records, issues = read_structures(paths)
+    usable = []
+    for rec in records:
+        bad = unsupported_elements(rec.info.elements)
+        if bad:
+            issues.append(ImportIssue(rec.source, f"element(s) {', '.join(bad)} not covered by the models"))
+        else:
+            usable.append(rec)
+    return usable, issues
+
+
+def predict(
+    project: ProjectArg,
+    paths: Annotated[list[Path], typer.Argument(help="CIF, POSCAR, extxyz, JSON or CSV files, folders or zips.")],
+    model: ModelOpt,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Predict properties, with the ensemble spread, for crystals in files.
+
+    Exit 0 if every record was predicted, 3 if some were skipped, 2 if none could be.
+    """
+    from crystal_studio.jobs.cli_runner import run_with_progress
+    from crystal_studio.ml.predictor import load_predictor, predict_structures
+    from crystal_studio.ml.runtime import resolve_device
+
+    record, predictor = load_predictor(_open(project), model, resolve_device(device))
+    records, issues = _read_inputs(paths)
+    _report_skipped(issues)
+    if not records:
+        raise CrystalStudioError("nothing to predict: no readable structure in the given paths")
+    mean, std = run_with_progress(
+        "predicting", lambda progress, cancel: predict_structures(
+            predictor, [r.structure for r in records], progress=progress, cancel=cancel))
+    predictions = []
+    for k, rec in enumerate(records):
+        row = {"source": rec.source, "formula": rec.info.reduced_formula}
+        for j, target in enumerate(predictor.targets):
+            row[target] = float(mean[k, j])
+            row[target + "_std"] = float(std[k, j])
+        predictions.append(row)
+    if json_out:
+        _emit_json({"model_id": record.id, "targets": predictor.targets, "predictions": predictions})
+    else:
+        table = Table(title=f"model {record.id}: {record.name}", title_justify="left")
+        for col in ("source", "formula", *predictor.targets):
+            table.add_column(col, justify="left" if col in ("source", "formula") else "right")
+        for row in predictions:
+            table.add_row(row["source"], row["formula"],
+                          *(f"{row[t]:.3f} ± {row[t + '_std']:.3f}" for t in predictor.targets))
+        out.print(table)
+    if issues:
+        raise typer.Exit(3)
+
+
+def evaluate(
+    project: ProjectArg,
+    model: ModelOpt,
+    data: Annotated[list[Path], typer.Option("--data", help="Labelled file(s) (e.g. a CSV with a cif column).")],
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """MAE, RMSE and R² of a model on labelled structures, per target.
+
+    Exit 0 if every record was read, 3 if some were skipped, 2 if none could be used.
+    """
+    from crystal_studio.jobs.cli_runner import run_with_progress
+    from crystal_studio.ml.predictor import evaluate_structures, load_predictor
+    from crystal_studio.ml.runtime import resolve_device
+
+    record, predictor = load_predictor(_open(project), model, resolve_device(device))
+    records, issues = _read_inputs(data)
+    _report_skipped(issues)
+    if not records:
+        raise CrystalStudioError("nothing to evaluate: no readable structure in --data")
+    n, metrics = run_with_progress(
+        "evaluating", lambda progress, cancel: evaluate_structures(
+            predictor, [r.structure for r in records], [r.properties for r in records], progress=progress,
+            cancel=cancel))
+    if json_out:
+        _emit_json({"model_id": record.id, "n": n, "metrics": metrics})
+    else:
+        out.print(_metrics_table(f"model {record.id} on {n} structures", metrics))
+    if issues:
+        raise typer.Exit(3)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the predictor verbs to ``app``."""
+    app.command()(train)
+    app.command()(models)
+    app.command()(predict)
+    app.command()(evaluate)

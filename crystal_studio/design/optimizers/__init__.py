@@ -1,0 +1,1 @@
+"""Design methods: SMOACS and the baselines every run is compared with."""

@@ -1,0 +1,112 @@
+"""Differentiable losses for a spec's objectives, and the predictor set that feeds them.
+
+Each objective becomes a per-candidate hinge in units of the predictor's target standard deviation
+(so eV and GPa terms are comparable): ``target`` max(0, |p − v| − 0.2·tol), ``below``
+max(0, p − v + 0.05·σ), ``above`` max(0, v − p + 0.05·σ), ``minimize`` p/σ, ``maximize`` −p/σ.
+With caution k the predictions are pessimistic: mean + k·std for below/minimize, mean − k·std for
+above/maximize, and |mean − v| + k·std for targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+from torch import Tensor, nn
+
+from crystal_studio.design.spec import DesignSpec, SpecError
+from crystal_studio.ml.predictor import CrystalPredictor
+
+TARGET_MARGIN = 0.2  # fraction of the tolerance the hinge aims inside the window
+BOUND_MARGIN = 0.05  # fraction of σ the hinge aims past a bound
+
+
+class PredictorSet(nn.Module):
+    """Several predictors used as one: their targets concatenated (the first model providing a target
+    wins)."""
+
+    def __init__(self, predictors: Sequence[CrystalPredictor]):
+        super().__init__()
+        self.models = nn.ModuleList(predictors)
+        self.targets: list[str] = []
+        self._columns: list[tuple[int, int]] = []  # (model, column) of each target
+        for m, predictor in enumerate(predictors):
+            for col, target in enumerate(predictor.targets):
+                if target not in self.targets:
+                    self.targets.append(target)
+                    self._columns.append((m, col))
+
+    @property
+    def target_std(self) -> Tensor:
+        return torch.stack([self.models[m].target_std[c] for m, c in self._columns])
+
+    @property
+    def target_mean(self) -> Tensor:
+        return torch.stack([self.models[m].target_mean[c] for m, c in self._columns])
+
+    @property
+    def cutoff(self) -> float:
+        """Neighbour cutoff (Å) of the first model; others rebuild edges when theirs differs."""
+        return self.models[0].cutoff
+
+    def forward(self, batch) -> tuple[Tensor, Tensor]:
+        outputs = []
+        for model in self.models:
+            same_graph = model.cutoff == self.cutoff
+            outputs.append(model(batch if same_graph else replace(batch, center=None, neighbor=None, shift=None)))
+        mean = torch.stack([outputs[m][0][:, c] for m, c in self._columns], dim=1)
+        std = torch.stack([outputs[m][1][:, c] for m, c in self._columns], dim=1)
+        return mean, std
+
+
+def tolerance_factor_penalty(t: Tensor, window: tuple[float, float], margin: float = 0.01) -> Tensor:
+    """Hinge pulling t into [lo + margin, hi − margin] (dimensionless, per candidate)."""
+    lo, hi = window
+    return torch.relu(lo + margin - t) + torch.relu(t - (hi - margin))
+
+
+class ObjectiveLoss:
+    """Turns predictions (B, T) into per-objective loss terms (B,) and criterion rates."""
+
+    def __init__(self, spec: DesignSpec, predictor, caution: float = 0.0):
+        self.spec = spec
+        self.caution = caution
+        missing = [o.property for o in spec.objectives if o.property not in predictor.targets]
+        if missing:
+            raise SpecError([f"the selected model(s) predict {', '.join(predictor.targets)}, but the spec needs "
+                             f"{', '.join(sorted(set(missing)))}"])
+        self.columns = [predictor.targets.index(o.property) for o in spec.objectives]
+        self.scales = predictor.target_std.detach().clone()
+
+    def terms(self, mean: Tensor, std: Tensor) -> dict[str, Tensor]:
+        k = self.caution
+        out: dict[str, Tensor] = {}
+        for objective, col in zip(self.spec.objectives, self.columns, strict=True):
+            p, s = mean[:, col], std[:, col]
+            scale = self.scales[col].to(mean.device).clamp_min(1e-6)
+            if objective.kind == "target":
+                dev = (p - objective.value).abs() + k * s
+                term = torch.relu(dev - TARGET_MARGIN * objective.tolerance) / scale
+            elif objective.kind == "below":
+                term = torch.relu(p + k * s - objective.value + BOUND_MARGIN * scale) / scale
+            elif objective.kind == "above":
+                term = torch.relu(objective.value - (p - k * s) + BOUND_MARGIN * scale) / scale
+            elif objective.kind == "minimize":
+                term = (p + k * s) / scale
+            else:
+                term = -(p - k * s) / scale
+            out[objective.criterion_name] = objective.weight * term
+        return out
+
+    def total(self, mean: Tensor, std: Tensor) -> Tensor:
+        return torch.stack(list(self.terms(mean, std).values())).sum(dim=0)
+
+    def criterion_rates(self, mean: Tensor) -> dict[str, float]:
+        """Fraction of candidates meeting each objective's criterion, keyed 'rate/<criterion>'."""
+        rates = {}
+        for objective, col in zip(self.spec.objectives, self.columns, strict=True):
+            if objective.has_criterion:
+                values = mean[:, col].detach().cpu().tolist()
+                rates[f"rate/{objective.criterion_name}"] = sum(objective.passes(v) for v in values) / len(values)
+        return rates

@@ -1,0 +1,63 @@
+"""Relax candidates with CHGNet and check whether their success survives relaxation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
+from crystal_studio.design.evaluation import evaluate_structure
+from crystal_studio.design.spec import spec_from_dict
+from crystal_studio.store import candidates as candidate_store
+from crystal_studio.store import models as model_store
+from crystal_studio.store.project import Project
+
+
+def relax_candidates(project: Project, run_id: int, only_success: bool = False, candidate_ids: list[int] | None = None,
+                     device: str = "auto", fmax: float = 0.05, max_steps: int = 300,
+                     progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> list[dict]:
+    """Relax a run's candidates (cell free, ``fmax`` eV/Å), store each relaxed structure with its CHGNet
+    energy (eV/atom), RMSD and largest displacement (Å), and the run's predictors' properties and
+    criteria re-evaluated on the relaxed structure. Returns one summary dict per candidate."""
+    from crystal_studio.design.job import load_predictors
+    from crystal_studio.ml.predictor import predict_structures
+    from crystal_studio.ml.runtime import resolve_device
+    from crystal_studio.oracles.chgnet_oracle import ChgnetOracle
+
+    cancel = cancel or CancelToken()
+    run = model_store.get_run(project, run_id)
+    spec = spec_from_dict(run.parameters["spec"])
+    records = candidate_store.list_candidates(project, run_id, only_success)
+    if candidate_ids is not None:
+        wanted = set(candidate_ids)
+        records = [r for r in records if r.id in wanted]
+    torch_device = resolve_device(device)
+    _, predictor = load_predictors(project, run.parameters["models"], torch_device)
+    oracle = ChgnetOracle(str(torch_device))
+    out = []
+    for i, record in enumerate(records):
+        cancel.check()
+        [relaxation] = oracle.relax([record.structure], fmax=fmax, max_steps=max_steps, cancel=cancel)
+        final = relaxation.final
+        mean, std = predict_structures(predictor, [final])
+        props = dict(zip(predictor.targets, mean[0].tolist(), strict=True))
+        stds = dict(zip(predictor.targets, std[0].tolist(), strict=True))
+        after = evaluate_structure(final, spec, props, stds)
+        displacement = _displacements(relaxation.initial, final)
+        summary = {
+            "converged": relaxation.converged, "steps": relaxation.steps,
+            "energy_per_atom": relaxation.energy_per_atom, "max_force": relaxation.max_force,
+            "rmsd": float(np.sqrt(np.mean(displacement ** 2))), "max_displacement": float(displacement.max()),
+            "volume_change": final.volume / relaxation.initial.volume - 1.0,
+            "properties": props, "criteria": after.criteria, "success_after": after.success,
+        }
+        candidate_store.set_relaxation(project, record.id, final, relaxation.energy_per_atom, summary)
+        out.append({"id": record.id, "formula": record.formula, "success_before": record.success, **summary})
+        progress(ProgressEvent(i + 1, len(records), f"relaxed {record.formula}"))
+    return out
+
+
+def _displacements(initial, final) -> np.ndarray:
+    """Per-site displacement (Å) in the final cell, fractional differences wrapped to the nearest image."""
+    diff = final.frac_coords - initial.frac_coords
+    diff -= np.round(diff)
+    return np.linalg.norm(final.lattice.get_cartesian_coords(diff), axis=1)

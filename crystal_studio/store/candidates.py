@@ -1,0 +1,95 @@
+"""Candidates of optimization runs: structure, predictions, checks, relaxation, user flags."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pymatgen.core import Structure
+
+from crystal_studio.core import structures as cs
+from crystal_studio.core.errors import NotFoundError
+from crystal_studio.store.project import Project
+
+
+@dataclass
+class CandidateRecord:
+    id: int
+    run_id: int
+    formula: str
+    success: bool
+    evaluation: dict  # CandidateEvaluation.as_json(): criteria, properties, validity, ...
+    structure_json: str
+    relaxed_structure_json: str | None
+    oracle_energy_per_atom: float | None  # eV/atom after CHGNet relaxation
+    flag: str
+    notes: str
+
+    @property
+    def structure(self) -> Structure:
+        return cs.from_json(self.structure_json)
+
+    @property
+    def relaxed_structure(self) -> Structure | None:
+        return cs.from_json(self.relaxed_structure_json) if self.relaxed_structure_json else None
+
+    def as_json(self) -> dict:
+        doc = {"id": self.id, "run_id": self.run_id, "formula": self.formula, "success": self.success,
+               "flag": self.flag, "notes": self.notes, "relaxed": self.relaxed_structure_json is not None,
+               "oracle_energy_per_atom": self.oracle_energy_per_atom}
+        doc.update({k: v for k, v in self.evaluation.items() if k not in doc})
+        return doc
+
+
+def add_candidates(project: Project, run_id: int, items: list[tuple[Structure, dict]]) -> list[int]:
+    """Store (structure, evaluation JSON) pairs of a run in one transaction; returns their ids."""
+    ids = []
+    with project.transaction() as db:
+        for structure, evaluation in items:
+            ids.append(int(db["candidates"].insert({
+                "run_id": run_id, "structure": cs.to_json(structure), "formula": evaluation["formula"],
+                "predicted": json.dumps(evaluation.get("properties", {})), "checks": json.dumps(evaluation),
+                "success": int(bool(evaluation.get("success"))), "flag": "", "notes": ""}).last_pk))
+    return ids
+
+
+def _record(row: dict) -> CandidateRecord:
+    return CandidateRecord(row["id"], row["run_id"], row["formula"], bool(row["success"]),
+                           json.loads(row["checks"] or "{}"), row["structure"], row["relaxed_structure"],
+                           row["oracle_energy_per_atom"], row["flag"] or "", row["notes"] or "")
+
+
+def list_candidates(project: Project, run_id: int, only_success: bool = False) -> list[CandidateRecord]:
+    """Candidates of a run in the order they were stored (best first)."""
+    if not list(project.db.query("SELECT id FROM runs WHERE id = ?", [run_id])):
+        raise NotFoundError(f"no run with id {run_id} in {project.path.name}")
+    where = " AND success = 1" if only_success else ""
+    return [_record(r) for r in project.db.query(f"SELECT * FROM candidates WHERE run_id = ?{where} ORDER BY id",
+                                                 [run_id])]
+
+
+def get_candidate(project: Project, candidate_id: int) -> CandidateRecord:
+    rows = list(project.db.query("SELECT * FROM candidates WHERE id = ?", [candidate_id]))
+    if not rows:
+        raise NotFoundError(f"no candidate with id {candidate_id} in {project.path.name}")
+    return _record(rows[0])
+
+
+def set_relaxation(project: Project, candidate_id: int, relaxed: Structure, energy_per_atom: float,
+                   relaxation: dict) -> None:
+    """Store a candidate's relaxed structure and the relaxation summary (merged into its checks)."""
+    record = get_candidate(project, candidate_id)
+    evaluation = {**record.evaluation, "relaxation": relaxation}
+    with project.transaction() as db:
+        db["candidates"].update(candidate_id, {"relaxed_structure": cs.to_json(relaxed),
+                                               "oracle_energy_per_atom": energy_per_atom,
+                                               "checks": json.dumps(evaluation)})
+
+
+def set_flag(project: Project, candidate_id: int, flag: str | None = None, notes: str | None = None) -> None:
+    """Star/flag a candidate or change its notes."""
+    changes = {k: v for k, v in (("flag", flag), ("notes", notes)) if v is not None}
+    get_candidate(project, candidate_id)
+    if changes:
+        with project.transaction() as db:
+            db["candidates"].update(candidate_id, changes)

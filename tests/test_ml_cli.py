@@ -1,0 +1,111 @@
+"""train / models / predict / evaluate on the command line, with the JSON shapes of DESIGN.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from crystal_studio.cli import app
+from tests.ml_synthetic import synthetic_crystals, write_csv
+
+TRAIN_FLAGS = ["--epochs", "3", "--ensemble", "2", "--device", "cpu", "--seed", "1", "--batch-size", "8",
+               "--hidden", "12", "--layers", "2", "--cutoff", "4.5", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)  # --threads 1 sets it for the whole process
+
+
+def run(*args) -> tuple[int, dict | None, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    doc = json.loads(result.stdout) if "--json" in args and result.exit_code in (0, 3) else None
+    return result.exit_code, doc, result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A project with a synthetic dataset and a 2-member model trained through the CLI."""
+    root = tmp_path_factory.mktemp("ml_cli")
+    project = root / "p.sqlite"
+    crystals = synthetic_crystals(30, seed=5)
+    assert run("new", project)[0] == 0
+    assert run("import", project, write_csv(root / "train.csv", crystals[:24]), "--dataset", "syn")[0] == 0
+    write_csv(root / "held_out.csv", crystals[24:])
+    cifs = root / "cifs"
+    cifs.mkdir()
+    for k, (structure, _) in enumerate(crystals[24:27]):
+        structure.to(filename=str(cifs / f"c{k}.cif"))
+    code, doc, stderr = run("train", project, "--dataset", "syn", "--model", "gnn", "--targets",
+                            "formation_energy_per_atom,band_gap", *TRAIN_FLAGS, "--json")
+    assert code == 0, stderr
+    return {"project": project, "root": root, "cifs": cifs, "train": doc}
+
+
+def test_train_json_shape(trained):
+    doc = trained["train"]
+    assert isinstance(doc["model_id"], int) and isinstance(doc["run_id"], int) and doc["kind"] == "gnn"
+    for target in ("formation_energy_per_atom", "band_gap"):
+        assert set(doc["metrics"][target]) >= {"mae", "rmse", "r2"}
+        assert doc["metrics"][target]["mae"] >= 0
+
+
+def test_models_lists_the_trained_model(trained):
+    code, doc, _ = run("models", trained["project"], "--json")
+    assert code == 0
+    [model] = doc["models"]
+    assert model["id"] == trained["train"]["model_id"] and model["dataset"] == "syn"
+    assert model["hyperparameters"]["members"] == 2 and "checkpoint" not in model
+
+
+def test_predict_json_has_values_and_spread(trained):
+    model_id = trained["train"]["model_id"]
+    code, doc, _ = run("predict", trained["project"], "--model", model_id, trained["cifs"], "--json")
+    assert code == 0 and doc["model_id"] == model_id
+    assert len(doc["predictions"]) == 3
+    for row in doc["predictions"]:
+        assert row["source"].endswith(".cif")
+        assert row["band_gap_std"] > 0 and isinstance(row["formation_energy_per_atom"], float)
+
+
+def test_evaluate_json_on_a_labelled_csv(trained):
+    model_id = trained["train"]["model_id"]
+    code, doc, _ = run("evaluate", trained["project"], "--model", model_id, "--data",
+                       trained["root"] / "held_out.csv", "--json")
+    assert code == 0 and doc["model_id"] == model_id and doc["n"] == 6
+    assert set(doc["metrics"]["band_gap"]) >= {"mae", "rmse", "r2"}
+
+
+def test_human_output_and_partial_predict(trained, tmp_path):
+    model_id = trained["train"]["model_id"]
+    code, _, _ = run("models", trained["project"])
+    assert code == 0
+    bad = tmp_path / "bad.cif"
+    bad.write_text("data_x\n_cell_length_a 3\n")
+    result = CliRunner().invoke(app, ["predict", str(trained["project"]), "--model", str(model_id),
+                                      str(trained["cifs"] / "c0.cif"), str(bad)])
+    assert result.exit_code == 3 and "bad.cif" in result.stderr and "±" in result.stdout
+
+
+def test_resume_flag_rejects_a_completed_run(trained):
+    with pytest.raises(Exception, match="already completed"):
+        run("train", trained["project"], "--resume", trained["train"]["run_id"])
+
+
+def test_user_errors_exit_2_without_traceback(trained):
+    """Through the real entry point: a missing model and a missing dataset are user errors."""
+    for args in (["evaluate", trained["project"], "--model", "99", "--data", trained["root"] / "held_out.csv"],
+                 ["train", trained["project"], "--dataset", "nope", "--targets", "band_gap"]):
+        result = subprocess.run([sys.executable, "-m", "crystal_studio", *map(str, args)], capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr and "error:" in result.stderr
