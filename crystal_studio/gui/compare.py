@@ -132,6 +132,7 @@ class CompareView(QWidget):
         viewer.interactor.AddObserver("InteractionEvent", lambda *_a, v=viewer: self._render_others(v))
         viewer.interactor.AddObserver("MouseWheelForwardEvent", lambda *_a, v=viewer: self._render_others(v), -1.0)
         viewer.interactor.AddObserver("MouseWheelBackwardEvent", lambda *_a, v=viewer: self._render_others(v), -1.0)
+        viewer.interaction_changed.connect(lambda moving, v=viewer: self._sync_quality(v, moving))
         column = QVBoxLayout()
         title = QLabel("")
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -152,6 +153,18 @@ class CompareView(QWidget):
                 if viewer is not source:
                     viewer.renderer.ResetCameraClippingRange()
                     viewer.render()
+        finally:
+            self._syncing = False
+
+    def _sync_quality(self, source: StructureViewer, moving: bool) -> None:
+        """Let the other panes draw cheap frames while ``source`` is dragged, and full ones after."""
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            for viewer in self.shown_viewers():
+                if viewer is not source:
+                    viewer.set_interactive(moving)
         finally:
             self._syncing = False
 

@@ -1,8 +1,20 @@
 """3D crystal viewer: VTK inside Qt (ball-and-stick, unit cell, periodic images, picking, PNG export).
 
-All atoms are drawn by one :class:`vtkGlyph3DMapper` (one draw call, sphere resolution lowered for
-big scenes) and all bonds by a second one (two half-cylinders per bond, each in its atom's colour),
-so the number of actors does not grow with the number of atoms. The geometry comes from
+Drawing is built for Mesa software OpenGL (llvmpipe), where every triangle and every shaded pixel
+costs CPU time:
+
+- Atoms are sphere *impostors* (:class:`vtkOpenGLSphereMapper`): one point per atom, expanded on the
+  GPU side to a screen-aligned quad whose fragment shader ray-casts an exact sphere and writes its
+  true depth. One draw call for all atoms, no tessellation, per-pixel round at any zoom.
+- Bonds are cylinder impostors (:class:`vtkOpenGLStickMapper`, two half-sticks per bond, each in its
+  atom's colour) for still frames. While the camera is being dragged (level of detail), scenes with
+  more than :data:`LOD_BOND_LIMIT` bonds draw them as 1-pixel lines instead, and FXAA anti-aliasing
+  is switched off; the full-quality frame is drawn :data:`STILL_DELAY_MS` after the mouse stops.
+- The window uses no multisampling (4x MSAA cost ~50 ms a frame on llvmpipe at 800x600); still
+  frames are smoothed with FXAA instead.
+
+Picking does not read back the frame buffer: :func:`~crystal_studio.gui.scene.pick_atom` intersects the
+mouse ray with the atom spheres in numpy, so it works the same for impostors. The geometry comes from
 :func:`crystal_studio.gui.scene.build_scene`; element colours and radii from resources/elements.json.
 """
 
@@ -12,7 +24,7 @@ import numpy as np
 import vtkmodules.vtkRenderingFreeType  # noqa: F401 - text rendering
 import vtkmodules.vtkRenderingOpenGL2  # noqa: F401 - the OpenGL backend
 from pymatgen.core import Structure
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -30,9 +42,7 @@ from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 from vtkmodules.util.numpy_support import numpy_to_vtk
 from vtkmodules.vtkCommonCore import vtkPoints, vtkStringArray
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
-from vtkmodules.vtkCommonTransforms import vtkTransform
-from vtkmodules.vtkFiltersGeneral import vtkTransformPolyDataFilter
-from vtkmodules.vtkFiltersSources import vtkCylinderSource, vtkSphereSource
+from vtkmodules.vtkFiltersSources import vtkSphereSource
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
 from vtkmodules.vtkIOImage import vtkPNGWriter
 from vtkmodules.vtkRenderingCore import (
@@ -45,6 +55,7 @@ from vtkmodules.vtkRenderingCore import (
     vtkWindowToImageFilter,
 )
 from vtkmodules.vtkRenderingLabel import vtkLabeledDataMapper
+from vtkmodules.vtkRenderingOpenGL2 import vtkOpenGLSphereMapper, vtkOpenGLStickMapper
 
 from crystal_studio.gui.elements import style
 from crystal_studio.gui.scene import CELL_EDGES, DEFAULT_BOND_TOLERANCE, Scene, build_scene, pick_atom
@@ -52,23 +63,29 @@ from crystal_studio.gui.scene import CELL_EDGES, DEFAULT_BOND_TOLERANCE, Scene, 
 ATOM_SCALE = 0.4  # drawn sphere radius = ATOM_SCALE × covalent radius
 BOND_RADIUS = 0.12  # Å
 MAX_LABELLED_ATOMS = 400
+LOD_BOND_LIMIT = 500  # above this many bonds, camera drags draw bonds as lines (cylinders when still)
+STILL_DELAY_MS = 150  # the full-quality frame follows the last interaction after this pause
 AXIS_COLORS = {"a": (0.80, 0.15, 0.15), "b": (0.10, 0.55, 0.15), "c": (0.15, 0.30, 0.85)}
 
 
-def sphere_resolution(n_atoms: int) -> int:
-    """Sphere tessellation for ``n_atoms`` atoms: smooth for small cells, coarse for huge ones."""
-    if n_atoms <= 500:
-        return 20
-    if n_atoms <= 3000:
-        return 12
-    return 8
+def _cells(n: int, size: int) -> vtkCellArray:
+    """``n`` consecutive cells of ``size`` points each (vertices for 1, line segments for 2)."""
+    cells = vtkCellArray()
+    offsets = numpy_to_vtk(np.arange(0, n * size + 1, size, dtype=np.int64), deep=True)
+    connectivity = numpy_to_vtk(np.arange(n * size, dtype=np.int64), deep=True)
+    cells.SetData(offsets, connectivity)
+    return cells
 
 
-def _polydata(points: np.ndarray) -> vtkPolyData:
+def _polydata(points: np.ndarray, verts: bool = False) -> vtkPolyData:
+    """Points as float32 (what the impostor mappers read), optionally one vertex cell per point."""
+    points = np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 3)
     poly = vtkPolyData()
     vtk_points = vtkPoints()
-    vtk_points.SetData(numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float64), deep=True))
+    vtk_points.SetData(numpy_to_vtk(points, deep=True))
     poly.SetPoints(vtk_points)
+    if verts:
+        poly.SetVerts(_cells(len(points), 1))
     return poly
 
 
@@ -82,10 +99,12 @@ class StructureViewer(QWidget):
     """A VTK view of one crystal with a toolbar (supercell, toggles, views, PNG).
 
     ``compact`` hides the less used controls (for the compare view). Emits :attr:`atom_picked` with a
-    description of a clicked atom.
+    description of a clicked atom and :attr:`interaction_changed` when it switches between
+    level-of-detail frames (camera moving) and full-quality frames (camera at rest).
     """
 
     atom_picked = Signal(str)
+    interaction_changed = Signal(bool)  # True when camera-drag (level-of-detail) frames begin, False at rest
 
     def __init__(self, parent: QWidget | None = None, compact: bool = False):
         super().__init__(parent)
@@ -102,12 +121,23 @@ class StructureViewer(QWidget):
         self.renderer.SetBackground(1.0, 1.0, 1.0)
         self.renderer.SetBackground2(0.86, 0.89, 0.93)
         self.renderer.GradientBackgroundOn()
+        self.renderer.UseFXAAOn()
         self.render_window = self.vtk_widget.GetRenderWindow()
+        self.render_window.SetMultiSamples(0)  # MSAA is very slow in software GL; FXAA smooths still frames
         self.render_window.AddRenderer(self.renderer)
         self.interactor = self.render_window.GetInteractor()
-        self.interactor.SetInteractorStyle(vtkInteractorStyleTrackballCamera())
+        style = vtkInteractorStyleTrackballCamera()
+        self.interactor.SetInteractorStyle(style)
         self.interactor.AddObserver("LeftButtonPressEvent", self._on_press, 1.0)
         self.interactor.AddObserver("LeftButtonReleaseEvent", self._on_release, 1.0)
+        # level of detail: cheap frames while the camera moves, the full-quality frame once it stops
+        self.interactive = False
+        self._still_timer = QTimer(self)
+        self._still_timer.setSingleShot(True)
+        self._still_timer.setInterval(STILL_DELAY_MS)
+        self._still_timer.timeout.connect(lambda: self.set_interactive(False))
+        style.AddObserver("StartInteractionEvent", self._on_start_interaction)
+        style.AddObserver("EndInteractionEvent", self._on_end_interaction)
         self._build_pipeline()
 
         self.supercell_spins = []
@@ -188,18 +218,13 @@ class StructureViewer(QWidget):
     # ---------------------------------------------------------------- pipeline
 
     def _build_pipeline(self) -> None:
-        self.sphere = vtkSphereSource()
-        self.sphere.SetRadius(1.0)
         self.atom_data = vtkPolyData()
-        self.atom_mapper = vtkGlyph3DMapper()
+        self.atom_mapper = vtkOpenGLSphereMapper()  # sphere impostors, one point per atom
         self.atom_mapper.SetInputData(self.atom_data)
-        self.atom_mapper.SetSourceConnection(self.sphere.GetOutputPort())
         self.atom_mapper.SetScaleArray("radius")
-        self.atom_mapper.SetScaleModeToScaleByMagnitude()
         self.atom_mapper.SetScalarModeToUsePointFieldData()
         self.atom_mapper.SelectColorArray("color")
         self.atom_mapper.SetColorModeToDirectScalars()
-        self.atom_mapper.OrientOff()
         self.atom_actor = vtkActor()
         self.atom_actor.SetMapper(self.atom_mapper)
         prop = self.atom_actor.GetProperty()
@@ -208,32 +233,30 @@ class StructureViewer(QWidget):
         prop.SetSpecular(0.35)
         prop.SetSpecularPower(40)
 
-        cylinder = vtkCylinderSource()  # along y, centred; turned onto x in [0, 1]
-        cylinder.SetRadius(1.0)
-        cylinder.SetHeight(1.0)
-        cylinder.SetResolution(12)
-        cylinder.CappingOff()
-        turn = vtkTransform()
-        turn.PostMultiply()
-        turn.RotateZ(-90)
-        turn.Translate(0.5, 0, 0)
-        self.bond_source = vtkTransformPolyDataFilter()
-        self.bond_source.SetTransform(turn)
-        self.bond_source.SetInputConnection(cylinder.GetOutputPort())
-        self.bond_data = vtkPolyData()
-        self.bond_mapper = vtkGlyph3DMapper()
+        self.bond_data = vtkPolyData()  # one point per half bond (its centre): cylinder impostors
+        self.bond_mapper = vtkOpenGLStickMapper()
         self.bond_mapper.SetInputData(self.bond_data)
-        self.bond_mapper.SetSourceConnection(self.bond_source.GetOutputPort())
         self.bond_mapper.SetOrientationArray("direction")
-        self.bond_mapper.SetOrientationModeToDirection()
-        self.bond_mapper.SetScaleArray("scale")
-        self.bond_mapper.SetScaleModeToScaleByVectorComponents()
+        self.bond_mapper.SetScaleArray("scale")  # (length, radius, radius)
         self.bond_mapper.SetScalarModeToUsePointFieldData()
         self.bond_mapper.SelectColorArray("color")
         self.bond_mapper.SetColorModeToDirectScalars()
         self.bond_actor = vtkActor()
         self.bond_actor.SetMapper(self.bond_mapper)
         self.bond_actor.GetProperty().SetSpecular(0.2)
+        self.bond_line_data = vtkPolyData()  # the same half bonds as line segments (level of detail)
+        bond_line_mapper = vtkPolyDataMapper()
+        bond_line_mapper.SetInputData(self.bond_line_data)
+        bond_line_mapper.SetScalarModeToUsePointData()
+        bond_line_mapper.SetColorModeToDirectScalars()
+        self.bond_line_actor = vtkActor()
+        self.bond_line_actor.SetMapper(bond_line_mapper)
+        self.bond_line_actor.GetProperty().LightingOff()
+
+        self.sphere = vtkSphereSource()  # tessellated, for the two pick halos only
+        self.sphere.SetRadius(1.0)
+        self.sphere.SetThetaResolution(20)
+        self.sphere.SetPhiResolution(20)
 
         self.cell_data = vtkPolyData()
         cell_mapper = vtkPolyDataMapper()
@@ -285,8 +308,8 @@ class StructureViewer(QWidget):
         self.distance_actor.GetProperty().SetLineWidth(4)
         self.distance_actor.GetProperty().LightingOff()
 
-        for actor in (self.atom_actor, self.bond_actor, self.cell_actor, self.label_actor, self.pick_actor,
-                      self.distance_actor, *self.axis_labels.values()):
+        for actor in (self.atom_actor, self.bond_actor, self.bond_line_actor, self.cell_actor, self.label_actor,
+                      self.pick_actor, self.distance_actor, *self.axis_labels.values()):
             actor.SetVisibility(False)
             self.renderer.AddViewProp(actor)
 
@@ -342,8 +365,36 @@ class StructureViewer(QWidget):
         return self.atom_data.GetNumberOfPoints()
 
     def bond_count(self) -> int:
-        """Number of drawn bonds (each is two half-cylinder glyphs)."""
+        """Number of drawn bonds (each is two half-cylinder impostors)."""
         return self.bond_data.GetNumberOfPoints() // 2
+
+    def set_interactive(self, interactive: bool, render: bool = True) -> None:
+        """Switch between interactive frames (while the camera moves) and full-quality still frames.
+
+        Interactive frames skip FXAA and, above :data:`LOD_BOND_LIMIT` bonds, draw bonds as lines.
+        The mouse drives this through the interactor style; scripts and benchmarks may call it.
+        """
+        self._still_timer.stop()
+        if interactive == self.interactive:
+            return
+        self.interactive = interactive
+        self._apply_visibility(render=render and not interactive)
+        self.interaction_changed.emit(interactive)
+
+    def drawn_as(self) -> str:
+        """How atoms and bonds are drawn in the current quality mode (for benchmarks and tooltips)."""
+        bonds = "no bonds"
+        if self.bond_actor.GetVisibility():
+            bonds = "cylinder-impostor bonds"
+        elif self.bond_line_actor.GetVisibility():
+            bonds = "line bonds"
+        return f"sphere impostors, {bonds}, {'no AA' if self.interactive else 'FXAA'}"
+
+    def _on_start_interaction(self, *_args) -> None:
+        self.set_interactive(True)
+
+    def _on_end_interaction(self, *_args) -> None:
+        self._still_timer.start()
 
     def render(self) -> None:
         if not self._finalized:
@@ -435,6 +486,7 @@ class StructureViewer(QWidget):
         """Release the OpenGL context (call before the widget is destroyed)."""
         if not self._finalized:
             self._finalized = True
+            self._still_timer.stop()
             self.vtk_widget.setUpdatesEnabled(False)  # a paint after Finalize would recreate the GL window
             self.vtk_widget.hide()
             self.vtk_widget.Finalize()
@@ -444,36 +496,46 @@ class StructureViewer(QWidget):
     def _update_atoms(self) -> None:
         scene = self.scene
         styles = [style(s) for s in scene.symbols]
-        poly = _polydata(scene.positions)
-        _add_array(poly, "radius", np.array([ATOM_SCALE * s.covalent_radius for s in styles]))
+        poly = _polydata(scene.positions, verts=True)
+        _add_array(poly, "radius", np.array([ATOM_SCALE * s.covalent_radius for s in styles], dtype=np.float32))
         _add_array(poly, "color", np.array([s.rgb255 for s in styles], dtype=np.uint8).reshape(-1, 3))
         symbols = vtkStringArray()
         symbols.SetName("symbol")
-        for s in scene.symbols:
-            symbols.InsertNextValue(s)
+        symbols.SetNumberOfValues(len(scene.symbols))
+        for k, s in enumerate(scene.symbols):
+            symbols.SetValue(k, s)
         poly.GetPointData().AddArray(symbols)
         self.atom_data.ShallowCopy(poly)
-        resolution = sphere_resolution(len(scene.positions))
-        self.sphere.SetThetaResolution(resolution)
-        self.sphere.SetPhiResolution(resolution)
 
     def _update_bonds(self) -> None:
         scene = self.scene
         if not len(scene.bonds):
-            self.bond_data.ShallowCopy(_polydata(np.zeros((0, 3))))
+            self.bond_data.ShallowCopy(_polydata(np.zeros((0, 3)), verts=True))
+            self.bond_line_data.ShallowCopy(_polydata(np.zeros((0, 3))))
             return
         i, j = scene.bonds[:, 0], scene.bonds[:, 1]
         starts = np.vstack([scene.positions[i], scene.positions[j]])
         ends = np.vstack([scene.positions[j], scene.positions[i]])
-        vectors = (ends - starts) / 2.0
-        lengths = np.linalg.norm(vectors, axis=1)
+        halves = (ends - starts) / 2.0  # each half bond runs from its atom to the bond's midpoint
+        lengths = np.linalg.norm(halves, axis=1)
         colors = np.array([style(scene.symbols[k]).rgb255 for k in np.concatenate([i, j])], dtype=np.uint8)
-        poly = _polydata(starts)
-        _add_array(poly, "direction", vectors)
-        _add_array(poly, "scale", np.column_stack([lengths, np.full_like(lengths, BOND_RADIUS),
-                                                   np.full_like(lengths, BOND_RADIUS)]))
-        _add_array(poly, "color", colors.reshape(-1, 3))
-        self.bond_data.ShallowCopy(poly)
+        colors = colors.reshape(-1, 3)
+        sticks = _polydata(starts + halves / 2.0, verts=True)
+        _add_array(sticks, "direction", (halves / lengths[:, None]).astype(np.float32))
+        _add_array(sticks, "scale", np.column_stack([lengths, np.full_like(lengths, BOND_RADIUS),
+                                                     np.full_like(lengths, BOND_RADIUS)]).astype(np.float32))
+        _add_array(sticks, "color", colors)
+        self.bond_data.ShallowCopy(sticks)
+        # the fast version: one segment per bond between the atom points, its colour blending from one
+        # atom's colour to the other's (20 % cheaper than two flat-coloured half segments)
+        lines = vtkPolyData()
+        lines.SetPoints(self.atom_data.GetPoints())
+        cells = vtkCellArray()
+        cells.SetData(numpy_to_vtk(np.arange(0, 2 * len(scene.bonds) + 1, 2, dtype=np.int64), deep=True),
+                      numpy_to_vtk(np.ascontiguousarray(scene.bonds, dtype=np.int64).reshape(-1), deep=True))
+        lines.SetLines(cells)
+        lines.GetPointData().SetScalars(self.atom_data.GetPointData().GetArray("color"))
+        self.bond_line_data.ShallowCopy(lines)
 
     def _update_cell(self) -> None:
         corners = self.scene.cell_corners()
@@ -516,7 +578,11 @@ class StructureViewer(QWidget):
     def _apply_visibility(self, *_args, render: bool = True) -> None:
         has = self.scene is not None
         self.atom_actor.SetVisibility(has)
-        self.bond_actor.SetVisibility(has and self.bonds_box.isChecked() and self.bond_count() > 0)
+        bonds = has and self.bonds_box.isChecked() and self.bond_count() > 0
+        as_lines = self.interactive and self.bond_count() > LOD_BOND_LIMIT
+        self.bond_actor.SetVisibility(bonds and not as_lines)
+        self.bond_line_actor.SetVisibility(bonds and as_lines)
+        self.renderer.SetUseFXAA(not self.interactive)
         self.cell_actor.SetVisibility(has and self.cell_box.isChecked())
         for label in self.axis_labels.values():
             label.SetVisibility(has and self.cell_box.isChecked())

@@ -105,6 +105,35 @@ def test_screenshot_is_not_blank_and_shows_element_colours(viewer, srtio3, tmp_p
 
 
 @needs_display
+def test_level_of_detail_while_the_camera_moves(viewer, srtio3, qtbot, monkeypatch):
+    import crystal_studio.gui.viewer as viewer_module
+
+    monkeypatch.setattr(viewer_module, "LOD_BOND_LIMIT", 10)
+    viewer.set_structure(srtio3, "SrTiO3")
+    assert viewer.bond_actor.GetVisibility() and not viewer.bond_line_actor.GetVisibility()
+    assert viewer.renderer.GetUseFXAA() and viewer.render_window.GetMultiSamples() == 0
+    changes = []
+    viewer.interaction_changed.connect(changes.append)
+    camera_style = viewer.interactor.GetInteractorStyle()
+    camera_style.InvokeEvent("StartInteractionEvent")  # what a mouse drag starts with
+    assert viewer.interactive and changes == [True]
+    assert viewer.bond_line_actor.GetVisibility() and not viewer.bond_actor.GetVisibility()
+    assert not viewer.renderer.GetUseFXAA()
+    assert viewer.bond_line_data.GetNumberOfLines() == viewer.bond_count() == 30
+    viewer.view_along("a")
+    pixels = viewer.image().reshape(-1, 3).astype(int)  # the cheap frame still shows the atoms
+    assert (np.abs(pixels - np.array(style("O").rgb255)).max(axis=1) < 40).any()
+    camera_style.InvokeEvent("EndInteractionEvent")
+    qtbot.waitUntil(lambda: not viewer.interactive, timeout=2000)
+    assert changes == [True, False]
+    assert viewer.bond_actor.GetVisibility() and not viewer.bond_line_actor.GetVisibility()
+    assert viewer.renderer.GetUseFXAA()
+    viewer.bonds_box.setChecked(False)
+    viewer.set_interactive(True)
+    assert not viewer.bond_actor.GetVisibility() and not viewer.bond_line_actor.GetVisibility()
+
+
+@needs_display
 def test_compare_view_links_cameras(qtbot, project):
     from PySide6.QtCore import Qt
 

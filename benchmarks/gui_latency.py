@@ -1,0 +1,217 @@
+"""GUI latency benchmark: Qt event-loop lateness while a CPU-heavy job runs in a worker thread.
+
+A 5 ms ``QTimer`` (precise) runs on the GUI thread and records, for every tick, how much later than
+5 ms after the previous tick it fired. Meanwhile a job runs through :mod:`crystal_studio.gui.jobs`
+(the same ``JobManager`` / ``QThread`` path the window uses, progress signals included):
+
+- ``idle``: no job, the baseline of this machine and its load;
+- ``import``: ``import_paths`` of ``--structures`` CIF records from ../shared/data/mp_mtcgcnn_33k.csv.gz
+  into a temporary project, parsed in the worker thread itself (``workers=1``: pure-Python parsing
+  competing for the GIL, the worst case), and again with the importer's process pool (``workers=0``
+  = all cores, what the GUI uses for big imports);
+- ``train``: a torch MLP training loop (Adam, batch 256) for ``--train-seconds``.
+
+Prints one JSON line per scenario with p50/p99/max lateness in ms (targets: p99 < 20 ms, max < 100 ms),
+the number of ticks, the job's wall time, and the load average (other processes share the CPU).
+``max_after_startup_ms`` leaves out the first 250 ms after the job starts (thread/process start-up).
+
+Usage:  python benchmarks/gui_latency.py [--structures 3000] [--train-seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+TICK_MS = 5
+STARTUP_S = 0.25
+
+
+def emit(**fields) -> None:
+    fields.setdefault("date", date.today().isoformat())
+    fields.setdefault("machine", f"{platform.machine()} {os.cpu_count()} cores")
+    print(json.dumps(fields), flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(q / 100.0 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+class LatencyProbe:
+    """A 5 ms precise QTimer that records how late each tick is."""
+
+    def __init__(self):
+        from PySide6.QtCore import Qt, QTimer
+
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self._tick)
+        self.samples: list[tuple[float, float]] = []  # (time, lateness ms)
+        self._last = None
+
+    def start(self) -> None:
+        self.samples.clear()
+        self._last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.samples.append((now, max(0.0, (now - self._last) * 1e3 - TICK_MS)))
+        self._last = now
+
+
+def run_scenario(app, probe: LatencyProbe, name: str, work, limit_s: float, **extra) -> None:
+    """Start ``work`` as a GUI job (or just wait ``limit_s`` when ``work`` is None) and report."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from crystal_studio.gui.jobs import JobManager
+
+    manager = JobManager()
+    progress_events = []
+    loop = QEventLoop()
+    probe.start()
+    QTimer.singleShot(100, loop.quit)  # let the timer settle before the job starts
+    loop.exec()
+    started = time.perf_counter()
+    job = None
+    if work is not None:
+        job = manager.start(name, work, show_errors=False)
+        job.progress.connect(lambda event: progress_events.append(event))
+        job.done.connect(loop.quit)
+    QTimer.singleShot(int(limit_s * 1000), loop.quit)
+    loop.exec()  # the real event loop, as in the application
+    if job is not None and job.running:
+        job.cancel()
+        job.wait(10_000)
+        app.processEvents()
+    elapsed = time.perf_counter() - started
+    probe.stop()
+    during = [(t, late) for t, late in probe.samples if t >= started]
+    values = [late for _, late in during]
+    after = [late for t, late in during if t >= started + STARTUP_S]
+    p99, worst = percentile(values, 99), max(values, default=float("nan"))
+    worst_at = next((t - started for t, late in during if late == worst), float("nan"))
+    emit(benchmark="gui.event_loop_latency", scenario=name, ticks=len(values), tick_ms=TICK_MS,
+         p50_ms=round(percentile(values, 50), 2), p99_ms=round(p99, 2), max_ms=round(worst, 1),
+         max_at_s=round(worst_at, 2), max_after_startup_ms=round(max(after, default=float("nan")), 1),
+         job_state=job.state if job else "none", job_seconds=round(elapsed, 1),
+         progress_signals=len(progress_events), meets_target=bool(p99 < 20 and worst < 100),
+         load_avg=round(os.getloadavg()[0], 2), gil_switch_interval_ms=sys.getswitchinterval() * 1e3,
+         **extra)
+
+
+def import_work(csv_path: Path, folder: Path, workers: int):
+    from crystal_studio.store.importer import import_paths
+    from crystal_studio.store.project import Project
+
+    def work(progress, cancel):
+        project = Project.create(folder / f"latency-{workers}-{time.monotonic_ns()}.sqlite")
+        try:
+            report = import_paths(project, [csv_path], "bench", workers=workers or None, progress=progress,
+                                  cancel=cancel)
+            return report.imported
+        finally:
+            project.close()
+
+    return work
+
+
+def train_work(seconds: float):
+    def work(progress, cancel):
+        import torch
+
+        from crystal_studio.core.progress import ProgressEvent
+
+        torch.manual_seed(0)
+        x = torch.randn(4096, 128)
+        y = (x[:, :8].sum(dim=1, keepdim=True)).tanh()
+        model = torch.nn.Sequential(torch.nn.Linear(128, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512),
+                                    torch.nn.ReLU(), torch.nn.Linear(512, 1))
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        start, step = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            cancel.check()
+            index = torch.randint(0, len(x), (256,))
+            loss = torch.nn.functional.mse_loss(model(x[index]), y[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+            progress(ProgressEvent(step, 0, f"step {step}", {"loss": loss.item()}))
+        return step
+
+    return work
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--structures", type=int, default=3000)
+    parser.add_argument("--train-seconds", type=float, default=15.0)
+    parser.add_argument("--idle-seconds", type=float, default=3.0)
+    parser.add_argument("--warm-up", action="store_true", help="run a few training steps before the train scenario")
+    parser.add_argument("--switch-interval-ms", type=float, default=0.0,
+                        help="set sys.setswitchinterval (Python's GIL hand-over interval) first; 0 keeps it")
+    parser.add_argument("--scenarios", nargs="+", default=["idle", "import-thread", "import-processes", "train"],
+                        choices=["idle", "import-thread", "import-processes", "train"])
+    args = parser.parse_args()
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    from PySide6.QtWidgets import QApplication
+
+    from crystal_studio.core.progress import CancelToken
+
+    app = QApplication.instance() or QApplication([])
+    if args.switch_interval_ms:
+        sys.setswitchinterval(args.switch_interval_ms / 1e3)
+    probe = LatencyProbe()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        csv_path = None
+        if any(s.startswith("import") for s in args.scenarios):
+            if not (SHARED / "mp_mtcgcnn_33k.csv.gz").exists():
+                print(f"skipped import scenarios: {SHARED} has no mp_mtcgcnn_33k.csv.gz", file=sys.stderr)
+                args.scenarios = [s for s in args.scenarios if not s.startswith("import")]
+            else:
+                import pandas as pd
+
+                csv_path = folder / "latency.csv"
+                pd.read_csv(SHARED / "mp_mtcgcnn_33k.csv.gz", nrows=args.structures).to_csv(csv_path, index=False)
+        for scenario in args.scenarios:
+            if scenario == "idle":
+                run_scenario(app, probe, "idle", None, args.idle_seconds)
+            elif scenario == "import-thread":
+                run_scenario(app, probe, "import (parse in worker thread)", import_work(csv_path, folder, 1), 600,
+                             structures=args.structures, workers=1)
+            elif scenario == "import-processes":
+                run_scenario(app, probe, "import (process pool)", import_work(csv_path, folder, 0), 600,
+                             structures=args.structures, workers=os.cpu_count())
+            elif scenario == "train":
+                import torch
+
+                if args.warm_up:  # first use of torch/Adam in the process (lazy imports) done beforehand
+                    train_work(0.2)(lambda event: None, CancelToken())
+
+                run_scenario(app, probe, "torch training thread" + (" (warm)" if args.warm_up else ""),
+                             train_work(args.train_seconds), args.train_seconds + 30, torch=torch.__version__,
+                             torch_threads=torch.get_num_threads())
+
+
+if __name__ == "__main__":
+    main()
