@@ -41,7 +41,7 @@ def perovskite_template(n: int = 1) -> tuple[list[str], np.ndarray]:
 def perovskite_roles(structure: Structure, template: Template) -> dict[str, list[int]] | None:
     """Assign each site the role A, B or X of the ideal perovskite (super)cell, allowing a rigid
     origin shift, when every site lies within ``template.coordinate_tolerance`` (fractional) of a
-    distinct ideal site of its role and each role holds one chemistry; None otherwise."""
+    distinct ideal site and no element sits on both cation (A/B) and anion (X) sites; None otherwise."""
     roles, ideal = perovskite_template(template.supercell)
     if len(structure) != len(roles):
         return None
@@ -58,9 +58,8 @@ def perovskite_roles(structure: Structure, template: Template) -> dict[str, list
         result: dict[str, list[int]] = {"A": [], "B": [], "X": []}
         for site_index, ideal_index in enumerate(assignment):
             result[roles[ideal_index]].append(site_index)
-        # A and B sites must not hold anions shared with X, and X must be one kind of element.
-        x_species = {species[i] for i in result["X"]}
-        if len(x_species) == 1 and not x_species & {species[i] for i in result["A"] + result["B"]}:
+        # Mixed anions (ABX2Y) are perovskites too, but no element may sit on both cation and anion sites.
+        if not {species[i] for i in result["X"]} & {species[i] for i in result["A"] + result["B"]}:
             return result
     return None
 

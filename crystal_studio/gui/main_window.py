@@ -30,13 +30,16 @@ from PySide6.QtWidgets import (
 from crystal_studio import __version__
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback
+from crystal_studio.gui.candidates_panel import CandidatesPanel
 from crystal_studio.gui.compare import MAX_COMPARED, CompareView
 from crystal_studio.gui.datasets_panel import DatasetsPanel
 from crystal_studio.gui.details import StructureDetails
 from crystal_studio.gui.export_dialog import ExportDialog
 from crystal_studio.gui.import_dialog import ImportDialog
 from crystal_studio.gui.jobs import JobManager, JobsStatusWidget, show_error
+from crystal_studio.gui.optimization_panel import OptimizationPanel
 from crystal_studio.gui.plots import PropertyPlots
+from crystal_studio.gui.targets_panel import TargetsPanel
 from crystal_studio.gui.viewer import StructureViewer
 from crystal_studio.store.project import Project, StructureQuery
 
@@ -44,9 +47,6 @@ MAX_RECENT = 8
 PROJECT_FILTER = "Crystal Studio projects (*.sqlite);;All files (*)"
 PLACEHOLDER_PANELS = {
     "Training": "Train property predictors and generative models on a dataset, with live loss curves.",
-    "Targets": "State the design goal: target properties with tolerances, constraints and the prototype to keep.",
-    "Optimization": "Run SMOACS, LCOMs, latent-space BO or sampling toward the targets and watch the curves.",
-    "Candidates": "Inspect, relax (CHGNet), compare and export the candidates an optimization found.",
 }
 
 
@@ -140,10 +140,16 @@ class MainWindow(QMainWindow):
         self.datasets_panel = DatasetsPanel()
         self.details = StructureDetails()
         self.plots = PropertyPlots()
+        self.targets_panel = TargetsPanel(settings=self.settings)
+        self.optimization_panel = OptimizationPanel(self.jobs)
+        self.candidates_panel = CandidatesPanel(self.jobs)
+        panels = {"Targets": self.targets_panel, "Optimization": self.optimization_panel,
+                  "Candidates": self.candidates_panel}
         self.docks: dict[str, QDockWidget] = {}
         self._add_dock("Datasets", self.datasets_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        for name, text in PLACEHOLDER_PANELS.items():
-            self._add_dock(name, self._placeholder(name, text), Qt.DockWidgetArea.LeftDockWidgetArea)
+        for name in ("Training", "Targets", "Optimization", "Candidates"):
+            widget = panels.get(name) or self._placeholder(name, PLACEHOLDER_PANELS[name])
+            self._add_dock(name, widget, Qt.DockWidgetArea.LeftDockWidgetArea)
             self.tabifyDockWidget(self.docks["Datasets"], self.docks[name])
         self._add_dock("Structure", self.details, Qt.DockWidgetArea.RightDockWidgetArea)
         self._add_dock("Plots", self.plots, Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -161,6 +167,14 @@ class MainWindow(QMainWindow):
         self.datasets_panel.compare_requested.connect(self.compare_selected)
         self.plots.structure_clicked.connect(self.show_structure)
         self.plots.ids_selected.connect(self.datasets_panel.set_id_filter)
+        self.targets_panel.spec_changed.connect(self.optimization_panel.set_spec)
+        self.optimization_panel.set_spec(self.targets_panel.spec)
+        self.optimization_panel.set_device(self.compute_device())
+        self.optimization_panel.run_finished.connect(self.show_run_candidates)
+        self.optimization_panel.run_opened.connect(self.candidates_panel.set_run)
+        self.candidates_panel.show_requested.connect(self.show_candidate)
+        self.candidates_panel.compare_requested.connect(self.compare_structures)
+        self.candidates_panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
         self.jobs_status = JobsStatusWidget(self.jobs)
         self.statusBar().addPermanentWidget(self.jobs_status)
@@ -316,6 +330,8 @@ class MainWindow(QMainWindow):
     def set_compute_device(self, key: str) -> None:
         self.settings.setValue("compute/device", key)
         self.device_actions[key].setChecked(True)
+        self.optimization_panel.set_device(key)
+        self.candidates_panel.device = "cuda" if key == "gpu" else key
         self.statusBar().showMessage(f"Compute device: {self.device_actions[key].text()}", 4000)
 
     def threads_dialog(self) -> None:
@@ -365,6 +381,12 @@ class MainWindow(QMainWindow):
         self.details.clear_structure()
         self.plots.set_project(project)
         self.datasets_panel.set_project(project)
+        self.optimization_panel.set_project(project)
+        self.candidates_panel.set_project(project)
+        if project is not None:
+            from crystal_studio.store.models import list_models
+
+            self.targets_panel.set_known_properties({t for m in list_models(project) for t in m.targets})
         has = project is not None
         for action in (self.import_action, self.export_action, self.compare_action):
             action.setEnabled(has)
@@ -427,6 +449,26 @@ class MainWindow(QMainWindow):
                                          5000)
             return
         self.compare_ids(ids)
+
+    def show_candidate(self, title: str, structure, row: dict) -> None:
+        """Show an optimization candidate (from the Candidates panel) in the viewer and the detail pane."""
+        self.viewer.set_structure(structure, title)
+        self.details.show_structure(row, structure)
+        if self.tabs.currentWidget() is not self.viewer:
+            self.tabs.setCurrentWidget(self.viewer)
+
+    def compare_structures(self, rows: list[dict], structures: list) -> None:
+        """Compare structures that are not dataset rows (e.g. candidates) side by side."""
+        self.tabs.setCurrentWidget(self.compare)
+        self.compare.set_structures(rows, structures)
+        QTimer.singleShot(0, self.compare.reset_cameras)
+
+    def show_run_candidates(self, run_id: int) -> None:
+        """After an optimization: its candidates in the Candidates panel (the summary stays in view)."""
+        self.candidates_panel.refresh_runs()
+        self.candidates_panel.set_run(run_id)
+        self.statusBar().showMessage(f"Optimization run #{run_id} finished: its candidates are in the Candidates "
+                                     "panel", 10000)
 
     def compare_ids(self, ids: list[int]) -> None:
         """Compare the structures ``ids`` side by side."""

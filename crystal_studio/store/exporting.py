@@ -39,13 +39,16 @@ def export_structures(project: Project, query: StructureQuery, out: str | os.Pat
 
 def export_candidates(project: Project, run_id: int, out: str | os.PathLike, fmt: str, only_success: bool = False,
                       relaxed: bool = False, symmetrize: bool = False, progress: ProgressCallback = no_progress,
-                      cancel: CancelToken | None = None) -> list[Path]:
-    """Write an optimization run's candidates (named formula + 'c' + candidate id); with ``relaxed``
-    the CHGNet-relaxed structure where one exists."""
+                      cancel: CancelToken | None = None, candidate_ids: list[int] | None = None) -> list[Path]:
+    """Write an optimization run's candidates (named formula + 'c' + candidate id), all or those in
+    ``candidate_ids``; with ``relaxed`` the CHGNet-relaxed structure where one exists."""
     from crystal_studio.store.candidates import list_candidates
 
     items = []
+    wanted = set(candidate_ids) if candidate_ids is not None else None
     for record in list_candidates(project, run_id, only_success):
+        if wanted is not None and record.id not in wanted:
+            continue
         structure = (record.relaxed_structure if relaxed else None) or record.structure
         props = {k: v for k, v in record.evaluation.get("properties", {}).items() if v is not None}
         items.append((f"{record.formula}_c{record.id}", structure, props))

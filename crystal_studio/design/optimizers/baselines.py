@@ -34,6 +34,10 @@ class _BestPool:
         self.items.sort(key=lambda item: item[0])
         del self.items[self.size:]
 
+    def values(self, targets: list[str]) -> dict[str, list[float]]:
+        """Predicted values of the pool's structures per target (for live scatter plots)."""
+        return {t: [float(item[2][i]) for item in self.items] for i, t in enumerate(targets)}
+
     def metrics(self) -> dict[str, float]:
         losses = [item[0] for item in self.items]
         return {"loss/best": float(np.min(losses)), "loss/mean": float(np.mean(losses))}
@@ -75,7 +79,7 @@ class RandomSearch(Optimizer):
             self.pool.offer(loss.tolist(), structures, mean, std, origins)
             metrics = self.pool.metrics()
             metrics.update(self.objective.criterion_rates(torch.as_tensor(np.array([m for _, _, m, _, _ in self.pool.items]))))
-            yield StepReport(step + 1, self.n_steps, metrics)
+            yield StepReport(step + 1, self.n_steps, metrics, self.pool.values(self.predictor.targets))
 
     def candidates(self) -> list[Proposal]:
         return self.pool.proposals(self.predictor.targets)
@@ -109,7 +113,7 @@ class DatasetScreening(Optimizer):
             self.pool.offer(loss.tolist(), structures, mean, std, [f"{self.dataset} structure {r['id']}" for r, _ in rows])
             metrics = self.pool.metrics()
             metrics.update(self.objective.criterion_rates(torch.as_tensor(np.array([m for _, _, m, _, _ in self.pool.items]))))
-            yield StepReport(step + 1, self.n_steps, metrics)
+            yield StepReport(step + 1, self.n_steps, metrics, self.pool.values(self.predictor.targets))
 
     def candidates(self) -> list[Proposal]:
         return self.pool.proposals(self.predictor.targets)

@@ -128,8 +128,8 @@ class SmoacsOptimizer(Optimizer):
         ra, rb, rx = role_means
         return (ra + rx) / (2 ** 0.5 * (rb + rx))
 
-    def loss(self, step: int) -> tuple[Tensor, dict[str, Tensor]]:
-        """Per-candidate total loss (B,) and its terms."""
+    def loss(self, step: int) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """Per-candidate total loss (B,), its terms, and the predicted means (B, T) of the soft crystals."""
         weights, per_pattern, types = self.soft_types(self._temperature(step))
         frac, lattice = self.geometry()
         mean, std = self._predict(types, frac, lattice)
@@ -138,7 +138,7 @@ class SmoacsOptimizer(Optimizer):
             t = self._tolerance_factor(weights, per_pattern)
             terms["tolerance_factor"] = self.config.tolerance_weight * tolerance_factor_penalty(t, self.tolerance_window)
         total = torch.stack(list(terms.values())).sum(dim=0)
-        return total, terms
+        return total, terms, mean
 
     # ------------------------------------------------------------------ argmax crystal
 
@@ -193,21 +193,23 @@ class SmoacsOptimizer(Optimizer):
         copy_steps = {self.n_steps // 4, self.n_steps // 2, 3 * self.n_steps // 4} - {0}
         g = torch.Generator().manual_seed(self.seed + 1)
         for step in range(self.n_steps):
-            total, terms = self.loss(step)
+            total, terms, mean = self.loss(step)
             for o in optimizers:
                 o.zero_grad()
             total.sum().backward()
             for o, sched in zip(optimizers, schedulers, strict=True):
                 o.step()
                 sched.step()
+            total = total.detach()
             metrics = {"loss/best": float(total.min()), "loss/mean": float(total.mean()),
                        "temperature": self._temperature(step)}
-            metrics.update({f"loss/{name}": float(v.mean()) for name, v in terms.items()})
+            metrics.update({f"loss/{name}": float(v.detach().mean()) for name, v in terms.items()})
             if step % c.eval_every == 0 or step == self.n_steps - 1:
                 metrics.update(self._criterion_rates())
             if step + 1 in copy_steps:
                 self._copy_best(total, g)
-            yield StepReport(step + 1, self.n_steps, metrics)
+            proposals = {t: mean[:, i].detach().cpu().tolist() for i, t in enumerate(self.predictor.targets)}
+            yield StepReport(step + 1, self.n_steps, metrics, proposals)
         self._final = self._proposals()
 
     @torch.no_grad()

@@ -1,0 +1,562 @@
+"""Optimization panel: choose method, models and budget, run the optimization job, watch live curves.
+
+The run is :func:`crystal_studio.design.job.run_optimization` in a
+:class:`~crystal_studio.gui.jobs.Job` thread. Its ``on_step`` callback runs in that thread and only
+queues the :class:`~crystal_studio.design.optimizers.base.StepReport`; a signal (emitted at most once
+per batch of queued reports) brings them to the GUI thread, and a 10 Hz timer redraws the curves with
+``setData`` (one ``PlotDataItem`` per metric): total loss best/mean, each loss term, and each
+``rate/`` criterion's satisfaction rate vs step. Past runs are listed and can be reopened from the
+store (their metrics, summary and candidates).
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from crystal_studio.core.errors import CrystalStudioError
+from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent
+from crystal_studio.design.job import METHODS, run_summary
+from crystal_studio.design.spec import DesignSpec
+from crystal_studio.gui.jobs import Job, JobManager
+from crystal_studio.store import models as model_store
+from crystal_studio.store.project import Project
+
+METHOD_TEXT = {"smoacs": "SMOACS (gradient on the crystal)", "random": "Random search (baseline)",
+               "screen": "Dataset screening (baseline)"}  # any other method in METHODS shows its name
+DEVICES = ("auto", "cpu", "cuda")
+REDRAW_INTERVAL_MS = 100  # curves are redrawn at most 10 times per second
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf"]
+ROLE_MODEL_ID = Qt.ItemDataRole.UserRole
+ROLE_TARGETS = Qt.ItemDataRole.UserRole + 1
+
+
+def optimization_work(project: Project, spec: DesignSpec, method: str, model_ids: list[int], n_candidates: int,
+                      n_steps: int, seed: int, device: str, dataset: str | None, on_step):
+    """Job function running one optimization (closes the worker thread's store connection at the end)."""
+
+    def work(progress: ProgressCallback, cancel: CancelToken):
+        from crystal_studio.design.job import run_optimization
+
+        try:
+            return run_optimization(project, spec, method, model_ids, n_candidates, n_steps, seed, device, dataset,
+                                    progress=progress, cancel=cancel, on_step=on_step)
+        finally:
+            project.close()
+
+    return work
+
+
+def summary_html(run_id: int, method: str, n: int, summary: dict) -> str:
+    """The run summary as a small HTML table (rates in %)."""
+    rows = [("Success (all criteria)", summary.get("success_rate"))]
+    rows += [(f"&nbsp;&nbsp;{html.escape(name)}", rate) for name, rate in (summary.get("criteria") or {}).items()]
+    rows += [("Structurally valid", summary.get("valid_rate")),
+             ("Compositionally valid", summary.get("compositional_validity")),
+             ("Unique", summary.get("unique_rate")), ("Novel", summary.get("novel_rate")),
+             ("Unique and successful", summary.get("unique_success_rate"))]
+    if "relaxation_survival" in summary:
+        rows.append(("Success survives relaxation", summary.get("relaxation_survival")))
+    cells = "".join(f"<tr><td>{label}</td><td align='right'>&nbsp;&nbsp;<b>{rate:.0%}</b></td></tr>"
+                    for label, rate in rows if isinstance(rate, int | float))
+    return (f"<b>Run #{run_id}</b> ({html.escape(method)}): {n} candidates"
+            f"<table cellspacing='0'>{cells}</table>")
+
+
+class _StepRelay(QObject):
+    """Carries StepReports from the worker thread to the GUI thread.
+
+    :meth:`push` runs in the worker: it queues the report and emits :attr:`arrived` only when the queue
+    was empty, so a fast optimizer cannot flood the event loop; :meth:`take` (GUI thread) empties it.
+    """
+
+    arrived = Signal()
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._lock = threading.Lock()
+        self._queue: list = []
+        self._notified = False
+
+    def push(self, report) -> None:
+        with self._lock:
+            self._queue.append(report)
+            notify = not self._notified
+            self._notified = True
+        if notify:
+            self.arrived.emit()
+
+    def take(self) -> list:
+        with self._lock:
+            out, self._queue = self._queue, []
+            self._notified = False
+        return out
+
+
+class CurvePlots(QWidget):
+    """Three live plots vs step: total loss (best, mean), loss terms, criteria satisfaction rates."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        pg.setConfigOptions(antialias=True, background="w", foreground="#333")
+        self.series: dict[str, tuple[list[float], list[float]]] = {}
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.loss_plot = self._plot("Total loss", "loss")
+        self.terms_plot = self._plot("Loss terms", "loss")
+        self.rates_plot = self._plot("Criteria satisfied", "fraction of candidates")
+        self.rates_plot.setYRange(-0.02, 1.05, padding=0)
+        self.rates_plot.getViewBox().setLimits(yMin=-0.05, yMax=1.1)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        for plot in (self.loss_plot, self.terms_plot, self.rates_plot):
+            splitter.addWidget(plot)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+        self.dirty = False
+
+    @staticmethod
+    def _plot(title: str, ylabel: str) -> pg.PlotWidget:
+        plot = pg.PlotWidget(title=title)
+        plot.setLabel("left", ylabel)
+        plot.setLabel("bottom", "step")
+        plot.showGrid(x=True, y=True, alpha=0.2)
+        plot.addLegend(offset=(-5, 5), labelTextSize="8pt", verSpacing=-6)
+        plot.setMinimumHeight(120)
+        return plot
+
+    def clear(self) -> None:
+        for plot in (self.loss_plot, self.terms_plot, self.rates_plot):
+            plot.clear()
+            if plot.plotItem.legend is not None:
+                plot.plotItem.legend.clear()
+        self.series.clear()
+        self.curves.clear()
+        self.dirty = False
+
+    def plot_for(self, name: str) -> pg.PlotWidget | None:
+        if name in ("loss/best", "loss/mean"):
+            return self.loss_plot
+        if name.startswith("loss/"):
+            return self.terms_plot
+        if name.startswith("rate/"):
+            return self.rates_plot
+        return None  # e.g. temperature: stored, not plotted
+
+    def add(self, step: int, metrics: dict[str, float]) -> None:
+        """Queue one step's metrics; drawn on the next :meth:`redraw`."""
+        for name, value in metrics.items():
+            xs, ys = self.series.setdefault(name, ([], []))
+            xs.append(float(step))
+            ys.append(float(value))
+        self.dirty = True
+
+    def set_history(self, metrics: dict[str, list[tuple[int, float]]]) -> None:
+        """Show a stored run's metrics (``run_metrics`` output)."""
+        self.clear()
+        for name, points in metrics.items():
+            self.series[name] = ([float(s) for s, _ in points], [float(v) for _, v in points])
+        self.dirty = True
+        self.redraw()
+
+    def redraw(self) -> None:
+        if not self.dirty:
+            return
+        self.dirty = False
+        for name, (xs, ys) in self.series.items():
+            curve = self.curves.get(name)
+            if curve is None:
+                plot = self.plot_for(name)
+                if plot is None:
+                    continue
+                curve = self._new_curve(plot, name)
+                self.curves[name] = curve
+            curve.setData(xs, ys)
+
+    def _new_curve(self, plot: pg.PlotWidget, name: str) -> pg.PlotDataItem:
+        label = name.split("/", 1)[1]
+        if plot is self.loss_plot:
+            pen = pg.mkPen("#1f4e8c", width=2) if label == "best" else pg.mkPen("#888888", width=2,
+                                                                                style=Qt.PenStyle.DashLine)
+        else:
+            index = sum(1 for n in self.curves if self.plot_for(n) is plot)
+            pen = pg.mkPen(PALETTE[index % len(PALETTE)], width=2)
+        return plot.plot([], [], pen=pen, name=label)
+
+    def curve_names(self) -> list[str]:
+        """Metrics that have a curve with data."""
+        return [n for n, c in self.curves.items() if c.xData is not None and len(c.xData)]
+
+
+class OptimizationPanel(QWidget):
+    """Method, models and budget; start/cancel; live curves; past runs. See the module docstring."""
+
+    run_finished = Signal(int)  # run id of a completed run
+    run_opened = Signal(int)  # a past run reopened from the list
+
+    def __init__(self, jobs: JobManager, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.jobs = jobs
+        self.project: Project | None = None
+        self.spec: DesignSpec | None = None
+        self.job: Job | None = None
+        self.last_result = None
+        self.reports_seen = 0
+        self._relay = _StepRelay(self)
+        self._relay.arrived.connect(self._drain)
+        self._timer = QTimer(self, interval=REDRAW_INTERVAL_MS)
+        self._timer.timeout.connect(self._tick)
+
+        self.spec_label = QLabel("No valid target: edit it in the Targets panel.")
+        self.spec_label.setWordWrap(True)
+        self.spec_label.setObjectName("optimizationSpec")
+
+        self.method_combo = QComboBox()
+        for method in METHODS:
+            self.method_combo.addItem(METHOD_TEXT.get(method, method), method)
+        self.method_combo.currentIndexChanged.connect(self._sync_enabled)
+        self.dataset_combo = QComboBox()
+        self.dataset_combo.setToolTip("Screened by 'Dataset screening'; the novelty reference of every method "
+                                      "(default: the first model's training dataset)")
+        self.models_list = QListWidget()
+        self.models_list.setObjectName("modelsList")
+        self.models_list.setMaximumHeight(110)
+        self.models_list.itemChanged.connect(lambda _item: self._sync_enabled())
+        self.candidates_spin = QSpinBox()
+        self.candidates_spin.setRange(1, 100_000)
+        self.candidates_spin.setValue(64)
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 100_000)
+        self.steps_spin.setValue(200)
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(list(DEVICES))
+        budget = QHBoxLayout()
+        for label, widget in (("Candidates", self.candidates_spin), ("Steps", self.steps_spin),
+                              ("Seed", self.seed_spin)):
+            budget.addWidget(QLabel(label))
+            budget.addWidget(widget, 1)
+        form = QFormLayout()
+        form.addRow("Method", self.method_combo)
+        form.addRow("Models", self.models_list)
+        form.addRow(budget)
+        device_row = QHBoxLayout()
+        device_row.addWidget(self.device_combo)
+        device_row.addWidget(QLabel("Dataset"))
+        device_row.addWidget(self.dataset_combo, 1)
+        form.addRow("Device", device_row)
+
+        self.start_button = QPushButton("▶ Start")
+        self.start_button.setObjectName("startOptimization")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("■ Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.start_button)
+        run_row.addWidget(self.cancel_button)
+        run_row.addWidget(self.progress_bar, 1)
+
+        self.runs_combo = QComboBox()
+        self.runs_combo.setObjectName("pastRuns")
+        self.open_button = QPushButton("Open")
+        self.open_button.setToolTip("Show this run's curves and summary, and its candidates")
+        self.open_button.clicked.connect(lambda: self.open_run(self.runs_combo.currentData()))
+        runs_row = QHBoxLayout()
+        runs_row.addWidget(QLabel("Past runs"))
+        runs_row.addWidget(self.runs_combo, 1)
+        runs_row.addWidget(self.open_button)
+
+        self.summary_label = QLabel("")
+        self.summary_label.setObjectName("runSummary")
+        self.summary_label.setWordWrap(True)
+        self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.plots = CurvePlots()
+
+        controls = QWidget()
+        top = QVBoxLayout(controls)
+        top.setContentsMargins(4, 4, 4, 4)
+        top.addWidget(self.spec_label)
+        box = QGroupBox("Run")
+        box.setLayout(form)
+        top.addWidget(box)
+        top.addLayout(run_row)
+        top.addWidget(self.status_label)
+        top.addLayout(runs_row)
+        results = QWidget()
+        bottom = QHBoxLayout(results)
+        bottom.setContentsMargins(0, 0, 0, 0)
+        bottom.addWidget(self.plots, 3)
+        bottom.addWidget(self.summary_label, 0, Qt.AlignmentFlag.AlignTop)
+        self.summary_label.setVisible(False)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(controls)
+        splitter.addWidget(results)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+        self._sync_enabled()
+
+    # ---------------------------------------------------------------- inputs
+
+    def set_project(self, project: Project | None) -> None:
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+        self.project = project
+        self.plots.clear()
+        self.summary_label.setVisible(False)
+        self.status_label.setText("")
+        self.refresh()
+
+    def set_spec(self, spec: DesignSpec | None) -> None:
+        self.spec = spec
+        if spec is None:
+            self.spec_label.setText("<span style='color:#b00020'>No valid target: fix it in the Targets panel.</span>")
+        else:
+            self.spec_label.setText(f"<b>Target:</b> {html.escape(spec.name)}<br>"
+                                    f"<span style='color:#555'>{html.escape(spec.summary())}</span>")
+        self._mark_models()
+        self._sync_enabled()
+
+    def set_device(self, device: str) -> None:
+        """'auto', 'cpu' or 'cuda' ('gpu' is read as 'cuda')."""
+        self.device_combo.setCurrentText("cuda" if device == "gpu" else device if device in DEVICES else "auto")
+
+    def refresh(self) -> None:
+        """Re-read models, datasets and past runs from the project."""
+        checked = set(self.selected_model_ids())
+        self.models_list.blockSignals(True)
+        self.models_list.clear()
+        self.dataset_combo.clear()
+        self.runs_combo.clear()
+        if self.project is not None:
+            models = [m for m in model_store.list_models(self.project) if m.kind == "gnn"]
+            for m in models:
+                metrics = ", ".join(f"{t} MAE {v['mae']:.3g}" for t, v in m.metrics.items()
+                                    if isinstance(v, dict) and isinstance(v.get("mae"), int | float))
+                item = QListWidgetItem(f"#{m.id} {m.name or m.kind} — {', '.join(m.targets)}"
+                                       + (f" · {m.dataset}" if m.dataset else ""))
+                item.setData(ROLE_MODEL_ID, m.id)
+                item.setData(ROLE_TARGETS, list(m.targets))
+                item.setToolTip(metrics or "no test metrics stored")
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                item.setCheckState(Qt.CheckState.Checked if m.id in checked else Qt.CheckState.Unchecked)
+                self.models_list.addItem(item)
+            if not checked and models:
+                self._check_default_model()
+            self.dataset_combo.addItem("(the first model's dataset)", None)
+            for name in self.project.dataset_names():
+                self.dataset_combo.addItem(name, name)
+            for run in model_store.list_runs(self.project, "optimization"):
+                p = run.parameters
+                self.runs_combo.addItem(f"#{run.id} {p.get('method', '?')} · {p.get('n_candidates', '?')} cand. × "
+                                        f"{p.get('n_steps', '?')} steps · {run.status}", run.id)
+                self.runs_combo.setItemData(self.runs_combo.count() - 1, run.message or run.started,
+                                            Qt.ItemDataRole.ToolTipRole)
+        self.models_list.blockSignals(False)
+        self._mark_models()
+        self._sync_enabled()
+
+    def _spec_properties(self) -> set[str]:
+        return {o.property for o in self.spec.objectives} if self.spec is not None else set()
+
+    def _check_default_model(self) -> None:
+        """Check the newest model that predicts every property of the spec (else the newest)."""
+        need = self._spec_properties()
+        items = [self.models_list.item(i) for i in range(self.models_list.count())]
+        fitting = [it for it in items if need <= set(it.data(ROLE_TARGETS))]
+        (fitting or items)[-1].setCheckState(Qt.CheckState.Checked)
+
+    def _mark_models(self) -> None:
+        need = self._spec_properties()
+        self.models_list.blockSignals(True)
+        for i in range(self.models_list.count()):
+            item = self.models_list.item(i)
+            missing = sorted(need - set(item.data(ROLE_TARGETS)))
+            item.setForeground(Qt.GlobalColor.darkGray if missing else Qt.GlobalColor.black)
+            tip = item.toolTip().split("\n")[0]
+            item.setToolTip(tip + (f"\nlacks {', '.join(missing)} needed by the target" if missing else ""))
+        self.models_list.blockSignals(False)
+
+    def selected_model_ids(self) -> list[int]:
+        return [self.models_list.item(i).data(ROLE_MODEL_ID) for i in range(self.models_list.count())
+                if self.models_list.item(i).checkState() == Qt.CheckState.Checked]
+
+    def set_model_checked(self, model_id: int, checked: bool = True) -> None:
+        for i in range(self.models_list.count()):
+            item = self.models_list.item(i)
+            if item.data(ROLE_MODEL_ID) == model_id:
+                item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+
+    def method(self) -> str:
+        return self.method_combo.currentData()
+
+    def set_method(self, method: str) -> None:
+        self.method_combo.setCurrentIndex(METHODS.index(method))
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def _sync_enabled(self) -> None:
+        running = self.running
+        for widget in (self.method_combo, self.models_list, self.candidates_spin, self.steps_spin, self.seed_spin,
+                       self.device_combo, self.dataset_combo, self.runs_combo, self.open_button):
+            widget.setEnabled(not running and self.project is not None)
+        self.steps_spin.setEnabled(not running and self.method() != "screen")
+        self.start_button.setEnabled(not running and self.project is not None and self.spec is not None
+                                     and bool(self.selected_model_ids()))
+        self.cancel_button.setEnabled(running)
+        self.open_button.setEnabled(not running and self.runs_combo.count() > 0)
+
+    # ---------------------------------------------------------------- running
+
+    def start(self) -> Job | None:
+        """Start an optimization with the form's settings; returns the job (None if it cannot start)."""
+        if self.running or self.project is None:
+            return None
+        if self.spec is None:
+            self.status_label.setText("The target has problems: fix them in the Targets panel first.")
+            return None
+        model_ids = self.selected_model_ids()
+        if not model_ids:
+            self.status_label.setText("Check at least one model.")
+            return None
+        method = self.method()
+        n_steps = self.steps_spin.value() if method != "screen" else 1
+        self.plots.clear()
+        self.summary_label.setVisible(False)
+        self.reports_seen = 0
+        self.last_result = None
+        self._relay.take()
+        self.progress_bar.setRange(0, n_steps)
+        self.progress_bar.setValue(0)
+        self.status_label.setText(f"Starting {method} (loading models)…")
+        work = optimization_work(self.project, self.spec, method, model_ids, self.candidates_spin.value(), n_steps,
+                                 self.seed_spin.value(), self.device_combo.currentText(),
+                                 self.dataset_combo.currentData(), self._relay.push)
+        self.job = self.jobs.start(f"Optimizing ({method})", work, self._succeeded)
+        self.job.progress.connect(self._progress)
+        self.job.failed.connect(lambda message, _details: self._stopped(f"Failed: {message}"))
+        self.job.cancelled.connect(lambda: self._stopped("Cancelled; the steps so far are stored with the run."))
+        self._timer.start()
+        self._sync_enabled()
+        return self.job
+
+    def cancel(self) -> None:
+        if self.running:
+            self.job.cancel()
+            self.cancel_button.setEnabled(False)
+            self.status_label.setText("Cancelling…")
+
+    def _drain(self) -> None:
+        for report in self._relay.take():
+            self.reports_seen += 1
+            self.plots.add(report.step, report.metrics)
+
+    def _tick(self) -> None:
+        self.plots.redraw()
+
+    def _progress(self, event: ProgressEvent) -> None:
+        if event.total:
+            self.progress_bar.setRange(0, event.total)
+            self.progress_bar.setValue(min(event.step, event.total))
+        best = (event.metrics or {}).get("loss/best")
+        text = f"Step {event.step}/{event.total}" if event.total else ""
+        if event.message and event.message not in METHODS:
+            text = f"{text} · {event.message}" if text else event.message
+        if isinstance(best, int | float):
+            text += f" · best loss {best:.4g}"
+        self.status_label.setText(text)
+
+    def _finish_curves(self) -> None:
+        self._timer.stop()
+        self._drain()
+        self.plots.redraw()
+
+    def _succeeded(self, result) -> None:
+        self._finish_curves()
+        self.last_result = result
+        self.progress_bar.setValue(self.progress_bar.maximum())
+        self.status_label.setText(f"Done: run #{result.run_id}, {result.n_candidates} candidates, "
+                                  f"{result.summary.get('success_rate', 0):.0%} successful.")
+        self.summary_label.setText(summary_html(result.run_id, result.method, result.n_candidates, result.summary))
+        self.summary_label.setVisible(True)
+        self.refresh()
+        self._select_run(result.run_id)
+        self.run_finished.emit(result.run_id)
+
+    def _stopped(self, text: str) -> None:
+        self._finish_curves()
+        self.status_label.setText(text)
+        self.refresh()
+
+    def _select_run(self, run_id: int) -> None:
+        index = self.runs_combo.findData(run_id)
+        if index >= 0:
+            self.runs_combo.setCurrentIndex(index)
+
+    # ---------------------------------------------------------------- past runs
+
+    def open_run(self, run_id: int | None) -> None:
+        """Show a stored run: its settings in the form, its curves and (when completed) its summary."""
+        if self.project is None or run_id is None or self.running:
+            return
+        try:
+            run = model_store.get_run(self.project, run_id)
+            metrics = model_store.run_metrics(self.project, run_id)
+        except CrystalStudioError as exc:
+            self.status_label.setText(str(exc))
+            return
+        p = run.parameters
+        if p.get("method") in METHODS:
+            self.set_method(p["method"])
+        for spin, key in ((self.candidates_spin, "n_candidates"), (self.steps_spin, "n_steps"),
+                          (self.seed_spin, "seed")):
+            if isinstance(p.get(key), int):
+                spin.setValue(p[key])
+        if isinstance(p.get("models"), list):
+            for i in range(self.models_list.count()):
+                item = self.models_list.item(i)
+                item.setCheckState(Qt.CheckState.Checked if item.data(ROLE_MODEL_ID) in p["models"]
+                                   else Qt.CheckState.Unchecked)
+        self.plots.set_history(metrics)
+        self._select_run(run_id)
+        summary = None
+        if run.status == "completed":
+            try:
+                summary = run_summary(self.project, run_id)
+            except (CrystalStudioError, KeyError, ZeroDivisionError):
+                summary = None
+        if summary is not None:
+            self.summary_label.setText(summary_html(run_id, p.get("method", "?"), summary.get("n", 0), summary))
+        self.summary_label.setVisible(summary is not None)
+        self.status_label.setText(f"Run #{run_id}: {run.status}" + (f" — {run.message}" if run.message else ""))
+        self.run_opened.emit(run_id)

@@ -1,0 +1,216 @@
+"""The Targets, Optimization and Candidates panels driven as a user would, on a temporary project with a
+tiny untrained predictor (fast; the numbers it predicts are meaningless, the plumbing is what is tested)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from crystal_studio.core.paths import RESOURCES
+
+needs_display = pytest.mark.skipif(not os.environ.get("DISPLAY"),
+                                   reason="VTK needs an X display: run under xvfb-run")
+GAP_SPEC = RESOURCES / "specs" / "smoacs_perovskite_gap_2.5eV.json"
+
+
+@pytest.fixture
+def model_id(project) -> int:
+    """A tiny untrained band gap + formation energy predictor stored in the project."""
+    import torch
+
+    from crystal_studio.ml.models.gnn import GNNConfig
+    from crystal_studio.ml.predictor import CrystalPredictor, save_predictor
+
+    torch.manual_seed(0)
+    predictor = CrystalPredictor(GNNConfig(n_targets=2, hidden=16, layers=1, n_gaussians=8),
+                                 ["band_gap", "formation_energy_per_atom"], members=2)
+    predictor.set_normalization([1.0, -1.0], [1.0, 1.0])
+    return save_predictor(project, predictor, "tiny", metrics={})
+
+
+def test_spec_editor_validates_live_and_loads_examples(qtbot, settings, tmp_path):
+    from crystal_studio.design.spec import load_spec
+    from crystal_studio.gui.targets_panel import TargetsPanel, example_specs
+
+    panel = TargetsPanel(settings=settings)
+    qtbot.addWidget(panel)
+    names = [panel.example_combo.itemText(i) for i in range(1, panel.example_combo.count())]
+    assert len(names) == len(example_specs()) >= 4
+    index = names.index("Perovskite, bulk modulus 160 ± 10 GPa (built-in dataset)") + 1
+    panel.example_combo.activated.emit(index)  # what choosing it in the combo does
+    assert panel.spec is not None and panel.spec.objectives[0].property == "bulk_modulus"
+    assert "bulk_modulus = 160 ± 10 GPa" in panel.summary_label.text()
+    assert not panel.problems_label.isVisible()
+
+    panel.load(GAP_SPEC)
+    assert panel.objectives.rowCount() == 2
+    with qtbot.waitSignal(panel.spec_changed, timeout=2000) as changed:
+        panel.set_objective_text(0, "value", "abc")  # typed into the table; validated after a short pause
+    assert changed.args == [None] and panel.spec is None
+    assert any("objectives[0].value: expected a number, got 'abc'" in p for p in panel.problems)
+    assert "expected a number" in panel.problems_label.text()
+    assert panel.objectives.item(0, 2).background().color().red() == 255  # the bad cell is marked
+    assert not panel.save_button.isEnabled()
+
+    panel.set_objective_text(0, "value", "2.5")
+    panel.set_objective_text(0, "tolerance", "0")
+    panel.forbidden_edit.setText("Pb Xx")
+    panel.validate()
+    assert any("a target needs a tolerance > 0" in p for p in panel.problems)
+    assert any("unknown element(s) 'Xx'" in p for p in panel.problems)
+
+    panel.set_objective_text(0, "tolerance", "0.3")
+    panel.forbidden_edit.setText("Pb")
+    panel.tf_enabled.setChecked(False)
+    spec = panel.validate()
+    assert spec is not None and not panel.problems
+    assert "band_gap = 2.5 ± 0.3 eV" in panel.summary_label.text() and "avoid Pb" in panel.summary_label.text()
+    assert "tolerance_factor" not in spec.criteria_names()
+
+    out = tmp_path / "mine.json"
+    panel.save(out)
+    assert load_spec(out).to_dict() == spec.to_dict()
+    again = TargetsPanel(settings=settings)  # remembers the last file saved
+    qtbot.addWidget(again)
+    assert again.spec.to_dict() == spec.to_dict()
+
+
+@needs_display
+def test_optimization_from_the_panel_then_candidates(qtbot, project, model_id, settings, tmp_path):
+    from crystal_studio.gui.main_window import MainWindow
+    from crystal_studio.store.candidates import list_candidates
+
+    project.close()
+    win = MainWindow(project.path, settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.project is not None, timeout=10000)
+    win.targets_panel.load(GAP_SPEC)
+    opt = win.optimization_panel
+    win.docks["Optimization"].raise_()
+    assert opt.spec is not None and opt.spec.name.startswith("Perovskite, band gap 2.5")
+    assert opt.selected_model_ids() == [model_id]  # the model predicting the spec's properties is preselected
+    opt.set_method("smoacs")
+    opt.candidates_spin.setValue(4)
+    opt.steps_spin.setValue(5)
+    opt.seed_spin.setValue(1)
+    assert opt.start_button.isEnabled()
+
+    with qtbot.waitSignal(opt.run_finished, timeout=30000) as finished:
+        qtbot.mouseClick(opt.start_button, qtbot_button())
+        assert opt.running and opt.cancel_button.isEnabled() and not opt.start_button.isEnabled()
+    run_id = finished.args[0]
+    assert opt.reports_seen == 5
+    names = opt.plots.curve_names()
+    for name in ("loss/best", "loss/mean", "loss/band_gap_target", "rate/band_gap_target",
+                 "rate/formation_energy_per_atom_below"):
+        assert name in names, names
+    assert list(opt.plots.curves["loss/best"].xData) == [1, 2, 3, 4, 5]
+    assert "temperature" not in names  # stored, not plotted
+    assert opt.summary_label.isVisible() and f"Run #{run_id}" in opt.summary_label.text()
+    assert "band_gap_target" in opt.summary_label.text()
+    assert opt.runs_combo.currentData() == run_id and not opt.running
+
+    cands = win.candidates_panel
+    assert cands.run_id == run_id and cands.model.rowCount() == 4
+    headers = [c.header for c in cands.model.columns]
+    for header in ("★", "Formula", "Success", "band_gap_target", "charge_neutral", "band_gap (eV)",
+                   "Space group", "t", "Valid", "Unique", "Novel", "Notes"):
+        assert header in headers, headers
+
+    # sorting on a numeric column sorts numbers
+    col = headers.index("band_gap (eV)")
+    cands.table.sortByColumn(col, qt().SortOrder.AscendingOrder)
+    gaps = [cands.record(i).evaluation["properties"]["band_gap"] for i in cands.visible_ids()]
+    assert gaps == sorted(gaps)
+
+    # a selected row appears in the 3D viewer and the detail pane
+    first = cands.visible_ids()[0]
+    cands.select_ids([first])
+    assert win.viewer.structure is not None and len(win.viewer.structure) == 5
+    assert cands.record(first).formula in win.details.toPlainText()
+
+    # compare two
+    cands.select_ids(cands.visible_ids()[:2])
+    cands.compare_button.click()
+    assert win.tabs.currentWidget() is win.compare and len(win.compare.shown_viewers()) == 2
+
+    # star and notes are stored at once
+    cands.set_star([first], True)
+    cands.set_notes(first, "promising")
+    stored = {r.id: r for r in list_candidates(win.project, run_id)}
+    assert stored[first].flag == "star" and stored[first].notes == "promising"
+    cands.starred_box.setChecked(True)
+    assert cands.visible_ids() == [first]
+    cands.starred_box.setChecked(False)
+
+    # export the selection
+    cands.select_ids([first])
+    job = cands.export_to(tmp_path / "out", "poscar", selected=True)
+    qtbot.waitUntil(lambda: not job.running, timeout=10000)
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == [f"{cands.record(first).formula}_c{first}.vasp"]
+
+    # a past run reopens with its stored curves
+    opt.plots.clear()
+    opt.open_run(run_id)
+    assert "loss/best" in opt.plots.curve_names() and len(opt.plots.curves["loss/best"].xData) == 5
+    win.close()
+
+
+def test_candidate_table_filters_and_flags_persist(qtbot, project, model_id):
+    from crystal_studio.design.job import run_optimization
+    from crystal_studio.design.spec import load_spec
+    from crystal_studio.gui.candidates_panel import CandidatesPanel
+    from crystal_studio.gui.jobs import JobManager
+    from crystal_studio.store.candidates import list_candidates
+
+    result = run_optimization(project, load_spec(GAP_SPEC), "random", [model_id], 6, 2, seed=2, device="cpu")
+    panel = CandidatesPanel(JobManager())
+    qtbot.addWidget(panel)
+    panel.set_project(project)
+    assert panel.run_id == result.run_id and panel.model.rowCount() == 6
+    n_success = sum(r.success for r in list_candidates(project, result.run_id))
+    panel.success_box.setChecked(True)
+    assert panel.proxy.rowCount() == n_success
+    assert all(panel.record(i).success for i in panel.visible_ids())
+    panel.success_box.setChecked(False)
+    assert panel.proxy.rowCount() == 6
+
+    # pass/fail colours per criterion
+    col = [c.header for c in panel.model.columns].index("charge_neutral")
+    assert panel.proxy.index(0, col).data(qt().ItemDataRole.BackgroundRole).green() > 200
+
+    panel.formula_edit.setText(panel.model.records[0].formula)
+    assert panel.proxy.rowCount() >= 1
+    panel.formula_edit.clear()
+
+    # star through the check box of the ★ column and notes through the editor, as the user would
+    target = panel.model.records[2].id
+    star_col = panel.model.column_index("★")
+    notes_col = panel.model.column_index("Notes")
+    def row():  # the table re-sorts as values change
+        return panel.proxy.mapFromSource(panel.model.index(panel.model.row_of(target), 0)).row()
+
+    assert panel.proxy.setData(panel.proxy.index(row(), star_col), qt().CheckState.Checked.value,
+                               qt().ItemDataRole.CheckStateRole)
+    assert panel.proxy.setData(panel.proxy.index(row(), notes_col), "check the octahedra")
+    panel.set_project(None)
+    panel.set_project(project)  # read back from the store
+    record = panel.record(target)
+    assert record.flag == "star" and record.notes == "check the octahedra"
+    assert panel.proxy.index(row(), star_col).data(qt().ItemDataRole.CheckStateRole) == qt().CheckState.Checked
+    panel.select_ids([target])
+    panel.toggle_star_selected()
+    assert list_candidates(project, result.run_id)[2].flag == ""
+
+
+def qt():
+    from PySide6.QtCore import Qt
+
+    return Qt
+
+
+def qtbot_button():
+    return qt().MouseButton.LeftButton
