@@ -65,7 +65,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--project", type=Path, help="reuse a project holding models 1 (optimizer) and 2 (judge)")
+    parser.add_argument("--project", type=Path, help="reuse a project holding trained models (see --models)")
+    parser.add_argument("--models", default="1,2", help="with --project: optimizer and judge model ids")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     data = SHARED / "mp_mtcgcnn_33k.csv.gz"
@@ -88,7 +89,7 @@ def main() -> None:
     targets = ["formation_energy_per_atom", "band_gap"]
     if args.project:
         project = Project.open(args.project)
-        model_ids = [1, 2]
+        model_ids = [int(m) for m in args.models.split(",")]
     else:
         folder = Path(tempfile.mkdtemp(prefix="smoacs-bench-"))
         frame = pd.read_csv(data)

@@ -27,7 +27,7 @@ from crystal_studio.core.progress import CancelToken, ProgressCallback, Progress
 from crystal_studio.store.project import Project
 
 PARALLEL_THRESHOLD = 2000  # raw records; below this, parse in-process
-CHUNK_SIZE = 500
+CHUNK_SIZE = 200  # records per worker task; smaller chunks keep GIL pauses in the receiving thread short
 
 
 @dataclass

@@ -1,0 +1,93 @@
+"""The optimization job end to end: stored run, metrics and candidates; cancel; CLI verbs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from crystal_studio.core.errors import Cancelled
+from crystal_studio.core.paths import RESOURCES
+from crystal_studio.core.progress import CancelToken
+from crystal_studio.design.job import run_optimization, run_summary
+from crystal_studio.design.spec import load_spec
+from crystal_studio.store import candidates as candidate_store
+from crystal_studio.store import models as model_store
+from crystal_studio.store.importer import import_paths
+from tests.conftest import GOOD
+
+SPEC = RESOURCES / "specs" / "smoacs_perovskite_gap_2.5eV.json"
+
+
+@pytest.fixture
+def project_with_model(project):
+    from crystal_studio.ml.models.gnn import GNNConfig
+    from crystal_studio.ml.predictor import CrystalPredictor, save_predictor
+
+    import_paths(project, [GOOD], "good")
+    torch.manual_seed(0)
+    predictor = CrystalPredictor(GNNConfig(n_targets=2, hidden=16, layers=1, n_gaussians=8),
+                                 ["band_gap", "formation_energy_per_atom"], members=2)
+    predictor.set_normalization([1.0, -1.0], [1.0, 1.0])
+    model_id = save_predictor(project, predictor, "tiny", metrics={}, dataset_id=project.dataset_id("good"))
+    return project, model_id
+
+
+@pytest.mark.parametrize("method", ["smoacs", "random", "screen"])
+def test_run_is_stored_with_metrics_and_evaluated_candidates(project_with_model, method):
+    project, model_id = project_with_model
+    steps = []
+    result = run_optimization(project, load_spec(SPEC), method, [model_id], n_candidates=4, n_steps=3, seed=1,
+                              device="cpu", dataset="good", on_step=steps.append)
+    assert result.n_candidates == 4 and steps
+    run = model_store.get_run(project, result.run_id)
+    assert run.status == "completed" and run.kind == "optimization" and run.seed == 1
+    assert run.parameters["spec"]["name"].startswith("Perovskite") and run.versions
+    metrics = model_store.run_metrics(project, result.run_id)
+    assert len(metrics["loss/best"]) == len(steps)
+    records = candidate_store.list_candidates(project, result.run_id)
+    assert len(records) == 4
+    assert set(records[0].evaluation["criteria"]) == set(load_spec(SPEC).criteria_names())
+    assert run_summary(project, result.run_id) == result.summary
+
+
+def test_cancel_marks_the_run_cancelled(project_with_model):
+    project, model_id = project_with_model
+    token = CancelToken()
+
+    def stop_after_first(report):
+        token.cancel()
+
+    with pytest.raises(Cancelled):
+        run_optimization(project, load_spec(SPEC), "smoacs", [model_id], 4, 10, device="cpu", cancel=token,
+                         on_step=stop_after_first)
+    [run] = model_store.list_runs(project, "optimization")
+    assert run.status == "cancelled"
+    assert candidate_store.list_candidates(project, run.id) == []
+
+
+def test_cli_optimize_candidates_export(project_with_model, tmp_path):
+    project, model_id = project_with_model
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "crystal_studio", *map(str, args)], capture_output=True,
+                                text=True, timeout=300)
+        assert "Traceback" not in result.stderr, result.stderr
+        return result
+
+    opt = cli("optimize", project.path, "--spec", SPEC, "--method", "smoacs", "--models", model_id,
+              "--candidates", 3, "--steps", 2, "--seed", 0, "--device", "cpu", "--json")
+    assert opt.returncode == 0, opt.stderr
+    doc = json.loads(opt.stdout)
+    assert doc["method"] == "smoacs" and doc["n_candidates"] == 3 and "success_rate" in doc["summary"]
+    listed = json.loads(cli("candidates", project.path, "--run", doc["run_id"], "--json").stdout)
+    assert len(listed["candidates"]) == 3 and {"id", "formula", "success", "criteria", "properties"} <= set(
+        listed["candidates"][0])
+    exported = cli("export", project.path, "--run", doc["run_id"], "--format", "poscar", "--out", tmp_path / "c")
+    assert exported.returncode == 0 and len(list((tmp_path / "c").glob("*.vasp"))) == 3
+    bad = cli("optimize", project.path, "--spec", RESOURCES / "specs" / "builtin_bulk_modulus_160GPa.json",
+              "--models", model_id, "--candidates", 2, "--steps", 1)
+    assert bad.returncode == 2 and "spec needs bulk_modulus" in bad.stderr
