@@ -5,7 +5,9 @@ predicted property with its ensemble spread, validity, uniqueness, novelty, spac
 factor, origin) and, once candidates were relaxed with CHGNet, the relaxation results (energy,
 convergence, RMSD, volume change, success after relaxation). It sorts on any column (numbers as
 numbers) and can show only the successful ones. Stars and notes are stored at once
-(:func:`~crystal_studio.store.candidates.set_flag`). CHGNet relaxation and export run as jobs.
+(:func:`~crystal_studio.store.candidates.set_flag`). CHGNet relaxation (force threshold fmax in eV/Å
+and a step limit set next to its button; cancellable) and export
+(:func:`~crystal_studio.store.exporting.export_candidates`) run as jobs.
 
 The window listens to :attr:`CandidatesPanel.show_requested` (show one structure in the 3D viewer) and
 :attr:`CandidatesPanel.compare_requested` (2–4 structures in the compare view).
@@ -22,12 +24,14 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -272,13 +276,16 @@ class CandidateFilter(QSortFilterProxyModel):
         return a < b
 
 
-def relax_work(project: Project, run_id: int, ids: list[int], device: str):
+def relax_work(project: Project, run_id: int, ids: list[int], device: str, fmax: float = 0.05,
+               max_steps: int = 300):
+    """Relax the candidates ``ids`` (forces below ``fmax`` eV/Å, at most ``max_steps`` steps each)."""
+
     def work(progress: ProgressCallback, cancel: CancelToken):
         from crystal_studio.design.relaxation import relax_candidates
 
         try:
-            return relax_candidates(project, run_id, candidate_ids=ids, device=device, progress=progress,
-                                    cancel=cancel)
+            return relax_candidates(project, run_id, candidate_ids=ids, device=device, fmax=fmax,
+                                    max_steps=max_steps, progress=progress, cancel=cancel)
         finally:
             project.close()
 
@@ -289,20 +296,11 @@ def export_work(project: Project, run_id: int, folder: Path, fmt: str, ids: list
     """Export the run's successful candidates (``ids`` None) or the candidates ``ids``."""
 
     def work(progress: ProgressCallback, cancel: CancelToken):
-        from crystal_studio.store.exporting import export_candidates, write_items
+        from crystal_studio.store.exporting import export_candidates
 
         try:
-            if ids is None:
-                return export_candidates(project, run_id, folder, fmt, only_success=True, relaxed=relaxed,
-                                         progress=progress, cancel=cancel)
-            wanted = set(ids)
-            items = []  # named as export_candidates names them
-            for record in candidate_store.list_candidates(project, run_id):
-                if record.id in wanted:
-                    structure = (record.relaxed_structure if relaxed else None) or record.structure
-                    props = {k: v for k, v in record.evaluation.get("properties", {}).items() if v is not None}
-                    items.append((f"{record.formula}_c{record.id}", structure, props))
-            return write_items(items, Path(folder), fmt, False, progress, cancel)
+            return export_candidates(project, run_id, folder, fmt, only_success=ids is None, relaxed=relaxed,
+                                     progress=progress, cancel=cancel, candidate_ids=ids)
         finally:
             project.close()
 
@@ -388,8 +386,25 @@ class CandidatesPanel(QWidget):
         self.relax_button.setToolTip("Relax the selected candidates with CHGNet (cell free) in the background and "
                                      "re-check their criteria")
         self.relax_button.clicked.connect(self.relax_selected)
+        self.fmax_spin = QDoubleSpinBox()
+        self.fmax_spin.setObjectName("relaxFmax")
+        self.fmax_spin.setRange(0.001, 1.0)
+        self.fmax_spin.setDecimals(3)
+        self.fmax_spin.setSingleStep(0.01)
+        self.fmax_spin.setValue(0.05)
+        self.fmax_spin.setSuffix(" eV/Å")
+        self.fmax_spin.setToolTip("Relaxation converges when every force is below this (eV/Å)")
+        self.relax_steps_spin = QSpinBox()
+        self.relax_steps_spin.setObjectName("relaxMaxSteps")
+        self.relax_steps_spin.setRange(1, 100_000)
+        self.relax_steps_spin.setValue(300)
+        self.relax_steps_spin.setToolTip("At most this many optimizer steps per candidate")
+        self.cancel_relax_button = QPushButton("■ Cancel")
+        self.cancel_relax_button.setToolTip("Stop the running relaxation (the candidates relaxed so far are kept)")
+        self.cancel_relax_button.clicked.connect(self.cancel_relaxation)
         actions = QHBoxLayout()
-        for widget in (self.star_button, self.compare_button, self.relax_button, self.relaxed_box):
+        for widget in (self.star_button, self.compare_button, self.relax_button, QLabel("fmax"), self.fmax_spin,
+                       QLabel("max steps"), self.relax_steps_spin, self.cancel_relax_button, self.relaxed_box):
             actions.addWidget(widget)
         actions.addStretch(1)
 
@@ -571,6 +586,9 @@ class CandidatesPanel(QWidget):
         self.star_button.setEnabled(n > 0)
         self.compare_button.setEnabled(2 <= n <= MAX_COMPARED or one_relaxed)
         self.relax_button.setEnabled(n > 0 and not busy)
+        self.fmax_spin.setEnabled(not busy)
+        self.relax_steps_spin.setEnabled(not busy)
+        self.cancel_relax_button.setEnabled(busy and not self.relax_job.token.cancelled)
         self.export_selected_button.setEnabled(n > 0)
         self.export_success_button.setEnabled(any(r.success for r in self.model.records))
 
@@ -617,13 +635,25 @@ class CandidatesPanel(QWidget):
             return None
         if self.relax_job is not None and self.relax_job.running:
             return None
-        self._status(f"Relaxing {len(ids)} candidate(s) with CHGNet…")
-        self.relax_job = self.jobs.start(f"Relaxing {len(ids)} candidate(s)", relax_work(self.project, self.run_id, ids,
-                                                                                        self.device), self._relaxed)
+        fmax, max_steps = self.fmax_spin.value(), self.relax_steps_spin.value()
+        self._status(f"Relaxing {len(ids)} candidate(s) with CHGNet (fmax {fmax:g} eV/Å, ≤ {max_steps} steps)…")
+        work = relax_work(self.project, self.run_id, ids, self.device, fmax, max_steps)
+        self.relax_job = self.jobs.start(f"Relaxing {len(ids)} candidate(s)", work, self._relaxed)
         self.relax_job.done.connect(self._sync_enabled)
-        self.relax_job.cancelled.connect(lambda: self._status("Relaxation cancelled; finished ones are stored."))
+        self.relax_job.cancelled.connect(self._relax_cancelled)
         self._sync_enabled()
         return self.relax_job
+
+    def cancel_relaxation(self) -> None:
+        """Ask the running relaxation to stop (at its next check; finished candidates stay stored)."""
+        if self.relax_job is not None and self.relax_job.running:
+            self.relax_job.cancel()
+            self._status("Cancelling the relaxation…")
+            self._sync_enabled()
+
+    def _relax_cancelled(self) -> None:
+        self._status("Relaxation cancelled; finished ones are stored.")
+        self.refresh()
 
     def _relaxed(self, results: list[dict]) -> None:
         self.last_relaxation = results

@@ -5,13 +5,16 @@ The run is :func:`crystal_studio.design.job.run_optimization` in a
 queues the :class:`~crystal_studio.design.optimizers.base.StepReport`; a signal (emitted at most once
 per batch of queued reports) brings them to the GUI thread, and a 10 Hz timer redraws the curves with
 ``setData`` (one ``PlotDataItem`` per metric): total loss best/mean, each loss term, and each
-``rate/`` criterion's satisfaction rate vs step. Past runs are listed and can be reopened from the
-store (their metrics, summary and candidates).
+``rate/`` criterion's satisfaction rate vs step. The same timer redraws a scatter of the current
+candidates (``StepReport.proposals``) in the space of two chosen properties, with the spec's target
+window drawn. Past runs are listed and can be reopened from the
+store (their metrics, summary and candidates; the scatter then shows the stored candidates).
 """
 
 from __future__ import annotations
 
 import html
+import math
 import threading
 
 import pyqtgraph as pg
@@ -19,6 +22,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
+    QGraphicsRectItem,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -34,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent
+from crystal_studio.core.properties import unit_of
 from crystal_studio.design.job import METHODS, run_summary
 from crystal_studio.design.spec import DesignSpec
 from crystal_studio.gui.jobs import Job, JobManager
@@ -206,6 +211,174 @@ class CurvePlots(QWidget):
         return [n for n, c in self.curves.items() if c.xData is not None and len(c.xData)]
 
 
+class ProposalScatter(QWidget):
+    """Live scatter of the current candidates in the space of two chosen properties.
+
+    Each :class:`StepReport` carries ``proposals`` ({property: [values]}); the latest one is kept and
+    drawn on :meth:`redraw` (called by the panel's 10 Hz timer). The spec's window is drawn for each
+    axis: a band (value ± tolerance) for a 'target' objective, a rectangle where both axes have one, a
+    dashed line at the bound for 'below'/'above'. Points meeting both shown criteria are green.
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.spec: DesignSpec | None = None
+        self.values: dict[str, list[float]] = {}
+        self.step: int | None = None
+        self.dirty = False
+        self.x_combo = QComboBox()
+        self.x_combo.setObjectName("scatterX")
+        self.y_combo = QComboBox()
+        self.y_combo.setObjectName("scatterY")
+        for combo in (self.x_combo, self.y_combo):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
+            combo.currentIndexChanged.connect(self._axes_changed)
+        self.plot = pg.PlotWidget(title="Candidates")
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.setMinimumSize(240, 220)
+        for axis in ("bottom", "left"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)  # the units are in the label
+        self.points = pg.ScatterPlotItem(size=7, pen=pg.mkPen("#333", width=0.5))
+        self.plot.addItem(self.points)
+        self.window_items: list = []
+        row = QHBoxLayout()
+        row.addWidget(QLabel("x"))
+        row.addWidget(self.x_combo, 1)
+        row.addWidget(QLabel("y"))
+        row.addWidget(self.y_combo, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.plot, 1)
+
+    # ---------------------------------------------------------------- axes
+
+    def properties(self) -> list[str]:
+        return [self.x_combo.itemData(i) for i in range(self.x_combo.count())]
+
+    def axes(self) -> tuple[str | None, str | None]:
+        return self.x_combo.currentData(), self.y_combo.currentData()
+
+    def set_axes(self, x: str, y: str) -> None:
+        for combo, name in ((self.x_combo, x), (self.y_combo, y)):
+            index = combo.findData(name)
+            if index >= 0:
+                combo.setCurrentIndex(index)
+
+    def set_properties(self, names: list[str], spec: DesignSpec | None = None) -> None:
+        """Offer ``names`` (the spec's properties first) on both axes, keeping the current choice."""
+        self.spec = spec
+        ordered = [o.property for o in spec.objectives] if spec is not None else []
+        ordered += [n for n in names if n not in ordered]
+        x, y = self.axes()
+        if ordered != self.properties():
+            for combo in (self.x_combo, self.y_combo):
+                combo.blockSignals(True)
+                combo.clear()
+                for name in ordered:
+                    unit = unit_of(name)
+                    combo.addItem(f"{name} ({unit})" if unit else name, name)
+                combo.blockSignals(False)
+            x = x if x in ordered else (ordered[0] if ordered else None)
+            y = y if y in ordered and y != x else next((n for n in ordered if n != x), x)
+            self.set_axes(x, y)
+        self._axes_changed()
+
+    def _axes_changed(self, *_args) -> None:
+        x, y = self.axes()
+        for axis, name in (("bottom", x), ("left", y)):
+            unit = unit_of(name) if name else ""
+            self.plot.setLabel(axis, f"{name} ({unit})" if unit else (name or ""))
+        self._draw_window()
+        self.dirty = True
+        self.redraw()
+
+    # ---------------------------------------------------------------- data
+
+    def clear(self) -> None:
+        self.values = {}
+        self.step = None
+        self.points.setData([], [])
+        self.plot.setTitle("Candidates")
+        self.dirty = False
+
+    def add(self, step: int | None, proposals: dict[str, list[float]]) -> None:
+        """Keep the latest proposals; drawn on the next :meth:`redraw`."""
+        if not proposals:
+            return
+        self.values = {k: [float(v) for v in vs] for k, vs in proposals.items()}
+        self.step = step
+        missing = [k for k in self.values if k not in self.properties()]
+        if missing:
+            self.set_properties(self.properties() + missing, self.spec)
+        self.dirty = True
+
+    def redraw(self) -> None:
+        if not self.dirty:
+            return
+        self.dirty = False
+        x, y = self.axes()
+        xs, ys = self.values.get(x, []), self.values.get(y, [])
+        n = min(len(xs), len(ys))
+        pairs = [(a, b) for a, b in zip(xs[:n], ys[:n], strict=True) if math.isfinite(a) and math.isfinite(b)]
+        objectives = {o.property: o for o in self.spec.objectives} if self.spec is not None else {}
+        brushes = []
+        for a, b in pairs:
+            ok = all(o.passes(v) for o, v in ((objectives.get(x), a), (objectives.get(y), b)) if o is not None)
+            brushes.append(pg.mkBrush("#2ca02c" if ok else "#1f77b4"))
+        self.points.setData([a for a, _ in pairs], [b for _, b in pairs], brush=brushes)
+        if self.step is not None:
+            self.plot.setTitle(f"Candidates at step {self.step} ({len(pairs)})")
+        else:
+            self.plot.setTitle(f"Candidates ({len(pairs)})")
+
+    def point_count(self) -> int:
+        data = self.points.getData()[0]
+        return 0 if data is None else len(data)
+
+    # ---------------------------------------------------------------- spec window
+
+    def _draw_window(self) -> None:
+        for item in self.window_items:
+            self.plot.removeItem(item)
+        self.window_items = []
+        if self.spec is None:
+            return
+        objectives = {o.property: o for o in self.spec.objectives if o.has_criterion}
+        x, y = self.axes()
+        ox, oy = objectives.get(x), (objectives.get(y) if y != x else None)
+        fill = pg.mkBrush(44, 160, 44, 40)
+        if ox is not None and oy is not None and ox.kind == oy.kind == "target":
+            rect = QGraphicsRectItem(ox.value - ox.tolerance, oy.value - oy.tolerance, 2 * ox.tolerance,
+                                     2 * oy.tolerance)
+            rect.setPen(pg.mkPen("#2ca02c", width=2, cosmetic=True))
+            rect.setBrush(fill)
+            self._add_window_item(rect)
+            return
+        for objective, vertical in ((ox, True), (oy, False)):
+            if objective is None:
+                continue
+            if objective.kind == "target":
+                band = pg.LinearRegionItem((objective.value - objective.tolerance,
+                                            objective.value + objective.tolerance),
+                                           orientation="vertical" if vertical else "horizontal", movable=False,
+                                           brush=fill, pen=pg.mkPen("#2ca02c"))
+                self._add_window_item(band)
+            else:
+                sign = "<" if objective.kind == "below" else ">"
+                line = pg.InfiniteLine(objective.value, angle=90 if vertical else 0, movable=False,
+                                       pen=pg.mkPen("#2ca02c", width=2, style=Qt.PenStyle.DashLine),
+                                       label=f"{sign} {objective.value:g}",
+                                       labelOpts={"position": 0.92 if vertical else 0.08, "color": "#2ca02c"})
+                self._add_window_item(line)
+
+    def _add_window_item(self, item) -> None:
+        item.setZValue(-10)
+        self.plot.addItem(item, ignoreBounds=False)
+        self.window_items.append(item)
+
+
 class OptimizationPanel(QWidget):
     """Method, models and budget; start/cancel; live curves; past runs. See the module docstring."""
 
@@ -239,7 +412,7 @@ class OptimizationPanel(QWidget):
         self.models_list = QListWidget()
         self.models_list.setObjectName("modelsList")
         self.models_list.setMaximumHeight(110)
-        self.models_list.itemChanged.connect(lambda _item: self._sync_enabled())
+        self.models_list.itemChanged.connect(self._models_changed)
         self.candidates_spin = QSpinBox()
         self.candidates_spin.setRange(1, 100_000)
         self.candidates_spin.setValue(64)
@@ -297,6 +470,7 @@ class OptimizationPanel(QWidget):
         self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.plots = CurvePlots()
+        self.scatter = ProposalScatter()
 
         controls = QWidget()
         top = QVBoxLayout(controls)
@@ -312,7 +486,10 @@ class OptimizationPanel(QWidget):
         bottom = QHBoxLayout(results)
         bottom.setContentsMargins(0, 0, 0, 0)
         bottom.addWidget(self.plots, 3)
-        bottom.addWidget(self.summary_label, 0, Qt.AlignmentFlag.AlignTop)
+        side = QVBoxLayout()
+        side.addWidget(self.scatter, 1)
+        side.addWidget(self.summary_label)
+        bottom.addLayout(side, 2)
         self.summary_label.setVisible(False)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(controls)
@@ -331,6 +508,7 @@ class OptimizationPanel(QWidget):
             self.job.cancel()
         self.project = project
         self.plots.clear()
+        self.scatter.clear()
         self.summary_label.setVisible(False)
         self.status_label.setText("")
         self.refresh()
@@ -343,6 +521,7 @@ class OptimizationPanel(QWidget):
             self.spec_label.setText(f"<b>Target:</b> {html.escape(spec.name)}<br>"
                                     f"<span style='color:#555'>{html.escape(spec.summary())}</span>")
         self._mark_models()
+        self._update_scatter_axes()
         self._sync_enabled()
 
     def set_device(self, device: str) -> None:
@@ -382,6 +561,7 @@ class OptimizationPanel(QWidget):
                                             Qt.ItemDataRole.ToolTipRole)
         self.models_list.blockSignals(False)
         self._mark_models()
+        self._update_scatter_axes()
         self._sync_enabled()
 
     def _spec_properties(self) -> set[str]:
@@ -404,6 +584,20 @@ class OptimizationPanel(QWidget):
             tip = item.toolTip().split("\n")[0]
             item.setToolTip(tip + (f"\nlacks {', '.join(missing)} needed by the target" if missing else ""))
         self.models_list.blockSignals(False)
+
+    def _models_changed(self, _item=None) -> None:
+        self._update_scatter_axes()
+        self._sync_enabled()
+
+    def _update_scatter_axes(self) -> None:
+        """The scatter offers the spec's properties and the checked models' targets."""
+        names: list[str] = []
+        for i in range(self.models_list.count()):
+            item = self.models_list.item(i)
+            if item.checkState() == Qt.CheckState.Checked:
+                names += [t for t in item.data(ROLE_TARGETS) if t not in names]
+        names += [n for n in self.scatter.values if n not in names]
+        self.scatter.set_properties(names, self.spec)
 
     def selected_model_ids(self) -> list[int]:
         return [self.models_list.item(i).data(ROLE_MODEL_ID) for i in range(self.models_list.count())
@@ -452,6 +646,7 @@ class OptimizationPanel(QWidget):
         method = self.method()
         n_steps = self.steps_spin.value() if method != "screen" else 1
         self.plots.clear()
+        self.scatter.clear()
         self.summary_label.setVisible(False)
         self.reports_seen = 0
         self.last_result = None
@@ -480,9 +675,11 @@ class OptimizationPanel(QWidget):
         for report in self._relay.take():
             self.reports_seen += 1
             self.plots.add(report.step, report.metrics)
+            self.scatter.add(report.step, getattr(report, "proposals", None) or {})
 
     def _tick(self) -> None:
         self.plots.redraw()
+        self.scatter.redraw()
 
     def _progress(self, event: ProgressEvent) -> None:
         if event.total:
@@ -500,6 +697,7 @@ class OptimizationPanel(QWidget):
         self._timer.stop()
         self._drain()
         self.plots.redraw()
+        self.scatter.redraw()
 
     def _succeeded(self, result) -> None:
         self._finish_curves()
@@ -548,6 +746,7 @@ class OptimizationPanel(QWidget):
                 item.setCheckState(Qt.CheckState.Checked if item.data(ROLE_MODEL_ID) in p["models"]
                                    else Qt.CheckState.Unchecked)
         self.plots.set_history(metrics)
+        self._show_stored_candidates(run_id)
         self._select_run(run_id)
         summary = None
         if run.status == "completed":
@@ -560,3 +759,20 @@ class OptimizationPanel(QWidget):
         self.summary_label.setVisible(summary is not None)
         self.status_label.setText(f"Run #{run_id}: {run.status}" + (f" — {run.message}" if run.message else ""))
         self.run_opened.emit(run_id)
+
+    def _show_stored_candidates(self, run_id: int) -> None:
+        """Scatter a stored run's final candidates (their evaluated properties)."""
+        from crystal_studio.store.candidates import list_candidates
+
+        self.scatter.clear()
+        try:
+            records = list_candidates(self.project, run_id)
+        except CrystalStudioError:
+            return
+        values: dict[str, list[float]] = {}
+        names = [n for r in records for n in (r.evaluation.get("properties") or {})]
+        for name in dict.fromkeys(names):
+            column = [(r.evaluation.get("properties") or {}).get(name) for r in records]
+            values[name] = [float(v) if isinstance(v, int | float) else math.nan for v in column]
+        self.scatter.add(None, values)
+        self.scatter.redraw()

@@ -159,7 +159,7 @@ def test_optimization_from_the_panel_then_candidates(qtbot, project, model_id, s
     win.close()
 
 
-def test_candidate_table_filters_and_flags_persist(qtbot, project, model_id):
+def test_candidate_table_filters_and_flags_persist(qtbot, project, model_id, tmp_path):
     from crystal_studio.design.job import run_optimization
     from crystal_studio.design.spec import load_spec
     from crystal_studio.gui.candidates_panel import CandidatesPanel
@@ -204,6 +204,111 @@ def test_candidate_table_filters_and_flags_persist(qtbot, project, model_id):
     panel.select_ids([target])
     panel.toggle_star_selected()
     assert list_candidates(project, result.run_id)[2].flag == ""
+
+    # export the selection (export_candidates with candidate_ids), relaxed falling back to the candidate
+    picked = [panel.model.records[1].id, panel.model.records[4].id]
+    panel.select_ids(picked)
+    job = panel.export_to(tmp_path / "sel", "cif", selected=True, relaxed=True)
+    qtbot.waitUntil(lambda: not job.running, timeout=10000)
+    assert sorted(p.name for p in panel.last_export) == sorted(f"{panel.record(i).formula}_c{i}.cif" for i in picked)
+
+
+def test_live_scatter_shows_candidates_and_the_target_window(qtbot, project, model_id):
+    import time
+
+    import pyqtgraph as pg
+
+    from crystal_studio.design.spec import load_spec, spec_from_dict
+    from crystal_studio.gui.jobs import JobManager
+    from crystal_studio.gui.optimization_panel import REDRAW_INTERVAL_MS, OptimizationPanel
+
+    panel = OptimizationPanel(JobManager())
+    qtbot.addWidget(panel)
+    panel.set_project(project)
+    panel.set_spec(load_spec(GAP_SPEC))  # band_gap = 2.5 ± tol (target), formation energy below a bound
+    scatter = panel.scatter
+    assert scatter.axes() == ("band_gap", "formation_energy_per_atom")
+    assert scatter.properties() == ["band_gap", "formation_energy_per_atom"]
+    kinds = sorted(type(item).__name__ for item in scatter.window_items)
+    assert kinds == ["InfiniteLine", "LinearRegionItem"]  # a band for the target, a line for the bound
+    band = next(i for i in scatter.window_items if isinstance(i, pg.LinearRegionItem))
+    gap = panel.spec.objectives[0]
+    assert band.getRegion() == pytest.approx((gap.value - gap.tolerance, gap.value + gap.tolerance))
+
+    panel.set_method("smoacs")
+    panel.candidates_spin.setValue(4)
+    panel.steps_spin.setValue(6)
+    relay_push = panel._relay.push
+
+    def slow_push(report):  # the worker waits a little per step, so the 10 Hz redraw runs mid-run
+        relay_push(report)
+        time.sleep(1.5 * REDRAW_INTERVAL_MS / 1000)
+
+    panel._relay.push = slow_push
+    seen = []
+    with qtbot.waitSignal(panel.run_finished, timeout=30000) as finished:
+        panel.start()
+        qtbot.waitUntil(lambda: seen.append(scatter.point_count()) or (panel.running and seen[-1] == 4),
+                        timeout=20000)
+    assert scatter.step is not None and set(scatter.values) == {"band_gap", "formation_energy_per_atom"}
+    assert scatter.point_count() == 4 and scatter.step == 6
+
+    # both axes with a 'target': a rectangle
+    data = panel.spec.to_dict()
+    data["objectives"][1].update(kind="target", value=-1.0, tolerance=0.5)
+    panel.set_spec(spec_from_dict(data))
+    assert scatter.point_count() == 4
+    [rect] = scatter.window_items
+    assert type(rect).__name__ == "QGraphicsRectItem"
+    box = rect.rect()
+    assert (box.left(), box.right(), box.top(), box.bottom()) == pytest.approx(
+        (gap.value - gap.tolerance, gap.value + gap.tolerance, -1.5, -0.5))
+    scatter.set_axes("formation_energy_per_atom", "band_gap")
+    xs, ys = scatter.points.getData()
+    assert list(xs) == scatter.values["formation_energy_per_atom"] and list(ys) == scatter.values["band_gap"]
+
+    # a stored run reopens with its final candidates in the scatter
+    scatter.clear()
+    panel.open_run(finished.args[0])
+    assert scatter.point_count() == 4 and scatter.step is None
+
+
+def test_relaxation_settings_and_cancel(qtbot, project, model_id, monkeypatch):
+    import crystal_studio.design.relaxation as relaxation
+    from crystal_studio.design.job import run_optimization
+    from crystal_studio.design.spec import load_spec
+    from crystal_studio.gui.candidates_panel import CandidatesPanel
+    from crystal_studio.gui.jobs import JobManager
+
+    calls = []
+
+    def fake_relax(project_, run_id, candidate_ids=None, device="auto", fmax=0.05, max_steps=300, progress=None,
+                   cancel=None, **_):
+        calls.append({"ids": candidate_ids, "fmax": fmax, "max_steps": max_steps})
+        while not cancel.cancelled:  # stands in for CHGNet: runs until cancelled
+            cancel._event.wait(0.01)
+        cancel.check()
+
+    monkeypatch.setattr(relaxation, "relax_candidates", fake_relax)
+    result = run_optimization(project, load_spec(GAP_SPEC), "random", [model_id], 3, 1, seed=3, device="cpu")
+    panel = CandidatesPanel(JobManager())
+    qtbot.addWidget(panel)
+    panel.set_project(project)
+    assert not panel.cancel_relax_button.isEnabled()
+    target = panel.visible_ids()[0]
+    panel.select_ids([target])
+    panel.fmax_spin.setValue(0.02)
+    panel.relax_steps_spin.setValue(50)
+    job = panel.relax_selected()
+    assert job is not None and panel.cancel_relax_button.isEnabled() and not panel.relax_button.isEnabled()
+    assert not panel.fmax_spin.isEnabled()
+    qtbot.waitUntil(lambda: bool(calls), timeout=5000)
+    assert calls == [{"ids": [target], "fmax": 0.02, "max_steps": 50}]
+    with qtbot.waitSignal(job.cancelled, timeout=5000):
+        qtbot.mouseClick(panel.cancel_relax_button, qtbot_button())
+    assert job.state == "cancelled" and "cancelled" in panel.status_label.text()
+    assert panel.relax_button.isEnabled() and not panel.cancel_relax_button.isEnabled()
+    assert panel.run_id == result.run_id
 
 
 def qt():
