@@ -40,14 +40,13 @@ from crystal_studio.gui.jobs import JobManager, JobsStatusWidget, show_error
 from crystal_studio.gui.optimization_panel import OptimizationPanel
 from crystal_studio.gui.plots import PropertyPlots
 from crystal_studio.gui.targets_panel import TargetsPanel
+from crystal_studio.gui.training_panel import TrainingPanel
 from crystal_studio.gui.viewer import StructureViewer
 from crystal_studio.store.project import Project, StructureQuery
 
 MAX_RECENT = 8
 PROJECT_FILTER = "Crystal Studio projects (*.sqlite);;All files (*)"
-PLACEHOLDER_PANELS = {
-    "Training": "Train property predictors and generative models on a dataset, with live loss curves.",
-}
+PLACEHOLDER_PANELS: dict[str, str] = {}
 
 
 def open_project_work(path: Path | None):
@@ -58,6 +57,9 @@ def open_project_work(path: Path | None):
             from crystal_studio.store.builtin import ensure_builtin_project
 
             project = ensure_builtin_project(progress)
+            from crystal_studio.ml.builtin import ensure_builtin_model
+
+            ensure_builtin_model(project)
         else:
             project = Project.open(path)
         project.close()  # this thread's connection; the GUI thread opens its own
@@ -143,8 +145,9 @@ class MainWindow(QMainWindow):
         self.targets_panel = TargetsPanel(settings=self.settings)
         self.optimization_panel = OptimizationPanel(self.jobs)
         self.candidates_panel = CandidatesPanel(self.jobs)
-        panels = {"Targets": self.targets_panel, "Optimization": self.optimization_panel,
-                  "Candidates": self.candidates_panel}
+        self.training_panel = TrainingPanel(self.jobs)
+        panels = {"Training": self.training_panel, "Targets": self.targets_panel,
+                  "Optimization": self.optimization_panel, "Candidates": self.candidates_panel}
         self.docks: dict[str, QDockWidget] = {}
         self._add_dock("Datasets", self.datasets_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         for name in ("Training", "Targets", "Optimization", "Candidates"):
@@ -170,6 +173,8 @@ class MainWindow(QMainWindow):
         self.targets_panel.spec_changed.connect(self.optimization_panel.set_spec)
         self.optimization_panel.set_spec(self.targets_panel.spec)
         self.optimization_panel.set_device(self.compute_device())
+        self.training_panel.set_device(self.compute_device())
+        self.training_panel.models_changed.connect(self._models_changed)
         self.optimization_panel.run_finished.connect(self.show_run_candidates)
         self.optimization_panel.run_opened.connect(self.candidates_panel.set_run)
         self.candidates_panel.show_requested.connect(self.show_candidate)
@@ -331,6 +336,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("compute/device", key)
         self.device_actions[key].setChecked(True)
         self.optimization_panel.set_device(key)
+        self.training_panel.set_device(key)
         self.candidates_panel.device = "cuda" if key == "gpu" else key
         self.statusBar().showMessage(f"Compute device: {self.device_actions[key].text()}", 4000)
 
@@ -383,15 +389,23 @@ class MainWindow(QMainWindow):
         self.datasets_panel.set_project(project)
         self.optimization_panel.set_project(project)
         self.candidates_panel.set_project(project)
-        if project is not None:
-            from crystal_studio.store.models import list_models
-
-            self.targets_panel.set_known_properties({t for m in list_models(project) for t in m.targets})
+        self.training_panel.set_project(project)
+        self._models_changed()
         has = project is not None
         for action in (self.import_action, self.export_action, self.compare_action):
             action.setEnabled(has)
         self.setWindowTitle(f"Crystal Studio — {project.path.stem}" if has else "Crystal Studio")
         self.project_label.setText(str(project.path) if has else "No project — File ▸ New or Open")
+
+    def _models_changed(self) -> None:
+        """Models were trained, imported, renamed or deleted (or another project opened)."""
+        if self.project is None:
+            return
+        from crystal_studio.store.models import list_models
+
+        self.targets_panel.set_known_properties({t for m in list_models(self.project) for t in m.targets})
+        if not self.optimization_panel.running:
+            self.optimization_panel.refresh()
 
     def _project_ready(self, path: Path) -> None:
         try:

@@ -31,8 +31,9 @@ def window(qtbot, project, settings):
 def test_window_opens_project_with_panels_and_menus(window):
     assert window.windowTitle() == "Crystal Studio — p"
     assert set(window.docks) >= {"Datasets", "Training", "Targets", "Optimization", "Candidates", "Structure", "Plots"}
-    placeholder = window.docks["Training"].widget()
-    assert "Training" in placeholder.text()
+    from crystal_studio.gui.training_panel import TrainingPanel
+
+    assert isinstance(window.docks["Training"].widget(), TrainingPanel)
     menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
     assert menus == ["File", "View", "Settings", "Help"]
     file_items = [a.text().replace("&", "") for a in window.menuBar().actions()[0].menu().actions() if a.text()]
