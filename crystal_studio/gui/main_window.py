@@ -46,9 +46,6 @@ from crystal_studio.store.project import Project, StructureQuery
 
 MAX_RECENT = 8
 PROJECT_FILTER = "Crystal Studio projects (*.sqlite);;All files (*)"
-PLACEHOLDER_PANELS: dict[str, str] = {}
-
-
 def open_project_work(path: Path | None):
     """Job function: open ``path`` (None: the built-in project, created on first use); returns its path."""
 
@@ -151,10 +148,10 @@ class MainWindow(QMainWindow):
         self.docks: dict[str, QDockWidget] = {}
         self._add_dock("Datasets", self.datasets_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         for name in ("Training", "Targets", "Optimization", "Candidates"):
-            widget = panels.get(name) or self._placeholder(name, PLACEHOLDER_PANELS[name])
-            self._add_dock(name, widget, Qt.DockWidgetArea.LeftDockWidgetArea)
+            self._add_dock(name, panels[name], Qt.DockWidgetArea.LeftDockWidgetArea)
             self.tabifyDockWidget(self.docks["Datasets"], self.docks[name])
         self._add_dock("Structure", self.details, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.docks["Structure"].setMinimumWidth(240)  # lattice and property rows stay readable
         self._add_dock("Plots", self.plots, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.docks["Datasets"].raise_()
         self.resizeDocks([self.docks["Datasets"], self.docks["Structure"]], [580, 310], Qt.Orientation.Horizontal)
@@ -203,15 +200,6 @@ class MainWindow(QMainWindow):
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
         self.docks[name] = dock
-
-    @staticmethod
-    def _placeholder(name: str, text: str) -> QWidget:
-        label = QLabel(f"<h3>{name}</h3><p>{text}</p><p style='color:#888'>This panel is not available yet.</p>")
-        label.setWordWrap(True)
-        label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        label.setMargin(16)
-        label.setObjectName(f"placeholder{name}")
-        return label
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         action = QAction(text, self)

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import html
 import math
-import threading
 
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -42,15 +41,13 @@ from crystal_studio.core.properties import unit_of
 from crystal_studio.design.job import METHODS, run_summary
 from crystal_studio.design.spec import DesignSpec
 from crystal_studio.gui.jobs import Job, JobManager
+from crystal_studio.gui.live_plots import PALETTE, REDRAW_INTERVAL_MS, LiveCurves, ReportRelay
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project
 
 METHOD_TEXT = {"smoacs": "SMOACS (gradient on the crystal)", "random": "Random search (baseline)",
                "screen": "Dataset screening (baseline)"}  # any other method in METHODS shows its name
 DEVICES = ("auto", "cpu", "cuda")
-REDRAW_INTERVAL_MS = 100  # curves are redrawn at most 10 times per second
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf"]
 ROLE_MODEL_ID = Qt.ItemDataRole.UserRole
 ROLE_TARGETS = Qt.ItemDataRole.UserRole + 1
 
@@ -87,75 +84,16 @@ def summary_html(run_id: int, method: str, n: int, summary: dict) -> str:
             f"<table cellspacing='0'>{cells}</table>")
 
 
-class _StepRelay(QObject):
-    """Carries StepReports from the worker thread to the GUI thread.
-
-    :meth:`push` runs in the worker: it queues the report and emits :attr:`arrived` only when the queue
-    was empty, so a fast optimizer cannot flood the event loop; :meth:`take` (GUI thread) empties it.
-    """
-
-    arrived = Signal()
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self._lock = threading.Lock()
-        self._queue: list = []
-        self._notified = False
-
-    def push(self, report) -> None:
-        with self._lock:
-            self._queue.append(report)
-            notify = not self._notified
-            self._notified = True
-        if notify:
-            self.arrived.emit()
-
-    def take(self) -> list:
-        with self._lock:
-            out, self._queue = self._queue, []
-            self._notified = False
-        return out
-
-
-class CurvePlots(QWidget):
+class CurvePlots(LiveCurves):
     """Three live plots vs step: total loss (best, mean), loss terms, criteria satisfaction rates."""
 
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        pg.setConfigOptions(antialias=True, background="w", foreground="#333")
-        self.series: dict[str, tuple[list[float], list[float]]] = {}
-        self.curves: dict[str, pg.PlotDataItem] = {}
+    def _make_plots(self) -> list[pg.PlotWidget]:
         self.loss_plot = self._plot("Total loss", "loss")
         self.terms_plot = self._plot("Loss terms", "loss")
         self.rates_plot = self._plot("Criteria satisfied", "fraction of candidates")
         self.rates_plot.setYRange(-0.02, 1.05, padding=0)
         self.rates_plot.getViewBox().setLimits(yMin=-0.05, yMax=1.1)
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        for plot in (self.loss_plot, self.terms_plot, self.rates_plot):
-            splitter.addWidget(plot)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(splitter)
-        self.dirty = False
-
-    @staticmethod
-    def _plot(title: str, ylabel: str) -> pg.PlotWidget:
-        plot = pg.PlotWidget(title=title)
-        plot.setLabel("left", ylabel)
-        plot.setLabel("bottom", "step")
-        plot.showGrid(x=True, y=True, alpha=0.2)
-        plot.addLegend(offset=(-5, 5), labelTextSize="8pt", verSpacing=-6)
-        plot.setMinimumHeight(120)
-        return plot
-
-    def clear(self) -> None:
-        for plot in (self.loss_plot, self.terms_plot, self.rates_plot):
-            plot.clear()
-            if plot.plotItem.legend is not None:
-                plot.plotItem.legend.clear()
-        self.series.clear()
-        self.curves.clear()
-        self.dirty = False
+        return [self.loss_plot, self.terms_plot, self.rates_plot]
 
     def plot_for(self, name: str) -> pg.PlotWidget | None:
         if name in ("loss/best", "loss/mean"):
@@ -166,36 +104,6 @@ class CurvePlots(QWidget):
             return self.rates_plot
         return None  # e.g. temperature: stored, not plotted
 
-    def add(self, step: int, metrics: dict[str, float]) -> None:
-        """Queue one step's metrics; drawn on the next :meth:`redraw`."""
-        for name, value in metrics.items():
-            xs, ys = self.series.setdefault(name, ([], []))
-            xs.append(float(step))
-            ys.append(float(value))
-        self.dirty = True
-
-    def set_history(self, metrics: dict[str, list[tuple[int, float]]]) -> None:
-        """Show a stored run's metrics (``run_metrics`` output)."""
-        self.clear()
-        for name, points in metrics.items():
-            self.series[name] = ([float(s) for s, _ in points], [float(v) for _, v in points])
-        self.dirty = True
-        self.redraw()
-
-    def redraw(self) -> None:
-        if not self.dirty:
-            return
-        self.dirty = False
-        for name, (xs, ys) in self.series.items():
-            curve = self.curves.get(name)
-            if curve is None:
-                plot = self.plot_for(name)
-                if plot is None:
-                    continue
-                curve = self._new_curve(plot, name)
-                self.curves[name] = curve
-            curve.setData(xs, ys)
-
     def _new_curve(self, plot: pg.PlotWidget, name: str) -> pg.PlotDataItem:
         label = name.split("/", 1)[1]
         if plot is self.loss_plot:
@@ -205,10 +113,6 @@ class CurvePlots(QWidget):
             index = sum(1 for n in self.curves if self.plot_for(n) is plot)
             pen = pg.mkPen(PALETTE[index % len(PALETTE)], width=2)
         return plot.plot([], [], pen=pen, name=label)
-
-    def curve_names(self) -> list[str]:
-        """Metrics that have a curve with data."""
-        return [n for n, c in self.curves.items() if c.xData is not None and len(c.xData)]
 
 
 class ProposalScatter(QWidget):
@@ -393,7 +297,7 @@ class OptimizationPanel(QWidget):
         self.job: Job | None = None
         self.last_result = None
         self.reports_seen = 0
-        self._relay = _StepRelay(self)
+        self._relay = ReportRelay(self)
         self._relay.arrived.connect(self._drain)
         self._timer = QTimer(self, interval=REDRAW_INTERVAL_MS)
         self._timer.timeout.connect(self._tick)

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import html
 import re
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -54,15 +53,13 @@ from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent
 from crystal_studio.core.properties import unit_of
 from crystal_studio.gui.jobs import Job, JobManager
+from crystal_studio.gui.live_plots import PALETTE, REDRAW_INTERVAL_MS, LiveCurves, ReportRelay
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
 
 MODEL_KINDS = {"gnn": "Crystal GNN (message passing, differentiable)"}
 DEVICES = ("auto", "cpu", "cuda")
 RESUMABLE = ("cancelled", "failed", "running")  # 'running' without a live job: the process was killed
-REDRAW_INTERVAL_MS = 100  # curves are redrawn at most 10 times per second
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf"]
 MODEL_FILE_FILTER = "Crystal Studio model (*.pt);;All files (*)"
 BATCH_RE = re.compile(r"batch (\d+)/(\d+)")
 ROLE_ID = Qt.ItemDataRole.UserRole
@@ -189,93 +186,26 @@ def import_work(project: Project, path: str):
     return _close_after(project, fn)
 
 
-class _EventRelay(QObject):
-    """Carries progress events with metrics from the worker thread to the GUI thread; :meth:`push` (worker)
-    queues and signals only when the queue was empty, :meth:`take` (GUI thread) empties it."""
-
-    arrived = Signal()
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self._lock = threading.Lock()
-        self._queue: list[ProgressEvent] = []
-        self._notified = False
-
-    def push(self, event: ProgressEvent) -> None:
-        if not event.metrics:
-            return
-        with self._lock:
-            self._queue.append(event)
-            notify = not self._notified
-            self._notified = True
-        if notify:
-            self.arrived.emit()
-
-    def take(self) -> list[ProgressEvent]:
-        with self._lock:
-            out, self._queue = self._queue, []
-            self._notified = False
-        return out
-
-
-class TrainingCurves(QWidget):
+class TrainingCurves(LiveCurves):
     """Two live plots vs epoch: train/val loss (and batch loss) and MAE per target (val solid, train dashed)."""
 
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        pg.setConfigOptions(antialias=True, background="w", foreground="#333")
-        self.series: dict[str, tuple[list[float], list[float]]] = {}
-        self.curves: dict[str, pg.PlotDataItem] = {}
+    X_LABEL = "epoch (ensemble members in turn)"
+    X_OFFSET = 1  # stored steps count from 0, epochs from 1
+
+    def _make_plots(self) -> list[pg.PlotWidget]:
         self.loss_plot = self._plot("Loss (standardized)", "loss")
         self.mae_plot = self._plot("MAE per target", "MAE")
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.loss_plot)
-        splitter.addWidget(self.mae_plot)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(splitter)
-        self.dirty = False
-
-    @staticmethod
-    def _plot(title: str, ylabel: str) -> pg.PlotWidget:
-        plot = pg.PlotWidget(title=title)
-        plot.setLabel("left", ylabel)
-        plot.setLabel("bottom", "epoch (ensemble members in turn)")
-        plot.showGrid(x=True, y=True, alpha=0.2)
-        plot.addLegend(offset=(-5, 5), labelTextSize="8pt", verSpacing=-6)
-        plot.setMinimumHeight(120)
-        return plot
-
-    def clear(self) -> None:
-        for plot in (self.loss_plot, self.mae_plot):
-            plot.clear()
-            if plot.plotItem.legend is not None:
-                plot.plotItem.legend.clear()
-        self.series.clear()
-        self.curves.clear()
-        self.dirty = False
+        return [self.loss_plot, self.mae_plot]
 
     def add_epoch(self, step: int, metrics: dict[str, float]) -> None:
         """Queue one epoch's metrics (stored ``step``, from 0); drawn at x = step + 1 on the next redraw."""
-        for name, value in metrics.items():
-            xs, ys = self.series.setdefault(name, ([], []))
-            xs.append(float(step + 1))
-            ys.append(float(value))
-        self.dirty = True
+        self.add(step, metrics)
 
     def add_batch(self, x: float, loss: float) -> None:
         xs, ys = self.series.setdefault("batch_loss", ([], []))
         xs.append(x)
         ys.append(loss)
         self.dirty = True
-
-    def set_history(self, metrics: dict[str, list[tuple[int, float]]]) -> None:
-        """Show a stored run's metrics (``run_metrics`` output)."""
-        self.clear()
-        for name, points in metrics.items():
-            self.series[name] = ([float(s + 1) for s, _ in points], [float(v) for _, v in points])
-        self.dirty = True
-        self.redraw()
 
     def plot_for(self, name: str) -> pg.PlotWidget | None:
         if name in ("train_loss", "val_loss", "batch_loss"):
@@ -284,21 +214,9 @@ class TrainingCurves(QWidget):
             return self.mae_plot
         return None  # e.g. lr: stored, not plotted
 
-    def redraw(self) -> None:
-        if not self.dirty:
-            return
-        self.dirty = False
+    def _draw_order(self) -> list[str]:
         # batch loss first so that it lies behind the epoch curves
-        for name in sorted(self.series, key=lambda n: n != "batch_loss"):
-            xs, ys = self.series[name]
-            curve = self.curves.get(name)
-            if curve is None:
-                plot = self.plot_for(name)
-                if plot is None:
-                    continue
-                curve = self._new_curve(plot, name)
-                self.curves[name] = curve
-            curve.setData(xs, ys)
+        return sorted(self.series, key=lambda n: n != "batch_loss")
 
     def _new_curve(self, plot: pg.PlotWidget, name: str) -> pg.PlotDataItem:
         if name == "batch_loss":
@@ -313,10 +231,6 @@ class TrainingCurves(QWidget):
         if split == "val_mae":
             return plot.plot([], [], pen=pg.mkPen(color, width=2), name=f"val {_with_unit(target)}")
         return plot.plot([], [], pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine))
-
-    def curve_names(self) -> list[str]:
-        """Metrics that have a curve with data."""
-        return [n for n, c in self.curves.items() if c.xData is not None and len(c.xData)]
 
 
 class ParityPlots(pg.GraphicsLayoutWidget):
@@ -407,7 +321,7 @@ class TrainingPanel(QWidget):
         self.config_overrides: dict = {}  # further TrainConfig fields (e.g. cutoff, lr, patience)
         self.epochs_seen = 0
         self._datasets: dict[str, dict] = {}
-        self._relay = _EventRelay(self)
+        self._relay = ReportRelay(self, accept=lambda event: bool(event.metrics))
         self._relay.arrived.connect(self._drain)
         self._timer = QTimer(self, interval=REDRAW_INTERVAL_MS)
         self._timer.timeout.connect(self._tick)

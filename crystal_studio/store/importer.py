@@ -147,5 +147,4 @@ def import_paths(project: Project, paths: Iterable[str | os.PathLike], dataset: 
                                                      description=description, metadata=metadata)
             cancel.check()
         report.flagged = sum(not r.info.valid for r in records)
-        project.db.execute("PRAGMA optimize")  # refresh planner statistics after a bulk insert
     return report
