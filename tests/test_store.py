@@ -77,6 +77,9 @@ def test_queries_filter_sort_and_page(filled):
     assert filled.count(StructureQuery(spacegroup=221)) == 7
     assert filled.count(StructureQuery(property_ranges={"band_gap": (1.0, 4.5)})) == 3
     assert filled.count(StructureQuery(property_ranges={"band_gap": (None, 1.3)})) == 1
+    # with an indexed filter the property range is probed per row (EXISTS): same answers
+    assert filled.count(StructureQuery(spacegroup=221, property_ranges={"band_gap": (1.0, 4.5)})) == 3
+    assert filled.count(StructureQuery(spacegroup=225, property_ranges={"band_gap": (1.0, 4.5)})) == 0
     by_gap = filled.page(StructureQuery(sort="band_gap", descending=True), limit=4)
     assert [r["properties"].get("band_gap") for r in by_gap] == [5.0, 4.0, 1.5, 1.25]
     by_sites = filled.page(StructureQuery(sort="nsites"), offset=7, limit=5)

@@ -267,6 +267,10 @@ class Project:
         if q.reduced_formulas is not None:
             clauses.append(f"s.reduced_formula IN ({','.join('?' * len(q.reduced_formulas))})")
             params += list(q.reduced_formulas)
+        # When an indexed filter already narrows the rows (space group, ids, formulas), probing each row's
+        # property is far cheaper than listing every structure in the property range; otherwise the
+        # (name, value) index makes the range list the cheaper side.
+        narrow = q.spacegroup is not None or q.ids is not None or q.reduced_formulas is not None
         for name, (lo, hi) in q.property_ranges.items():
             cond, cparams = ["p.name = ?"], [name]
             if lo is not None:
@@ -275,7 +279,10 @@ class Project:
             if hi is not None:
                 cond.append("p.value <= ?")
                 cparams.append(hi)
-            clauses.append(f"s.id IN (SELECT p.structure_id FROM properties p WHERE {' AND '.join(cond)})")
+            if narrow:
+                clauses.append(f"EXISTS (SELECT 1 FROM properties p WHERE p.structure_id = s.id AND {' AND '.join(cond)})")
+            else:
+                clauses.append(f"s.id IN (SELECT p.structure_id FROM properties p WHERE {' AND '.join(cond)})")
             params += cparams
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
