@@ -144,6 +144,20 @@ def models(project: ProjectArg, json_out: JsonOpt = False) -> None:
     out.print(table)
 
 
+def _model_and_inputs(project: Path, model: int, device: str, paths: list[Path], where: str):
+    """(model record, predictor, readable records, skipped issues); the skipped ones are listed on
+    stderr, and no readable record at all is an error naming ``where``."""
+    from crystal_studio.ml.predictor import load_predictor
+    from crystal_studio.ml.runtime import resolve_device
+
+    record, predictor = load_predictor(_open(project), model, resolve_device(device))
+    records, issues = _read_inputs(paths)
+    _report_skipped(issues)
+    if not records:
+        raise CrystalStudioError(f"no readable structure in {where}")
+    return record, predictor, records, issues
+
+
 def _read_inputs(paths: list[Path]):
     """Parsed records of ``paths`` whose elements the models cover, and every skipped record."""
     from crystal_studio.core.io import ImportIssue, read_structures
@@ -172,14 +186,9 @@ def predict(
     Exit 0 if every record was predicted, 3 if some were skipped, 2 if none could be.
     """
     from crystal_studio.jobs.cli_runner import run_with_progress
-    from crystal_studio.ml.predictor import load_predictor, predict_structures
-    from crystal_studio.ml.runtime import resolve_device
+    from crystal_studio.ml.predictor import predict_structures
 
-    record, predictor = load_predictor(_open(project), model, resolve_device(device))
-    records, issues = _read_inputs(paths)
-    _report_skipped(issues)
-    if not records:
-        raise CrystalStudioError("nothing to predict: no readable structure in the given paths")
+    record, predictor, records, issues = _model_and_inputs(project, model, device, paths, "the given paths")
     mean, std = run_with_progress(
         "predicting", lambda progress, cancel: predict_structures(
             predictor, [r.structure for r in records], progress=progress, cancel=cancel))
@@ -216,14 +225,9 @@ def evaluate(
     Exit 0 if every record was read, 3 if some were skipped, 2 if none could be used.
     """
     from crystal_studio.jobs.cli_runner import run_with_progress
-    from crystal_studio.ml.predictor import evaluate_structures, load_predictor
-    from crystal_studio.ml.runtime import resolve_device
+    from crystal_studio.ml.predictor import evaluate_structures
 
-    record, predictor = load_predictor(_open(project), model, resolve_device(device))
-    records, issues = _read_inputs(data)
-    _report_skipped(issues)
-    if not records:
-        raise CrystalStudioError("nothing to evaluate: no readable structure in --data")
+    record, predictor, records, issues = _model_and_inputs(project, model, device, data, "--data")
     n, metrics = run_with_progress(
         "evaluating", lambda progress, cancel: evaluate_structures(
             predictor, [r.structure for r in records], [r.properties for r in records], progress=progress,

@@ -143,30 +143,30 @@ class CompareView(QWidget):
         self.viewers.append(viewer)
         self.titles.append(title)
 
-    def _render_others(self, source: StructureViewer) -> None:
-        """Re-render every other pane after ``source`` moved the shared camera."""
+    def _for_others(self, source: StructureViewer, action) -> None:
+        """Apply ``action`` to every shown pane but ``source``, ignoring the events it echoes back."""
         if self._syncing:
             return
         self._syncing = True
         try:
             for viewer in self.shown_viewers():
                 if viewer is not source:
-                    viewer.renderer.ResetCameraClippingRange()
-                    viewer.render()
+                    action(viewer)
         finally:
             self._syncing = False
 
+    def _render_others(self, source: StructureViewer) -> None:
+        """Re-render every other pane after ``source`` moved the shared camera."""
+
+        def rerender(viewer: StructureViewer) -> None:
+            viewer.renderer.ResetCameraClippingRange()
+            viewer.render()
+
+        self._for_others(source, rerender)
+
     def _sync_quality(self, source: StructureViewer, moving: bool) -> None:
         """Let the other panes draw cheap frames while ``source`` is dragged, and full ones after."""
-        if self._syncing:
-            return
-        self._syncing = True
-        try:
-            for viewer in self.shown_viewers():
-                if viewer is not source:
-                    viewer.set_interactive(moving)
-        finally:
-            self._syncing = False
+        self._for_others(source, lambda viewer: viewer.set_interactive(moving))
 
     def _fill_table(self, rows: list[dict], structures: list[Structure]) -> None:
         lines = comparison_rows(rows, structures) if structures else []

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
 REDRAW_INTERVAL_MS = 100  # curves are redrawn at most 10 times per second
@@ -147,3 +147,54 @@ class LiveCurves(QWidget):
     def curve_names(self) -> list[str]:
         """Metrics that have a curve with data."""
         return [n for n, c in self.curves.items() if c.xData is not None and len(c.xData)]
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class LiveJobMixin:
+    """What a panel running one long job with live plots shares: the report relay and redraw timer,
+    starting and cancelling the job, and the device choice.
+
+    The panel provides ``jobs`` (JobManager), ``device_combo``, ``cancel_button``, ``status_label``,
+    ``_drain`` (take reports from the relay), ``_tick`` (redraw), ``_progress``, ``_succeeded``,
+    ``_stopped`` and ``_sync_enabled``, and may override :attr:`cancelling_text`.
+    """
+
+    job = None
+    cancelling_text = "Cancelling…"
+
+    def _init_live(self, accept: Callable[[object], bool] | None = None) -> None:
+        self._relay = ReportRelay(self, accept=accept)
+        self._relay.arrived.connect(self._drain)
+        self._timer = QTimer(self, interval=REDRAW_INTERVAL_MS)
+        self._timer.timeout.connect(self._tick)
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def set_device(self, device: str) -> None:
+        """'auto', 'cpu' or 'cuda' ('gpu' is read as 'cuda')."""
+        self.device_combo.setCurrentText("cuda" if device == "gpu" else device if device in DEVICES else "auto")
+
+    def cancel(self) -> None:
+        if self.running:
+            self.job.cancel()
+            self.cancel_button.setEnabled(False)
+            self.status_label.setText(self.cancelling_text)
+
+    def _launch_live(self, title: str, work, cancelled_text: str):
+        """Start ``work`` as the panel's job, with live redraws until it ends."""
+        self.job = self.jobs.start(title, work, self._succeeded)
+        self.job.progress.connect(self._progress)
+        self.job.failed.connect(lambda message, _details: self._stopped(f"Failed: {message}"))
+        self.job.cancelled.connect(lambda: self._stopped(cancelled_text))
+        self._timer.start()
+        self._sync_enabled()
+        return self.job
+
+    def _finish_curves(self) -> None:
+        self._timer.stop()
+        self._drain()
+        self._tick()

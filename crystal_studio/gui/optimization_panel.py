@@ -17,7 +17,7 @@ import html
 import math
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -41,13 +41,12 @@ from crystal_studio.core.properties import unit_of
 from crystal_studio.design.job import METHODS, run_summary
 from crystal_studio.design.spec import DesignSpec
 from crystal_studio.gui.jobs import Job, JobManager
-from crystal_studio.gui.live_plots import PALETTE, REDRAW_INTERVAL_MS, LiveCurves, ReportRelay
+from crystal_studio.gui.live_plots import DEVICES, PALETTE, LiveCurves, LiveJobMixin
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project
 
 METHOD_TEXT = {"smoacs": "SMOACS (gradient on the crystal)", "random": "Random search (baseline)",
                "screen": "Dataset screening (baseline)"}  # any other method in METHODS shows its name
-DEVICES = ("auto", "cpu", "cuda")
 ROLE_MODEL_ID = Qt.ItemDataRole.UserRole
 ROLE_TARGETS = Qt.ItemDataRole.UserRole + 1
 
@@ -283,7 +282,7 @@ class ProposalScatter(QWidget):
         self.window_items.append(item)
 
 
-class OptimizationPanel(QWidget):
+class OptimizationPanel(LiveJobMixin, QWidget):
     """Method, models and budget; start/cancel; live curves; past runs. See the module docstring."""
 
     run_finished = Signal(int)  # run id of a completed run
@@ -297,10 +296,7 @@ class OptimizationPanel(QWidget):
         self.job: Job | None = None
         self.last_result = None
         self.reports_seen = 0
-        self._relay = ReportRelay(self)
-        self._relay.arrived.connect(self._drain)
-        self._timer = QTimer(self, interval=REDRAW_INTERVAL_MS)
-        self._timer.timeout.connect(self._tick)
+        self._init_live()
 
         self.spec_label = QLabel("No valid target: edit it in the Targets panel.")
         self.spec_label.setWordWrap(True)
@@ -428,10 +424,6 @@ class OptimizationPanel(QWidget):
         self._update_scatter_axes()
         self._sync_enabled()
 
-    def set_device(self, device: str) -> None:
-        """'auto', 'cpu' or 'cuda' ('gpu' is read as 'cuda')."""
-        self.device_combo.setCurrentText("cuda" if device == "gpu" else device if device in DEVICES else "auto")
-
     def refresh(self) -> None:
         """Re-read models, datasets and past runs from the project."""
         checked = set(self.selected_model_ids())
@@ -519,10 +511,6 @@ class OptimizationPanel(QWidget):
     def set_method(self, method: str) -> None:
         self.method_combo.setCurrentIndex(METHODS.index(method))
 
-    @property
-    def running(self) -> bool:
-        return self.job is not None and self.job.running
-
     def _sync_enabled(self) -> None:
         running = self.running
         for widget in (self.method_combo, self.models_list, self.candidates_spin, self.steps_spin, self.seed_spin,
@@ -561,19 +549,7 @@ class OptimizationPanel(QWidget):
         work = optimization_work(self.project, self.spec, method, model_ids, self.candidates_spin.value(), n_steps,
                                  self.seed_spin.value(), self.device_combo.currentText(),
                                  self.dataset_combo.currentData(), self._relay.push)
-        self.job = self.jobs.start(f"Optimizing ({method})", work, self._succeeded)
-        self.job.progress.connect(self._progress)
-        self.job.failed.connect(lambda message, _details: self._stopped(f"Failed: {message}"))
-        self.job.cancelled.connect(lambda: self._stopped("Cancelled; the steps so far are stored with the run."))
-        self._timer.start()
-        self._sync_enabled()
-        return self.job
-
-    def cancel(self) -> None:
-        if self.running:
-            self.job.cancel()
-            self.cancel_button.setEnabled(False)
-            self.status_label.setText("Cancelling…")
+        return self._launch_live(f"Optimizing ({method})", work, "Cancelled; the steps so far are stored with the run.")
 
     def _drain(self) -> None:
         for report in self._relay.take():
@@ -596,12 +572,6 @@ class OptimizationPanel(QWidget):
         if isinstance(best, int | float):
             text += f" · best loss {best:.4g}"
         self.status_label.setText(text)
-
-    def _finish_curves(self) -> None:
-        self._timer.stop()
-        self._drain()
-        self.plots.redraw()
-        self.scatter.redraw()
 
     def _succeeded(self, result) -> None:
         self._finish_curves()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -53,12 +53,11 @@ from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent
 from crystal_studio.core.properties import unit_of
 from crystal_studio.gui.jobs import Job, JobManager
-from crystal_studio.gui.live_plots import PALETTE, REDRAW_INTERVAL_MS, LiveCurves, ReportRelay
+from crystal_studio.gui.live_plots import DEVICES, PALETTE, LiveCurves, LiveJobMixin
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
 
 MODEL_KINDS = {"gnn": "Crystal GNN (message passing, differentiable)"}
-DEVICES = ("auto", "cpu", "cuda")
 RESUMABLE = ("cancelled", "failed", "running")  # 'running' without a live job: the process was killed
 MODEL_FILE_FILTER = "Crystal Studio model (*.pt);;All files (*)"
 BATCH_RE = re.compile(r"batch (\d+)/(\d+)")
@@ -301,9 +300,11 @@ class ParityPlots(pg.GraphicsLayoutWidget):
             self.histograms[target] = h
 
 
-class TrainingPanel(QWidget):
+class TrainingPanel(LiveJobMixin, QWidget):
     """Dataset, targets and settings; start/cancel/resume; live curves; parity plots; trained models.
     See the module docstring."""
+
+    cancelling_text = "Cancelling (at the end of the current batch)…"
 
     model_trained = Signal(int)  # id of a model a run of this panel just stored
     models_changed = Signal()  # a model was added, renamed, deleted or imported
@@ -321,10 +322,7 @@ class TrainingPanel(QWidget):
         self.config_overrides: dict = {}  # further TrainConfig fields (e.g. cutoff, lr, patience)
         self.epochs_seen = 0
         self._datasets: dict[str, dict] = {}
-        self._relay = ReportRelay(self, accept=lambda event: bool(event.metrics))
-        self._relay.arrived.connect(self._drain)
-        self._timer = QTimer(self, interval=REDRAW_INTERVAL_MS)
-        self._timer.timeout.connect(self._tick)
+        self._init_live(accept=lambda event: bool(event.metrics))
 
         # ---- settings
         self.dataset_combo = QComboBox()
@@ -518,10 +516,6 @@ class TrainingPanel(QWidget):
         self.status_label.setText("")
         self.refresh()
 
-    def set_device(self, device: str) -> None:
-        """'auto', 'cpu' or 'cuda' ('gpu' is read as 'cuda')."""
-        self.device_combo.setCurrentText("cuda" if device == "gpu" else device if device in DEVICES else "auto")
-
     def refresh(self) -> None:
         """Re-read datasets, runs and models from the project."""
         current = self.dataset_combo.currentText()
@@ -579,10 +573,6 @@ class TrainingPanel(QWidget):
                   "batch_size": self.batch_spin.value(), "lr": self.lr_spin.value()}
         config.update(self.config_overrides)
         return config
-
-    @property
-    def running(self) -> bool:
-        return self.job is not None and self.job.running
 
     def _selected_run(self) -> model_store.RunRecord | None:
         run_id = self.runs_combo.currentData()
@@ -715,20 +705,8 @@ class TrainingPanel(QWidget):
         self.results_tabs.setCurrentWidget(self.curves)
 
     def _launch(self, title: str, work) -> Job:
-        self.job = self.jobs.start(title, work, self._succeeded)
-        self.job.progress.connect(self._progress)
-        self.job.failed.connect(lambda message, _details: self._stopped(f"Failed: {message}"))
-        self.job.cancelled.connect(lambda: self._stopped(
-            "Cancelled; the run keeps its last completed epoch — select it under Runs and press Resume."))
-        self._timer.start()
-        self._sync_enabled()
-        return self.job
-
-    def cancel(self) -> None:
-        if self.running:
-            self.job.cancel()
-            self.cancel_button.setEnabled(False)
-            self.status_label.setText("Cancelling (at the end of the current batch)…")
+        return self._launch_live(
+            title, work, "Cancelled; the run keeps its last completed epoch — select it under Runs and press Resume.")
 
     def _drain(self) -> None:
         for event in self._relay.take():
@@ -761,11 +739,6 @@ class TrainingPanel(QWidget):
         if isinstance(val, int | float) and "val loss" not in text:
             text += f" · val loss {val:.4g}"
         self.status_label.setText(text)
-
-    def _finish_curves(self) -> None:
-        self._timer.stop()
-        self._drain()
-        self.curves.redraw()
 
     def _succeeded(self, result) -> None:
         self._finish_curves()

@@ -95,6 +95,18 @@ def _add_array(poly: vtkPolyData, name: str, values: np.ndarray) -> None:
     poly.GetPointData().AddArray(array)
 
 
+
+def _line_actor(data: vtkPolyData, color: tuple[float, float, float], width: float) -> vtkActor:
+    """An unlit actor drawing the lines of ``data`` in ``color``, ``width`` pixels wide."""
+    mapper = vtkPolyDataMapper()
+    mapper.SetInputData(data)
+    actor = vtkActor()
+    actor.SetMapper(mapper)
+    actor.GetProperty().SetColor(*color)
+    actor.GetProperty().SetLineWidth(width)
+    actor.GetProperty().LightingOff()
+    return actor
+
 class StructureViewer(QWidget):
     """A VTK view of one crystal with a toolbar (supercell, toggles, views, PNG).
 
@@ -259,13 +271,7 @@ class StructureViewer(QWidget):
         self.sphere.SetPhiResolution(20)
 
         self.cell_data = vtkPolyData()
-        cell_mapper = vtkPolyDataMapper()
-        cell_mapper.SetInputData(self.cell_data)
-        self.cell_actor = vtkActor()
-        self.cell_actor.SetMapper(cell_mapper)
-        self.cell_actor.GetProperty().SetColor(0.15, 0.15, 0.15)
-        self.cell_actor.GetProperty().SetLineWidth(1.5)
-        self.cell_actor.GetProperty().LightingOff()
+        self.cell_actor = _line_actor(self.cell_data, (0.15, 0.15, 0.15), 1.5)
         self.axis_labels = {}
         for axis, color in AXIS_COLORS.items():
             label = vtkTextActor()
@@ -300,13 +306,7 @@ class StructureViewer(QWidget):
         self.pick_actor.GetProperty().SetColor(1.0, 0.8, 0.0)
         self.pick_actor.GetProperty().SetOpacity(0.45)
         self.distance_data = vtkPolyData()
-        distance_mapper = vtkPolyDataMapper()
-        distance_mapper.SetInputData(self.distance_data)
-        self.distance_actor = vtkActor()
-        self.distance_actor.SetMapper(distance_mapper)
-        self.distance_actor.GetProperty().SetColor(0.95, 0.6, 0.0)
-        self.distance_actor.GetProperty().SetLineWidth(4)
-        self.distance_actor.GetProperty().LightingOff()
+        self.distance_actor = _line_actor(self.distance_data, (0.95, 0.6, 0.0), 4)
 
         for actor in (self.atom_actor, self.bond_actor, self.bond_line_actor, self.cell_actor, self.label_actor,
                       self.pick_actor, self.distance_actor, *self.axis_labels.values()):

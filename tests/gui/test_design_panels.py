@@ -220,7 +220,8 @@ def test_live_scatter_shows_candidates_and_the_target_window(qtbot, project, mod
 
     from crystal_studio.design.spec import load_spec, spec_from_dict
     from crystal_studio.gui.jobs import JobManager
-    from crystal_studio.gui.optimization_panel import REDRAW_INTERVAL_MS, OptimizationPanel
+    from crystal_studio.gui.live_plots import REDRAW_INTERVAL_MS
+    from crystal_studio.gui.optimization_panel import OptimizationPanel
 
     panel = OptimizationPanel(JobManager())
     qtbot.addWidget(panel)
