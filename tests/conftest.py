@@ -34,3 +34,14 @@ def project(tmp_path):
     proj = Project.create(tmp_path / "p.sqlite")
     yield proj
     proj.close()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy machine idle threads only wait."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

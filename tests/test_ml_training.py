@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from crystal_studio.core.errors import Cancelled, CrystalStudioError, NotFoundError
 from crystal_studio.core.io import read_structures
@@ -27,13 +26,7 @@ from tests.ml_synthetic import synthetic_crystals, write_csv
 TARGETS = ["formation_energy_per_atom", "band_gap"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine idle threads only wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

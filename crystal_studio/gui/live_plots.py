@@ -194,6 +194,17 @@ class LiveJobMixin:
         self._sync_enabled()
         return self.job
 
+    def _load_run(self, run_id: int):
+        """(run record, its metrics) from the project, or None with the reason in the status line."""
+        from crystal_studio.core.errors import CrystalStudioError
+        from crystal_studio.store import models as model_store
+
+        try:
+            return model_store.get_run(self.project, run_id), model_store.run_metrics(self.project, run_id)
+        except CrystalStudioError as exc:
+            self.status_label.setText(str(exc))
+            return None
+
     def _finish_curves(self) -> None:
         self._timer.stop()
         self._drain()

@@ -601,12 +601,10 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         """Show a stored run: its settings in the form, its curves and (when completed) its summary."""
         if self.project is None or run_id is None or self.running:
             return
-        try:
-            run = model_store.get_run(self.project, run_id)
-            metrics = model_store.run_metrics(self.project, run_id)
-        except CrystalStudioError as exc:
-            self.status_label.setText(str(exc))
+        loaded = self._load_run(run_id)
+        if loaded is None:
             return
+        run, metrics = loaded
         p = run.parameters
         if p.get("method") in METHODS:
             self.set_method(p["method"])

@@ -639,12 +639,10 @@ class TrainingPanel(LiveJobMixin, QWidget):
         """Show a stored run's curves; when it completed, its model's parity plots too."""
         if self.project is None or run_id is None or self.running:
             return
-        try:
-            run = model_store.get_run(self.project, run_id)
-            metrics = model_store.run_metrics(self.project, run_id)
-        except CrystalStudioError as exc:
-            self.status_label.setText(str(exc))
+        loaded = self._load_run(run_id)
+        if loaded is None:
             return
+        run, metrics = loaded
         self.run_id = run_id
         self.curves.set_history(metrics)
         self.select_run(run_id)

@@ -441,29 +441,28 @@ class StructureViewer(QWidget):
             self.renderer.ResetCameraScreenSpace(0.9)
         self.renderer.ResetCameraClippingRange()
 
-    def image(self, scale: int = 1) -> np.ndarray:
-        """The rendered view as an (H, W, 3) uint8 array, ``scale`` times the window size."""
-        from vtkmodules.util.numpy_support import vtk_to_numpy
-
+    def _grab(self, scale: int) -> vtkWindowToImageFilter:
+        """The back buffer (RGB), rendered at ``scale`` × the window size."""
         grab = vtkWindowToImageFilter()
         grab.SetInput(self.render_window)
         grab.SetScale(scale)
         grab.SetInputBufferTypeToRGB()
         grab.ReadFrontBufferOff()
         grab.Update()
-        data = grab.GetOutput()
+        return grab
+
+    def image(self, scale: int = 1) -> np.ndarray:
+        """The rendered view as an (H, W, 3) uint8 array, ``scale`` times the window size."""
+        from vtkmodules.util.numpy_support import vtk_to_numpy
+
+        data = self._grab(scale).GetOutput()
         w, h, _ = data.GetDimensions()
         pixels = vtk_to_numpy(data.GetPointData().GetScalars()).reshape(h, w, -1)
         return pixels[::-1, :, :3].copy()
 
     def save_png(self, path: str, scale: int = 1) -> None:
         """Write the view to ``path`` at ``scale`` × the window resolution."""
-        grab = vtkWindowToImageFilter()
-        grab.SetInput(self.render_window)
-        grab.SetScale(scale)
-        grab.SetInputBufferTypeToRGB()
-        grab.ReadFrontBufferOff()
-        grab.Update()
+        grab = self._grab(scale)
         writer = vtkPNGWriter()
         writer.SetFileName(str(path))
         writer.SetInputConnection(grab.GetOutputPort())
