@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSplitter, QVBoxLayout, QWidget
 
 REDRAW_INTERVAL_MS = 100  # curves are redrawn at most 10 times per second
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -156,7 +156,7 @@ class LiveJobMixin:
     """What a panel running one long job with live plots shares: the report relay and redraw timer,
     starting and cancelling the job, and the device choice.
 
-    The panel provides ``jobs`` (JobManager), ``device_combo``, ``cancel_button``, ``status_label``,
+    The panel provides ``jobs`` (JobManager), ``device_combo``, ``start_button``, ``cancel_button``,
     ``_drain`` (take reports from the relay), ``_tick`` (redraw), ``_progress``, ``_succeeded``,
     ``_stopped`` and ``_sync_enabled``, and may override :attr:`cancelling_text`.
     """
@@ -193,6 +193,21 @@ class LiveJobMixin:
         self._timer.start()
         self._sync_enabled()
         return self.job
+
+    def _build_run_row(self) -> QHBoxLayout:
+        """Wire ``cancel_button`` and make ``progress_bar`` and ``status_label``; returns the row of
+        start button, cancel button and progress bar (the status line is placed by the panel)."""
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(self.start_button)
+        row.addWidget(self.cancel_button)
+        row.addWidget(self.progress_bar, 1)
+        return row
 
     def _load_run(self, run_id: int):
         """(run record, its metrics) from the project, or None with the reason in the status line."""

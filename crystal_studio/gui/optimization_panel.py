@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -342,17 +341,8 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self.start_button.setObjectName("startOptimization")
         self.start_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("■ Cancel")
-        self.cancel_button.clicked.connect(self.cancel)
         self.cancel_button.setEnabled(False)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
-        run_row = QHBoxLayout()
-        run_row.addWidget(self.start_button)
-        run_row.addWidget(self.cancel_button)
-        run_row.addWidget(self.progress_bar, 1)
+        run_row = self._build_run_row()
 
         self.runs_combo = QComboBox()
         self.runs_combo.setObjectName("pastRuns")

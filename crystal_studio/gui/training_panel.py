@@ -38,7 +38,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -395,17 +394,8 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.start_button.setObjectName("startTraining")
         self.start_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("■ Cancel")
-        self.cancel_button.clicked.connect(self.cancel)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
-        self.status_label = QLabel("")
+        run_row = self._build_run_row()
         self.status_label.setObjectName("trainingStatus")
-        self.status_label.setWordWrap(True)
-        run_row = QHBoxLayout()
-        run_row.addWidget(self.start_button)
-        run_row.addWidget(self.cancel_button)
-        run_row.addWidget(self.progress_bar, 1)
 
         self.runs_combo = QComboBox()
         self.runs_combo.setObjectName("trainingRuns")
