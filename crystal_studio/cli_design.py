@@ -19,14 +19,29 @@ def _ids(text: str, option: str) -> list[int]:
         raise CrystalStudioError(f"{option} must be comma-separated integers (got '{text}')") from None
 
 
+def _settings(pairs: list[str]) -> dict[str, str]:
+    """--set NAME=VALUE pairs as a dict (values stay text; the method's config parses them)."""
+    settings = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise CrystalStudioError(f"--set expects NAME=VALUE (got '{pair}')")
+        settings[name.strip()] = value.strip()
+    return settings
+
+
 def _print_summary(summary: dict) -> None:
+    judge = summary.get("judge")
     table = Table(title="run summary", title_justify="left")
     table.add_column("criterion")
-    table.add_column("rate", justify="right")
+    table.add_column("optimizer's model", justify="right")
+    if judge:
+        table.add_column(f"judge (model {judge['model_id']})", justify="right")
     for name, value in summary["criteria"].items():
-        table.add_row(name, f"{value:.1%}")
+        table.add_row(name, f"{value:.1%}", *([f"{judge['criteria'][name]:.1%}"] if judge else []))
     for name in ("valid_rate", "compositional_validity", "unique_rate", "novel_rate", "success_rate"):
-        table.add_row(f"[bold]{name}[/bold]" if name == "success_rate" else name, f"{summary[name]:.1%}")
+        label = f"[bold]{name}[/bold]" if name == "success_rate" else name
+        table.add_row(label, f"{summary[name]:.1%}", *([f"{judge[name]:.1%}"] if judge else []))
     err.print(table)
 
 
@@ -41,6 +56,12 @@ def optimize(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     dataset: Annotated[str | None, typer.Option(
         help="Dataset to screen (screen) and to judge novelty against (default: the model's training set).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Method setting NAME=VALUE, repeatable (e.g. --set geometry=free --set caution=1); "
+                      "'crystal-studio methods' lists them.")] = None,
+    judge: Annotated[int | None, typer.Option(
+        help="Independent model id that re-predicts every final candidate; its verdict is stored beside "
+             "the optimizer's own.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Optimize crystals toward a spec; stores per-step metrics and evaluated candidates as a run."""
@@ -53,8 +74,10 @@ def optimize(
     model_ids = _ids(models, "--models")
     known = {t for mid in model_ids for t in get_model(proj, mid, with_checkpoint=False).targets}
     design = load_spec(spec, known_properties=known)
+    settings = _settings(set_ or [])
     result = run_with_progress(f"{method}: {design.name}", lambda progress, cancel: run_optimization(
-        proj, design, method, model_ids, candidates, steps, seed, device, dataset, progress, cancel))
+        proj, design, method, model_ids, candidates, steps, seed, device, dataset, progress, cancel,
+        settings=settings, judge_model=judge))
     _print_summary(result.summary)
     err.print(f"run {result.run_id}: {result.n_candidates} candidates stored "
               f"(see 'crystal-studio candidates {project} --run {result.run_id}')")
@@ -121,8 +144,26 @@ def relax(
         _emit_json({"run_id": run, "relaxed": results})
 
 
+def methods(json_out: JsonOpt = False) -> None:
+    """List the optimization methods and every setting 'optimize --set NAME=VALUE' accepts."""
+    from crystal_studio.design.job import METHOD_DESCRIPTIONS, METHODS, method_settings
+
+    docs = [{"name": m, "description": METHOD_DESCRIPTIONS[m], "settings": method_settings(m)} for m in METHODS]
+    if json_out:
+        _emit_json({"methods": docs})
+        return
+    for doc in docs:
+        table = Table(title=f"{doc['name']}: {doc['description']}", title_justify="left")
+        for column in ("setting", "default", "meaning"):
+            table.add_column(column)
+        for setting in doc["settings"]:
+            table.add_row(setting["name"], str(setting["default"]), setting["help"])
+        out.print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add the design verbs to the main app."""
+    app.command()(methods)
     app.command()(optimize)
     app.command()(candidates)
     app.command()(relax)

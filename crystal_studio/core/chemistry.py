@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from functools import cache
 
+import numpy as np
 from pymatgen.core import Composition, Element, Species
 
 # Coordination numbers used for Shannon radii in the ABX3 perovskite.
-_PEROVSKITE_CN = {"A": "XII", "B": "VI", "X": "VI"}
+PEROVSKITE_CN = {"A": "XII", "B": "VI", "X": "VI"}
 
 
 @cache
@@ -46,13 +47,29 @@ def _roman_to_int(numeral: str) -> int:
     return total
 
 
-def goldschmidt_tolerance(a: tuple[str, int], b: tuple[str, int], x: tuple[str, int]) -> float:
-    """Goldschmidt tolerance factor t = (rA + rX) / (√2 (rB + rX)) from (symbol, oxidation) pairs,
-    with Shannon radii at CN 12 (A), 6 (B) and 6 (X)."""
-    ra = ionic_radius(*a, _PEROVSKITE_CN["A"])
-    rb = ionic_radius(*b, _PEROVSKITE_CN["B"])
-    rx = ionic_radius(*x, _PEROVSKITE_CN["X"])
+def tolerance_from_radii(ra, rb, rx):
+    """Goldschmidt t = (rA + rX) / (√2 (rB + rX)) from radii in Å (floats, numpy arrays or torch tensors)."""
     return (ra + rx) / (math.sqrt(2.0) * (rb + rx))
+
+
+def perovskite_lattice_from_radii(ra, rb, rx, supercell: int = 1):
+    """Cubic ABX3 lattice constant a0 = n · max(2 (rB + rX), √2 (rA + rX)) in Å for an n×n×n cell
+    (B–X or A–X contact, whichever is longer), from radii in Å (floats, numpy arrays or torch tensors)."""
+    bx, ax = 2.0 * (rb + rx), math.sqrt(2.0) * (ra + rx)
+    if hasattr(bx, "maximum"):  # torch tensor
+        return supercell * bx.maximum(ax)
+    return supercell * np.maximum(bx, ax)
+
+
+def perovskite_site_radius(symbol: str, oxidation_state: int, role: str) -> float:
+    """Shannon radius (Å) of an ion on perovskite role A (CN 12), B (CN 6) or X (CN 6)."""
+    return ionic_radius(symbol, oxidation_state, PEROVSKITE_CN[role])
+
+
+def goldschmidt_tolerance(a: tuple[str, int], b: tuple[str, int], x: tuple[str, int]) -> float:
+    """Goldschmidt tolerance factor from (symbol, oxidation) pairs, with Shannon radii at CN 12 (A),
+    6 (B) and 6 (X)."""
+    return tolerance_from_radii(*(perovskite_site_radius(*ion, role) for ion, role in zip((a, b, x), "ABX", strict=True)))
 
 
 def guess_oxidation_states(composition: Composition) -> dict[str, float] | None:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Structure
+from pymatgen.core import Element, Structure
 
-from crystal_studio.core.chemistry import goldschmidt_tolerance, guess_oxidation_states
+from crystal_studio.core.chemistry import guess_oxidation_states, perovskite_site_radius, tolerance_from_radii
 from crystal_studio.core.structures import min_periodic_distance, spacegroup
 from crystal_studio.design.spec import DesignSpec, Template
 
@@ -69,24 +69,38 @@ def angles_ok(structure: Structure, template: Template) -> bool:
     return all(lo <= angle <= hi for angle in structure.lattice.angles)
 
 
-def perovskite_tolerance_factor(structure: Structure, roles: dict[str, list[int]],
-                                oxidation: dict[str, float] | None) -> float:
-    """Goldschmidt t from the majority element on each role and its guessed oxidation state (NaN when
-    unknown)."""
+def site_charges_from_guess(structure: Structure, oxidation: dict[str, float] | None) -> list[int] | None:
+    """Per-site integer charges from a per-element oxidation guess (None when unknown or fractional)."""
     if not oxidation:
+        return None
+    charges = [oxidation.get(site.specie.symbol) for site in structure]
+    if any(q is None or q != int(q) for q in charges):
+        return None
+    return [int(q) for q in charges]
+
+
+def charges_are_neutral(structure: Structure, site_charges: list[int]) -> bool:
+    """True when the per-site charges sum to zero and each is a common oxidation state of its element."""
+    return sum(site_charges) == 0 and all(
+        q in Element(site.specie.symbol).common_oxidation_states for site, q in zip(structure, site_charges, strict=True))
+
+
+def perovskite_tolerance_factor(structure: Structure, roles: dict[str, list[int]], site_charges: list[int] | None) -> float:
+    """Goldschmidt t from the mean Shannon radius of each role's sites (A at CN 12, B and X at CN 6)
+    with the given per-site charges — the quantity the perovskite optimizers compute (NaN when a
+    charge or radius is unknown)."""
+    if site_charges is None:
         return math.nan
-    picks = []
-    for role in ("A", "B", "X"):
-        symbols = [structure[i].specie.symbol for i in roles[role]]
-        symbol = max(set(symbols), key=symbols.count)
-        state = oxidation.get(symbol)
-        if state is None or state == 0 or state != int(state):
-            return math.nan
-        picks.append((symbol, int(state)))
     try:
-        return goldschmidt_tolerance(*picks)
+        means = []
+        for role in ("A", "B", "X"):
+            radii = [perovskite_site_radius(structure[i].specie.symbol, site_charges[i], role) for i in roles[role]]
+            means.append(float(np.mean(radii)))
     except (ValueError, KeyError):
         return math.nan
+    if any(q == 0 for q in site_charges):
+        return math.nan
+    return float(tolerance_from_radii(*means))
 
 
 @dataclass
@@ -103,6 +117,7 @@ class CandidateEvaluation:
     structurally_valid: bool
     compositionally_valid: bool
     criteria: dict[str, bool] = field(default_factory=dict)
+    site_charges: list[int] | None = None  # oxidation state of every site (designed or guessed)
     unique: bool = True
     novel: bool = True
 
@@ -118,19 +133,31 @@ class CandidateEvaluation:
             "min_distance": self.min_distance,
             "tolerance_factor": None if math.isnan(self.tolerance_factor) else self.tolerance_factor,
             "valid": self.structurally_valid, "compositionally_valid": self.compositionally_valid,
+            "site_charges": self.site_charges,
             "unique": self.unique, "novel": self.novel,
         }
 
 
 def evaluate_structure(structure: Structure, spec: DesignSpec, properties: dict[str, float],
-                       property_std: dict[str, float] | None = None) -> CandidateEvaluation:
-    """Check one candidate against ``spec`` given its predicted ``properties``."""
+                       property_std: dict[str, float] | None = None,
+                       site_charges: list[int] | None = None) -> CandidateEvaluation:
+    """Check one candidate against ``spec`` given its predicted ``properties``.
+
+    ``site_charges`` are the per-site oxidation states the candidate was designed with (an
+    optimizer's oxidation pattern); without them the most likely neutral assignment is guessed from
+    the composition. They decide charge neutrality and the tolerance factor.
+    """
     c = spec.constraints
     dmin = min_periodic_distance(structure)
-    oxidation = guess_oxidation_states(structure.composition)
+    if site_charges is not None and len(site_charges) == len(structure) and charges_are_neutral(structure, site_charges):
+        neutral = True
+    else:
+        oxidation = guess_oxidation_states(structure.composition)
+        neutral = oxidation is not None
+        site_charges = site_charges_from_guess(structure, oxidation)
     elements = {el.symbol for el in structure.composition.elements}
     roles = perovskite_roles(structure, c.template) if c.template.kind == "perovskite" else None
-    t = perovskite_tolerance_factor(structure, roles, oxidation) if roles else math.nan
+    t = perovskite_tolerance_factor(structure, roles, site_charges) if roles else math.nan
     number, symbol = spacegroup(structure)
     criteria: dict[str, bool] = {}
     for objective in spec.objectives:
@@ -138,7 +165,7 @@ def evaluate_structure(structure: Structure, spec: DesignSpec, properties: dict[
             value = properties.get(objective.property, math.nan)
             criteria[objective.criterion_name] = bool(np.isfinite(value) and objective.passes(value))
     if c.charge_neutral:
-        criteria["charge_neutral"] = oxidation is not None
+        criteria["charge_neutral"] = neutral
     if c.template.kind == "perovskite":
         criteria["template_kept"] = roles is not None and angles_ok(structure, c.template)
     if c.tolerance_factor is not None:
@@ -155,7 +182,8 @@ def evaluate_structure(structure: Structure, spec: DesignSpec, properties: dict[
         min_distance=dmin,
         tolerance_factor=t,
         structurally_valid=dmin >= 0.5 and structure.volume > 0.1,
-        compositionally_valid=oxidation is not None,
+        compositionally_valid=neutral,
+        site_charges=site_charges,
         criteria=criteria,
     )
 

@@ -48,33 +48,109 @@ def load_predictors(project: Project, model_ids: list[int], device: str):
     return records, (predictors[0] if len(predictors) == 1 else PredictorSet(predictors))
 
 
-def make_optimizer(method: str, spec: DesignSpec, predictor, project: Project, n_candidates: int, n_steps: int,
-                   seed: int, device: str, dataset: str | None) -> Optimizer:
-    if method == "smoacs":
-        from crystal_studio.design.optimizers.smoacs import SmoacsOptimizer
+METHOD_DESCRIPTIONS = {
+    "smoacs": "gradient optimization of soft perovskites through the predictor (SMOACS)",
+    "random": "baseline: random neutral perovskites, best unique of the same prediction budget",
+    "screen": "baseline: the best existing structures of a dataset under the predictor",
+}
 
-        return SmoacsOptimizer(spec, predictor, n_candidates, n_steps, seed, device)
+
+def method_config_class(method: str):
+    """The settings dataclass of ``method`` (None for a method without settings)."""
+    if method == "smoacs":
+        from crystal_studio.design.optimizers.smoacs import SmoacsConfig
+
+        return SmoacsConfig
+    if method == "random":
+        from crystal_studio.design.optimizers.perovskite import PerovskiteSearchConfig
+
+        return PerovskiteSearchConfig
+    if method == "screen":
+        return None
+    raise CrystalStudioError(f"unknown method '{method}' (choose {', '.join(METHODS)})")
+
+
+def method_settings(method: str) -> list[dict]:
+    """Every setting of ``method``: name, type, default and the help comment written beside the field."""
+    import inspect
+    import re
+    from dataclasses import fields
+
+    cls = method_config_class(method)
+    if cls is None:
+        return []
+    comments = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object:
+            continue
+        for line in inspect.getsource(klass).splitlines():
+            match = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
+            if match:
+                comments[match.group(1)] = match.group(2).strip()
+    default = cls()
+    return [{"name": f.name, "type": str(f.type), "default": getattr(default, f.name), "help": comments.get(f.name, "")}
+            for f in fields(cls)]
+
+
+def make_optimizer(method: str, spec: DesignSpec, predictor, project: Project, n_candidates: int, n_steps: int,
+                   seed: int, device: str, dataset: str | None, settings: dict | None = None) -> Optimizer:
+    """The optimizer of ``method`` with its settings (name → value, see each method's config class)."""
+    from crystal_studio.design.optimizers.base import apply_settings
+
+    if method == "smoacs":
+        from crystal_studio.design.optimizers.smoacs import SmoacsConfig, SmoacsOptimizer
+
+        config = apply_settings(SmoacsConfig(), settings, method)
+        return SmoacsOptimizer(spec, predictor, n_candidates, n_steps, seed, device, config)
     if method == "random":
         from crystal_studio.design.optimizers.baselines import RandomSearch
+        from crystal_studio.design.optimizers.perovskite import PerovskiteSearchConfig
 
-        return RandomSearch(spec, predictor, n_candidates, n_steps, seed, device)
+        config = apply_settings(PerovskiteSearchConfig(), settings, method)
+        return RandomSearch(spec, predictor, n_candidates, n_steps, seed, device, config)
     if method == "screen":
         from crystal_studio.design.optimizers.baselines import DatasetScreening
 
+        if settings:
+            raise CrystalStudioError(f"screen has no settings (got {', '.join(settings)})")
         if not dataset:
             raise CrystalStudioError("screening needs a dataset (--dataset NAME)")
         return DatasetScreening(spec, predictor, project, dataset, n_candidates, seed, device)
     raise CrystalStudioError(f"unknown method '{method}' (choose {', '.join(METHODS)})")
 
 
+def judge_candidates(project: Project, judge_model: int, spec: DesignSpec, structures: list, docs: list[dict],
+                     device) -> None:
+    """Re-predict candidates with an independent ``judge_model`` and add its verdict to each candidate
+    document as ``doc["judge"]`` (properties, spread, criteria, success)."""
+    from crystal_studio.ml.predictor import load_predictor, predict_structures
+
+    _, judge = load_predictor(project, judge_model, device)
+    missing = [o.property for o in spec.objectives if o.property not in judge.targets]
+    if missing:
+        raise CrystalStudioError(f"judge model {judge_model} does not predict {', '.join(sorted(set(missing)))}")
+    mean, std = predict_structures(judge, structures)
+    for structure, doc, m, d in zip(structures, docs, mean, std, strict=True):
+        properties = dict(zip(judge.targets, m.tolist(), strict=True))
+        evaluation = evaluate_structure(structure, spec, properties, dict(zip(judge.targets, d.tolist(), strict=True)),
+                                        doc.get("site_charges"))
+        doc["judge"] = {"model_id": judge_model, "properties": evaluation.properties,
+                        "property_std": evaluation.property_std, "criteria": evaluation.criteria,
+                        "success": evaluation.success}
+
+
 def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids: list[int], n_candidates: int,
                      n_steps: int, seed: int = 0, device: str = "auto", dataset: str | None = None,
                      progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
-                     on_step: Callable[[StepReport], None] | None = None) -> OptimizationResult:
+                     on_step: Callable[[StepReport], None] | None = None, settings: dict | None = None,
+                     judge_model: int | None = None) -> OptimizationResult:
     """Run ``method`` on ``spec`` with the stored models and store everything; see module docstring.
 
     ``dataset`` is screened by the 'screen' method and is the novelty reference (default: the first
-    model's training dataset). Cancelling marks the run cancelled and raises Cancelled.
+    model's training dataset). ``settings`` are the method's options (name → value). A ``judge_model``
+    re-predicts every final candidate: its verdict is stored per candidate and summarized under
+    ``summary["judge"]``, beside the optimizing model's own. Cancelling marks the run cancelled and
+    raises Cancelled.
     """
     import torch
 
@@ -87,8 +163,14 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
     torch.manual_seed(seed)
     records, predictor = load_predictors(project, model_ids, torch_device)
     reference = dataset or records[0].dataset
-    optimizer = make_optimizer(method, spec, predictor, project, n_candidates, n_steps, seed, torch_device, reference)
-    parameters = {**optimizer.parameters(), "spec": spec.to_dict(), "models": model_ids, "reference_dataset": reference}
+    if judge_model is not None and judge_model in model_ids:
+        raise CrystalStudioError(f"the judge (model {judge_model}) must not be one of the optimized models")
+    if judge_model is not None:
+        model_store.get_model(project, judge_model, with_checkpoint=False)  # fails early when it does not exist
+    optimizer = make_optimizer(method, spec, predictor, project, n_candidates, n_steps, seed, torch_device, reference,
+                               settings)
+    parameters = {**optimizer.parameters(), "spec": spec.to_dict(), "models": model_ids, "reference_dataset": reference,
+                  "settings": dict(settings or {}), "judge_model": judge_model}
     run_id = model_store.create_run(project, "optimization", parameters, seed, str(torch_device), package_versions())
     pending: list[StepReport] = []
     try:
@@ -105,7 +187,8 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
         evaluations = []
         for proposal in proposals:
             cancel.check()
-            evaluations.append(evaluate_structure(proposal.structure, spec, proposal.properties, proposal.property_std))
+            evaluations.append(evaluate_structure(proposal.structure, spec, proposal.properties, proposal.property_std,
+                                                  proposal.site_charges))
         structures = [p.structure for p in proposals]
         mark_unique_and_novel(structures, evaluations, _reference_structures(project, reference, evaluations))
         docs = []
@@ -113,6 +196,9 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
             doc = evaluation.as_json()
             doc["origin"] = proposal.origin
             docs.append(doc)
+        if judge_model is not None:
+            progress(ProgressEvent(n_steps, n_steps, f"judging candidates with model {judge_model}"))
+            judge_candidates(project, judge_model, spec, structures, docs, torch_device)
         candidate_store.add_candidates(project, run_id, list(zip(structures, docs, strict=True)))
     except Cancelled:
         _flush(project, run_id, pending)
@@ -121,7 +207,7 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
     except BaseException as exc:
         model_store.update_run(project, run_id, status="failed", message=str(exc)[:500])
         raise
-    summary = summarize(docs, spec)
+    summary = summarize_with_judge(docs, spec)
     model_store.update_run(project, run_id, status="completed",
                            message=f"{summary['success_rate']:.0%} of {len(evaluations)} candidates meet every criterion")
     return OptimizationResult(run_id, method, len(evaluations), summary)
@@ -151,4 +237,14 @@ def run_summary(project: Project, run_id: int) -> dict:
     from crystal_studio.design.spec import spec_from_dict
 
     spec = spec_from_dict(model_store.get_run(project, run_id).parameters["spec"])
-    return summarize([r.evaluation for r in candidate_store.list_candidates(project, run_id)], spec)
+    return summarize_with_judge([r.evaluation for r in candidate_store.list_candidates(project, run_id)], spec)
+
+
+def summarize_with_judge(docs: list[dict], spec: DesignSpec) -> dict:
+    """:func:`summarize` of the candidates, plus ``"judge"``: the same summary under the judge's
+    properties when the candidates were judged."""
+    summary = summarize(docs, spec)
+    if docs and all("judge" in doc for doc in docs):
+        judged = [{**doc, "criteria": doc["judge"]["criteria"], "success": doc["judge"]["success"]} for doc in docs]
+        summary["judge"] = {"model_id": docs[0]["judge"]["model_id"], **summarize(judged, spec)}
+    return summary

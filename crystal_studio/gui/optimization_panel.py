@@ -9,6 +9,11 @@ per batch of queued reports) brings them to the GUI thread, and a 10 Hz timer re
 candidates (``StepReport.proposals``) in the space of two chosen properties, with the spec's target
 window drawn. Past runs are listed and can be reopened from the
 store (their metrics, summary and candidates; the scatter then shows the stored candidates).
+
+The method's settings are listed in a table (name, value, the help as tooltip) built from the
+method's config class; only edited values are passed on. An optional **judge** (a second model the
+run did not optimize against) re-predicts the final candidates, and the summary shows its verdict
+beside the optimizer's own, so exploitation of the optimizing model shows at once.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -37,7 +44,7 @@ from PySide6.QtWidgets import (
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent
 from crystal_studio.core.properties import unit_of
-from crystal_studio.design.job import METHODS, run_summary
+from crystal_studio.design.job import METHODS, method_settings, run_summary
 from crystal_studio.design.spec import DesignSpec
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, PALETTE, LiveCurves, LiveJobMixin
@@ -51,7 +58,8 @@ ROLE_TARGETS = Qt.ItemDataRole.UserRole + 1
 
 
 def optimization_work(project: Project, spec: DesignSpec, method: str, model_ids: list[int], n_candidates: int,
-                      n_steps: int, seed: int, device: str, dataset: str | None, on_step):
+                      n_steps: int, seed: int, device: str, dataset: str | None, on_step,
+                      settings: dict | None = None, judge_model: int | None = None):
     """Job function running one optimization (closes the worker thread's store connection at the end)."""
 
     def work(progress: ProgressCallback, cancel: CancelToken):
@@ -59,7 +67,8 @@ def optimization_work(project: Project, spec: DesignSpec, method: str, model_ids
 
         try:
             return run_optimization(project, spec, method, model_ids, n_candidates, n_steps, seed, device, dataset,
-                                    progress=progress, cancel=cancel, on_step=on_step)
+                                    progress=progress, cancel=cancel, on_step=on_step, settings=settings,
+                                    judge_model=judge_model)
         finally:
             project.close()
 
@@ -67,19 +76,84 @@ def optimization_work(project: Project, spec: DesignSpec, method: str, model_ids
 
 
 def summary_html(run_id: int, method: str, n: int, summary: dict) -> str:
-    """The run summary as a small HTML table (rates in %)."""
-    rows = [("Success (all criteria)", summary.get("success_rate"))]
-    rows += [(f"&nbsp;&nbsp;{html.escape(name)}", rate) for name, rate in (summary.get("criteria") or {}).items()]
-    rows += [("Structurally valid", summary.get("valid_rate")),
-             ("Compositionally valid", summary.get("compositional_validity")),
-             ("Unique", summary.get("unique_rate")), ("Novel", summary.get("novel_rate")),
-             ("Unique and successful", summary.get("unique_success_rate"))]
-    if "relaxation_survival" in summary:
-        rows.append(("Success survives relaxation", summary.get("relaxation_survival")))
-    cells = "".join(f"<tr><td>{label}</td><td align='right'>&nbsp;&nbsp;<b>{rate:.0%}</b></td></tr>"
-                    for label, rate in rows if isinstance(rate, int | float))
+    """The run summary as a small HTML table (rates in %): the optimizer's model, and the judge's
+    verdict in a second column when the run was judged."""
+    judge = summary.get("judge") or {}
+
+    def rows_of(doc: dict) -> list[tuple[str, object]]:
+        rows = [("Success (all criteria)", doc.get("success_rate"))]
+        rows += [(f"&nbsp;&nbsp;{html.escape(name)}", rate) for name, rate in (doc.get("criteria") or {}).items()]
+        rows += [("Structurally valid", doc.get("valid_rate")),
+                 ("Compositionally valid", doc.get("compositional_validity")),
+                 ("Unique", doc.get("unique_rate")), ("Novel", doc.get("novel_rate")),
+                 ("Unique and successful", doc.get("unique_success_rate"))]
+        if "relaxation_survival" in doc:
+            rows.append(("Success survives relaxation", doc.get("relaxation_survival")))
+        return rows
+
+    judged = dict(rows_of(judge)) if judge else {}
+
+    def cell(rate) -> str:
+        return f"<td align='right'>&nbsp;&nbsp;<b>{rate:.0%}</b></td>" if isinstance(rate, int | float) else "<td></td>"
+
+    header = (f"<tr><td></td><td align='right'>&nbsp;&nbsp;own model</td>"
+              f"<td align='right'>&nbsp;&nbsp;judge #{judge.get('model_id')}</td></tr>") if judge else ""
+    cells = "".join(f"<tr><td>{label}</td>{cell(rate)}{cell(judged.get(label)) if judge else ''}</tr>"
+                    for label, rate in rows_of(summary) if isinstance(rate, int | float))
     return (f"<b>Run #{run_id}</b> ({html.escape(method)}): {n} candidates"
-            f"<table cellspacing='0'>{cells}</table>")
+            f"<table cellspacing='0'>{header}{cells}</table>")
+
+
+class SettingsTable(QTableWidget):
+    """The settings of one method: name, editable value (defaults shown), help as tooltip."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(0, 2, parent)
+        self.setObjectName("methodSettings")
+        self.setHorizontalHeaderLabels(["Setting", "Value"])
+        self.horizontalHeader().setStretchLastSection(True)
+        self.verticalHeader().setVisible(False)
+        self.setMaximumHeight(150)
+        self._defaults: dict[str, str] = {}
+
+    def show_method(self, method: str) -> None:
+        self.setRowCount(0)
+        self._defaults = {}
+        for row, setting in enumerate(method_settings(method)):
+            self.insertRow(row)
+            name = QTableWidgetItem(setting["name"])
+            name.setFlags(name.flags() & ~Qt.ItemFlag.ItemIsEditable)
+            text = _setting_text(setting["default"])
+            value = QTableWidgetItem(text)
+            for item in (name, value):
+                item.setToolTip(f"{setting['help']}\n(default {text or 'none'})")
+            self.setItem(row, 0, name)
+            self.setItem(row, 1, value)
+            self._defaults[setting["name"]] = text
+        self.resizeColumnToContents(0)
+
+    def changed(self) -> dict[str, str]:
+        """Settings whose text differs from the default (name → text, parsed by the method)."""
+        out = {}
+        for row in range(self.rowCount()):
+            name, value = self.item(row, 0).text(), self.item(row, 1).text().strip()
+            if value != self._defaults.get(name):
+                out[name] = value
+        return out
+
+    def set_values(self, values: dict) -> None:
+        for row in range(self.rowCount()):
+            name = self.item(row, 0).text()
+            if name in values:
+                self.item(row, 1).setText(_setting_text(values[name]))
+
+
+def _setting_text(value) -> str:
+    if value is None:
+        return "auto"
+    if isinstance(value, tuple | list):
+        return ",".join(f"{v:g}" for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class CurvePlots(LiveCurves):
@@ -304,7 +378,12 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self.method_combo = QComboBox()
         for method in METHODS:
             self.method_combo.addItem(METHOD_TEXT.get(method, method), method)
-        self.method_combo.currentIndexChanged.connect(self._sync_enabled)
+        self.method_combo.currentIndexChanged.connect(self._method_changed)
+        self.settings_table = SettingsTable()
+        self.judge_combo = QComboBox()
+        self.judge_combo.setObjectName("judgeModel")
+        self.judge_combo.setToolTip("A second model, not optimized against, that re-predicts the final candidates: "
+                                    "its verdict is shown beside the optimizer's own")
         self.dataset_combo = QComboBox()
         self.dataset_combo.setToolTip("Screened by 'Dataset screening'; the novelty reference of every method "
                                       "(default: the first model's training dataset)")
@@ -329,7 +408,9 @@ class OptimizationPanel(LiveJobMixin, QWidget):
             budget.addWidget(widget, 1)
         form = QFormLayout()
         form.addRow("Method", self.method_combo)
+        form.addRow("Settings", self.settings_table)
         form.addRow("Models", self.models_list)
+        form.addRow("Judge", self.judge_combo)
         form.addRow(budget)
         device_row = QHBoxLayout()
         device_row.addWidget(self.device_combo)
@@ -389,6 +470,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
+        self.settings_table.show_method(self.method())
         self._sync_enabled()
 
     # ---------------------------------------------------------------- inputs
@@ -447,6 +529,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
                                             Qt.ItemDataRole.ToolTipRole)
         self.models_list.blockSignals(False)
         self._mark_models()
+        self._fill_judges()
         self._update_scatter_axes()
         self._sync_enabled()
 
@@ -472,7 +555,35 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self.models_list.blockSignals(False)
 
     def _models_changed(self, _item=None) -> None:
+        self._fill_judges()
         self._update_scatter_axes()
+        self._sync_enabled()
+
+    def _fill_judges(self) -> None:
+        """Judges on offer: unchecked models predicting every property of the spec."""
+        current = self.judge_combo.currentData()
+        need = self._spec_properties()
+        self.judge_combo.blockSignals(True)
+        self.judge_combo.clear()
+        self.judge_combo.addItem("(none)", None)
+        checked = set(self.selected_model_ids())
+        for i in range(self.models_list.count()):
+            item = self.models_list.item(i)
+            model_id = item.data(ROLE_MODEL_ID)
+            if model_id not in checked and need <= set(item.data(ROLE_TARGETS)):
+                self.judge_combo.addItem(item.text(), model_id)
+        index = self.judge_combo.findData(current)
+        self.judge_combo.setCurrentIndex(max(index, 0))
+        self.judge_combo.blockSignals(False)
+
+    def judge_model(self) -> int | None:
+        return self.judge_combo.currentData()
+
+    def set_judge(self, model_id: int | None) -> None:
+        self.judge_combo.setCurrentIndex(max(self.judge_combo.findData(model_id), 0))
+
+    def _method_changed(self) -> None:
+        self.settings_table.show_method(self.method())
         self._sync_enabled()
 
     def _update_scatter_axes(self) -> None:
@@ -504,7 +615,8 @@ class OptimizationPanel(LiveJobMixin, QWidget):
     def _sync_enabled(self) -> None:
         running = self.running
         for widget in (self.method_combo, self.models_list, self.candidates_spin, self.steps_spin, self.seed_spin,
-                       self.device_combo, self.dataset_combo, self.runs_combo, self.open_button):
+                       self.device_combo, self.dataset_combo, self.runs_combo, self.open_button, self.settings_table,
+                       self.judge_combo):
             widget.setEnabled(not running and self.project is not None)
         self.steps_spin.setEnabled(not running and self.method() != "screen")
         self.start_button.setEnabled(not running and self.project is not None and self.spec is not None
@@ -527,6 +639,17 @@ class OptimizationPanel(LiveJobMixin, QWidget):
             return None
         method = self.method()
         n_steps = self.steps_spin.value() if method != "screen" else 1
+        settings = self.settings_table.changed()
+        try:
+            from crystal_studio.design.job import method_config_class
+            from crystal_studio.design.optimizers.base import apply_settings
+
+            config_class = method_config_class(method)
+            if config_class is not None:
+                apply_settings(config_class(), settings, method)
+        except CrystalStudioError as exc:
+            self.status_label.setText(str(exc))
+            return None
         self.plots.clear()
         self.scatter.clear()
         self.summary_label.setVisible(False)
@@ -538,7 +661,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self.status_label.setText(f"Starting {method} (loading models)…")
         work = optimization_work(self.project, self.spec, method, model_ids, self.candidates_spin.value(), n_steps,
                                  self.seed_spin.value(), self.device_combo.currentText(),
-                                 self.dataset_combo.currentData(), self._relay.push)
+                                 self.dataset_combo.currentData(), self._relay.push, settings, self.judge_model())
         return self._launch_live(f"Optimizing ({method})", work, "Cancelled; the steps so far are stored with the run.")
 
     def _drain(self) -> None:
@@ -567,8 +690,10 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self._finish_curves()
         self.last_result = result
         self.progress_bar.setValue(self.progress_bar.maximum())
+        judge = result.summary.get("judge")
+        verdict = f" (judge: {judge['success_rate']:.0%})" if judge else ""
         self.status_label.setText(f"Done: run #{result.run_id}, {result.n_candidates} candidates, "
-                                  f"{result.summary.get('success_rate', 0):.0%} successful.")
+                                  f"{result.summary.get('success_rate', 0):.0%} successful{verdict}.")
         self.summary_label.setText(summary_html(result.run_id, result.method, result.n_candidates, result.summary))
         self.summary_label.setVisible(True)
         self.refresh()
@@ -598,6 +723,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         p = run.parameters
         if p.get("method") in METHODS:
             self.set_method(p["method"])
+            self.settings_table.set_values(p.get("config") or {})
         for spin, key in ((self.candidates_spin, "n_candidates"), (self.steps_spin, "n_steps"),
                           (self.seed_spin, "seed")):
             if isinstance(p.get(key), int):
@@ -607,6 +733,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
                 item = self.models_list.item(i)
                 item.setCheckState(Qt.CheckState.Checked if item.data(ROLE_MODEL_ID) in p["models"]
                                    else Qt.CheckState.Unchecked)
+        self.set_judge(p.get("judge_model"))
         self.plots.set_history(metrics)
         self._show_stored_candidates(run_id)
         self._select_run(run_id)

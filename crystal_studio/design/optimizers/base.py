@@ -39,6 +39,7 @@ class Proposal:
     properties: dict[str, float]  # the optimizer's own predictions, physical units
     property_std: dict[str, float] = field(default_factory=dict)
     origin: str = ""  # e.g. "random init 17", "dataset structure 42"
+    site_charges: list[int] | None = None  # designed oxidation state of every site, when the method knows it
 
 
 class Optimizer(ABC):
@@ -63,3 +64,80 @@ class Optimizer(ABC):
     def parameters(self) -> dict:
         """Everything needed to repeat the run (stored with it)."""
         return {"method": self.name, "n_candidates": self.n_candidates, "n_steps": self.n_steps, "seed": self.seed}
+
+
+def apply_settings(config, settings: dict[str, object] | None, method: str):
+    """A copy of the dataclass ``config`` with ``settings`` (name → value, values may be strings as typed
+    on a command line: '0.5', 'true', 'paper', '0.25,0.5', 'none') applied and type-checked.
+
+    Raises SpecError naming the method, the setting and the reason, listing the valid names for an
+    unknown one.
+    """
+    from dataclasses import fields, replace
+
+    from crystal_studio.design.spec import SpecError
+
+    if not settings:
+        return config
+    known = {f.name: f for f in fields(config)}
+    changes, problems = {}, []
+    for name, raw in settings.items():
+        if name not in known:
+            problems.append(f"{method} has no setting '{name}' (settings: {', '.join(known)})")
+            continue
+        try:
+            changes[name] = _coerce(raw, str(known[name].type))
+        except ValueError as exc:
+            problems.append(f"{method} setting '{name}': {exc}")
+    if problems:
+        raise SpecError(problems, "settings")
+    result = replace(config, **changes)
+    check = getattr(result, "validate", None)
+    if check is not None:
+        check()
+    return result
+
+
+def _coerce(raw, annotation: str):
+    """``raw`` converted to the type a config field is annotated with (str annotations, PEP 563)."""
+    optional = "None" in annotation
+    if isinstance(raw, str):
+        text = raw.strip()
+        if optional and text.lower() in ("none", "null", "auto", ""):
+            return None
+        if annotation.startswith("tuple"):
+            return tuple(float(v) for v in text.split(",") if v.strip())
+        if annotation.startswith("bool"):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected true or false, got '{raw}'")
+        if annotation.startswith("int"):
+            try:
+                return int(text)
+            except ValueError:
+                raise ValueError(f"expected an integer, got '{raw}'") from None
+        if annotation.startswith("float"):
+            try:
+                return float(text)
+            except ValueError:
+                raise ValueError(f"expected a number, got '{raw}'") from None
+        return text
+    if raw is None:
+        if optional:
+            return None
+        raise ValueError("may not be empty")
+    if annotation.startswith("tuple"):
+        return tuple(float(v) for v in raw)
+    if annotation.startswith("bool") and not isinstance(raw, bool):
+        raise ValueError(f"expected true or false, got {raw!r}")
+    if annotation.startswith(("int", "float")) and (isinstance(raw, bool) or not isinstance(raw, int | float)):
+        raise ValueError(f"expected a number, got {raw!r}")
+    if annotation.startswith("int"):
+        if float(raw) != int(raw):
+            raise ValueError(f"expected an integer, got {raw!r}")
+        return int(raw)
+    if annotation.startswith("float"):
+        return float(raw)
+    return raw

@@ -2,21 +2,28 @@
 
 - :class:`RandomSearch`: the same template and constraints, random charge-neutral crystals (elements
   uniform within each site's allowed set, lattice from Shannon radii), the same prediction budget as
-  the optimizer (candidates × steps); keeps the best ``n_candidates`` seen.
+  the optimizer (candidates × steps), scored with the same loss; keeps the best unique
+  ``n_candidates`` seen.
 - :class:`DatasetScreening`: the best existing structures of a dataset under the same predictors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import asdict
 
 import numpy as np
 import torch
 from pymatgen.core import Structure
 
 from crystal_studio.design.optimizers.base import Optimizer, Proposal, StepReport
-from crystal_studio.design.optimizers.objectives import ObjectiveLoss, tolerance_factor_penalty
-from crystal_studio.design.optimizers.perovskite import PerovskiteSpace
+from crystal_studio.design.optimizers.objectives import ObjectiveLoss
+from crystal_studio.design.optimizers.perovskite import (
+    PerovskiteArchive,
+    PerovskiteScorer,
+    PerovskiteSearchConfig,
+    PerovskiteSpace,
+)
 from crystal_studio.design.spec import DesignSpec, SpecError
 from crystal_studio.ml.predictor import predict_structures
 from crystal_studio.store.project import Project, StructureQuery
@@ -48,41 +55,49 @@ class _BestPool:
 
 
 class RandomSearch(Optimizer):
+    """Random neutral perovskites scored like SMOACS's argmax crystals; the best unique ``n_candidates``
+    of the whole budget (one entry per site assignment, as SMOACS's archive) are the result."""
+
     name = "random"
+    config_class = PerovskiteSearchConfig
 
     def __init__(self, spec: DesignSpec, predictor, n_candidates: int = 256, n_steps: int = 200, seed: int = 0,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", config: PerovskiteSearchConfig | None = None):
         super().__init__(spec, n_candidates, n_steps, seed)
         if spec.constraints.template.kind != "perovskite":
             raise SpecError(["constraints.template.kind: random search samples perovskite templates; use 'screen' "
                              "for free templates"])
+        self.config = config or PerovskiteSearchConfig()
+        self.config.validate()
         self.predictor = predictor.to(device).eval()
         self.device = device
-        self.space = PerovskiteSpace.from_spec(spec)
-        self.objective = ObjectiveLoss(spec, predictor)
-        self.pool = _BestPool(n_candidates)
+        self.space = PerovskiteSpace.from_spec(spec, self.config.patterns)
+        self.scorer = PerovskiteScorer(spec, predictor, self.space, self.config)
+        self.archive = PerovskiteArchive(self.space)
 
     def steps(self) -> Iterator[StepReport]:
         rng = np.random.default_rng(self.seed)
-        window = self.spec.constraints.tolerance_factor
+        frac = self.space.ideal_frac.numpy()
         for step in range(self.n_steps):
             pattern, elements, lengths = self.space.random_crystals(self.n_candidates, rng)
-            frac = self.space.ideal_frac.numpy()
             structures = [self.space.structure(e, length, frac) for e, length in zip(elements, lengths, strict=True)]
             mean, std = predict_structures(self.predictor, structures)
-            mean_t, std_t = torch.as_tensor(mean), torch.as_tensor(std)
-            loss = self.objective.total(mean_t, std_t)
-            if window is not None:
-                loss = loss + tolerance_factor_penalty(torch.as_tensor(self.space.tolerance_factors(pattern, elements)),
-                                                       window)
-            origins = [f"random sample {step}:{i}" for i in range(self.n_candidates)]
-            self.pool.offer(loss.tolist(), structures, mean, std, origins)
-            metrics = self.pool.metrics()
-            metrics.update(self.objective.criterion_rates(torch.as_tensor(np.array([m for _, _, m, _, _ in self.pool.items]))))
-            yield StepReport(step + 1, self.n_steps, metrics, self.pool.values(self.predictor.targets))
+            hard = self.scorer.judge(pattern, elements, lengths, np.repeat(frac[None], len(pattern), axis=0),
+                                     torch.as_tensor(mean), torch.as_tensor(std))
+            self.archive.offer(hard, f"random sample {step + 1}")
+            best = self.archive.best(self.n_candidates)
+            metrics = {"loss/best": self.archive.best_loss(), "loss/mean": float(np.mean([e.loss for e in best])),
+                       **self.scorer.metrics(hard), "archive/size": float(len(self.archive)),
+                       "archive/successful": float(self.archive.n_passing())}
+            values = {t: [float(entry.mean[i]) for entry in best] for i, t in enumerate(self.predictor.targets)}
+            yield StepReport(step + 1, self.n_steps, metrics, values)
 
     def candidates(self) -> list[Proposal]:
-        return self.pool.proposals(self.predictor.targets)
+        return self.archive.proposals(self.n_candidates, self.predictor.targets)
+
+    def parameters(self) -> dict:
+        return {**super().parameters(), "config": asdict(self.config), "caution": self.scorer.caution,
+                "patterns": self.space.patterns}
 
 
 class DatasetScreening(Optimizer):

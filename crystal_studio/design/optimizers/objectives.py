@@ -1,10 +1,13 @@
 """Differentiable losses for a spec's objectives, and the predictor set that feeds them.
 
 Each objective becomes a per-candidate hinge in units of the predictor's target standard deviation
-(so eV and GPa terms are comparable): ``target`` max(0, |p − v| − 0.2·tol), ``below``
-max(0, p − v + 0.05·σ), ``above`` max(0, v − p + 0.05·σ), ``minimize`` p/σ, ``maximize`` −p/σ.
-With caution k the predictions are pessimistic: mean + k·std for below/minimize, mean − k·std for
-above/maximize, and |mean − v| + k·std for targets.
+σ (so eV and GPa terms are comparable): ``target`` max(0, |p − v| − m_t·tol), ``below``
+max(0, p − v + m_b·σ), ``above`` max(0, v − p + m_b·σ), ``minimize`` p/σ, ``maximize`` −p/σ, with
+the margins m_t (default 0.2: aim at the inner fifth of the window) and m_b (default 0.05σ past a
+bound, a guard against model error). With ``linear_bounds`` a below/above objective is instead the
+linear term ±p/σ (the SMOACS paper's "coefficient × formation energy"). With caution k the
+predictions are pessimistic: mean + k·std for below/minimize, mean − k·std for above/maximize, and
+|mean − v| + k·std for targets.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -20,6 +24,7 @@ from crystal_studio.ml.predictor import CrystalPredictor
 
 TARGET_MARGIN = 0.2  # fraction of the tolerance the hinge aims inside the window
 BOUND_MARGIN = 0.05  # fraction of σ the hinge aims past a bound
+TOLERANCE_BAND = 0.05  # half-width of the zero-loss band around the tolerance-factor window's centre
 
 
 class PredictorSet(nn.Module):
@@ -60,18 +65,30 @@ class PredictorSet(nn.Module):
         return mean, std
 
 
-def tolerance_factor_penalty(t: Tensor, window: tuple[float, float], margin: float = 0.01) -> Tensor:
-    """Hinge pulling t into [lo + margin, hi − margin] (dimensionless, per candidate)."""
-    lo, hi = window
-    return torch.relu(lo + margin - t) + torch.relu(t - (hi - margin))
+def ensemble_size(predictor) -> int:
+    """Members of the largest ensemble in a predictor or predictor set (1 for a single model)."""
+    models = getattr(predictor, "models", None)
+    if models is not None:
+        return max(ensemble_size(m) for m in models)
+    return len(getattr(predictor, "members", [None]))
+
+
+def tolerance_factor_penalty(t, window: tuple[float, float], band: float = TOLERANCE_BAND):
+    """max(0, |t − c| − band) with c the centre of ``window`` (dimensionless, per candidate): aims t at
+    the window's centre (0.9 for [0.8, 1.0]) rather than its edges. Works on tensors and arrays."""
+    centre = 0.5 * (window[0] + window[1])
+    deviation = abs(t - centre) - band
+    return deviation.clamp_min(0.0) if isinstance(deviation, Tensor) else np.maximum(deviation, 0.0)
 
 
 class ObjectiveLoss:
     """Turns predictions (B, T) into per-objective loss terms (B,) and criterion rates."""
 
-    def __init__(self, spec: DesignSpec, predictor, caution: float = 0.0):
+    def __init__(self, spec: DesignSpec, predictor, caution: float = 0.0, target_margin: float = TARGET_MARGIN,
+                 bound_margin: float = BOUND_MARGIN, linear_bounds: bool = False):
         self.spec = spec
         self.caution = caution
+        self.target_margin, self.bound_margin, self.linear_bounds = target_margin, bound_margin, linear_bounds
         missing = [o.property for o in spec.objectives if o.property not in predictor.targets]
         if missing:
             raise SpecError([f"the selected model(s) predict {', '.join(predictor.targets)}, but the spec needs "
@@ -87,11 +104,15 @@ class ObjectiveLoss:
             scale = self.scales[col].to(mean.device).clamp_min(1e-6)
             if objective.kind == "target":
                 dev = (p - objective.value).abs() + k * s
-                term = torch.relu(dev - TARGET_MARGIN * objective.tolerance) / scale
+                term = torch.relu(dev - self.target_margin * objective.tolerance) / scale
+            elif objective.kind == "below" and self.linear_bounds:
+                term = (p + k * s - objective.value) / scale
             elif objective.kind == "below":
-                term = torch.relu(p + k * s - objective.value + BOUND_MARGIN * scale) / scale
+                term = torch.relu(p + k * s - objective.value + self.bound_margin * scale) / scale
+            elif objective.kind == "above" and self.linear_bounds:
+                term = (objective.value - (p - k * s)) / scale
             elif objective.kind == "above":
-                term = torch.relu(objective.value - (p - k * s) + BOUND_MARGIN * scale) / scale
+                term = torch.relu(objective.value - (p - k * s) + self.bound_margin * scale) / scale
             elif objective.kind == "minimize":
                 term = (p + k * s) / scale
             else:
@@ -101,6 +122,14 @@ class ObjectiveLoss:
 
     def total(self, mean: Tensor, std: Tensor) -> Tensor:
         return torch.stack(list(self.terms(mean, std).values())).sum(dim=0)
+
+    def passes(self, mean: Tensor) -> Tensor:
+        """(B,) bool: every objective's criterion holds for the predicted means."""
+        ok = torch.ones(mean.shape[0], dtype=torch.bool, device=mean.device)
+        for objective, col in zip(self.spec.objectives, self.columns, strict=True):
+            if objective.has_criterion:
+                ok &= torch.tensor([objective.passes(v) for v in mean[:, col].tolist()], device=mean.device)
+        return ok
 
     def criterion_rates(self, mean: Tensor) -> dict[str, float]:
         """Fraction of candidates meeting each objective's criterion, keyed 'rate/<criterion>'."""

@@ -8,20 +8,30 @@ states), so any choice of elements within one pattern is neutral by construction
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from pymatgen.core import Element, Lattice, Structure
 
-from crystal_studio.core.chemistry import ionic_radius
+from crystal_studio.core.chemistry import perovskite_lattice_from_radii, perovskite_site_radius, tolerance_from_radii
 from crystal_studio.design.evaluation import perovskite_template
+from crystal_studio.design.optimizers.base import Proposal
+from crystal_studio.design.optimizers.objectives import (
+    BOUND_MARGIN,
+    TARGET_MARGIN,
+    TOLERANCE_BAND,
+    ObjectiveLoss,
+    ensemble_size,
+    tolerance_factor_penalty,
+)
 from crystal_studio.design.spec import DesignSpec
 from crystal_studio.ml.elements import ELEMENTS, N_ELEMENTS
 
 ROLES = ("A", "B", "X")
-COORDINATION = {"A": "XII", "B": "VI", "X": "VI"}
+# The two oxidation patterns the SMOACS paper uses for ABX3 perovskites, (qA, qB, qX).
+PAPER_PATTERNS = ((1, 2, -1), (2, 4, -2))
+PATTERN_CHOICES = ("all", "paper")
 ANIONS = ("N", "O", "F", "S", "Cl", "Se", "Br", "I")
 EXCLUDED = {"H", "Tc", "Pm"}  # hydrogen is no cation here; Tc and Pm are radioactive
 MAX_Z = 83  # Bi; heavier elements are radioactive
@@ -59,7 +69,13 @@ class PerovskiteSpace:
         return torch.tensor([ROLES.index(r) for r in self.roles])
 
     @classmethod
-    def from_spec(cls, spec: DesignSpec) -> PerovskiteSpace:
+    def from_spec(cls, spec: DesignSpec, patterns: str = "all") -> PerovskiteSpace:
+        """The space a spec allows; ``patterns`` 'all' enumerates every neutral (qA, qB, qX) with
+        qX ∈ {−1, −2, −3}, 'paper' keeps only :data:`PAPER_PATTERNS`."""
+        from crystal_studio.design.spec import SpecError
+
+        if patterns not in PATTERN_CHOICES:
+            raise SpecError([f"patterns: '{patterns}' is not one of {', '.join(PATTERN_CHOICES)}"])
         c = spec.constraints
         allowed = set(c.allowed_elements) if c.allowed_elements else None
         forbidden = set(c.forbidden_elements)
@@ -71,11 +87,11 @@ class PerovskiteSpace:
             return site is None or symbol in site
 
         candidates = [s for s in ELEMENTS if Element(s).Z <= MAX_Z and s not in EXCLUDED and not Element(s).is_noble_gas]
-        patterns, masks, radii = [], [], []
+        found, masks, radii = [], [], []
         for qx in (-1, -2, -3):
             for qa in (1, 2, 3):
                 qb = -3 * qx - qa
-                if not 1 <= qb <= 7:
+                if not 1 <= qb <= 7 or (patterns == "paper" and (qa, qb, qx) not in PAPER_PATTERNS):
                     continue
                 mask = np.zeros((3, N_ELEMENTS), dtype=bool)
                 rad = np.zeros((3, N_ELEMENTS))
@@ -92,17 +108,15 @@ class PerovskiteSpace:
                             continue
                         i = ELEMENTS.index(symbol)
                         mask[r, i] = True
-                        rad[r, i] = ionic_radius(symbol, q, COORDINATION[role])
+                        rad[r, i] = perovskite_site_radius(symbol, q, role)
                 if mask.any(axis=1).all():
-                    patterns.append((qa, qb, qx))
+                    found.append((qa, qb, qx))
                     masks.append(mask)
                     radii.append(rad)
-        if not patterns:
-            from crystal_studio.design.spec import SpecError
-
+        if not found:
             raise SpecError(["constraints: no charge-neutral ABX3 pattern is possible with the allowed elements"])
         roles, ideal = perovskite_template(c.template.supercell)
-        return cls(patterns, torch.tensor(np.array(masks)), torch.tensor(np.array(radii), dtype=torch.float32),
+        return cls(found, torch.tensor(np.array(masks)), torch.tensor(np.array(radii), dtype=torch.float32),
                    c.template.supercell, roles, torch.tensor(ideal, dtype=torch.float32))
 
     def structure(self, element_indices: np.ndarray, lengths: np.ndarray, frac: np.ndarray) -> Structure:
@@ -110,20 +124,26 @@ class PerovskiteSpace:
         fractional coordinates."""
         return Structure(Lattice.orthorhombic(*lengths), [ELEMENTS[i] for i in element_indices], frac % 1.0)
 
-    def typical_lattice(self, pattern: int, elements: np.ndarray) -> float:
-        """Cubic lattice constant (Å) of the supercell estimated from radii: max(2(rB+rX), √2(rA+rX))."""
-        roles = self.role_index.numpy()
-        r = [float(np.mean([self.radii[pattern, k, e] for e, role in zip(elements, roles, strict=True) if role == k]))
-             for k in range(3)]
-        return self.supercell * max(2 * (r[1] + r[2]), math.sqrt(2) * (r[0] + r[2]))
-
-    def tolerance_factors(self, pattern: np.ndarray, elements: np.ndarray) -> np.ndarray:
-        """Goldschmidt t (B,) of argmax crystals: pattern (B,) and element indices (B, S)."""
+    def role_radii(self, pattern: np.ndarray, elements: np.ndarray) -> np.ndarray:
+        """(B, 3) mean Shannon radius (Å) of the A, B and X sites of argmax crystals given their
+        pattern (B,) and element indices (B, S)."""
         roles = self.role_index.numpy()
         radii = self.radii.numpy()[pattern][:, roles, :]  # (B, S, E)
         site_r = np.take_along_axis(radii, elements[..., None], axis=2)[..., 0]
-        ra, rb, rx = (site_r[:, roles == k].mean(axis=1) for k in range(3))
-        return (ra + rx) / (math.sqrt(2) * (rb + rx))
+        return np.stack([site_r[:, roles == k].mean(axis=1) for k in range(3)], axis=1)
+
+    def site_charges(self, pattern: int) -> list[int]:
+        """Oxidation state of every template site under ``pattern``."""
+        charges = self.patterns[pattern]
+        return [charges[k] for k in self.role_index.tolist()]
+
+    def lattice_constants(self, pattern: np.ndarray, elements: np.ndarray) -> np.ndarray:
+        """(B,) cubic lattice constant (Å) of each supercell from its site-mean radii."""
+        return perovskite_lattice_from_radii(*self.role_radii(pattern, elements).T, self.supercell)
+
+    def tolerance_factors(self, pattern: np.ndarray, elements: np.ndarray) -> np.ndarray:
+        """(B,) Goldschmidt t of argmax crystals from their site-mean radii."""
+        return tolerance_from_radii(*self.role_radii(pattern, elements).T)
 
     def random_crystals(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """n random neutral crystals on the template: pattern (n,), element indices (n, S) drawn
@@ -135,6 +155,154 @@ class PerovskiteSpace:
         for i in range(n):
             for s, role in enumerate(roles):
                 elements[i, s] = rng.choice(np.flatnonzero(mask[pattern[i], role]))
-        lengths = np.array([[self.typical_lattice(p, e)] * 3 for p, e in zip(pattern, elements, strict=True)])
+        lengths = np.repeat(self.lattice_constants(pattern, elements)[:, None], 3, axis=1)
         return pattern, elements, lengths
 
+
+
+@dataclass
+class PerovskiteSearchConfig:
+    """Settings every perovskite search shares: the chemical space and how a crystal is scored."""
+
+    patterns: str = "all"  # oxidation patterns: 'all' neutral (qA, qB, qX), or 'paper' (A+B2+X−, A2+B4+X2−)
+    caution: float | None = None  # k in mean ± k·std; None: 1 for ensembles, 0 for one model
+    tolerance_weight: float = 5.0  # weight of the tolerance-factor term
+    tolerance_band: float = TOLERANCE_BAND  # zero-loss half-width around the tolerance window's centre
+    target_margin: float = TARGET_MARGIN  # target hinges aim inside this fraction of the tolerance
+    bound_margin: float = BOUND_MARGIN  # below/above hinges aim this many σ past the bound
+    linear_bounds: bool = False  # below/above objectives as linear terms (paper) instead of hinges
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.patterns not in PATTERN_CHOICES:
+            out.append(f"patterns must be one of {', '.join(PATTERN_CHOICES)} (got '{self.patterns}')")
+        if self.caution is not None and self.caution < 0:
+            out.append("caution must be non-negative")
+        if self.tolerance_band < 0 or self.target_margin < 0 or self.tolerance_weight < 0:
+            out.append("tolerance_weight, tolerance_band and target_margin must be non-negative")
+        return out
+
+    def validate(self) -> None:
+        from crystal_studio.design.spec import SpecError
+
+        if self.problems():
+            raise SpecError(self.problems(), "settings")
+
+
+class PerovskiteScorer:
+    """The loss and pass/fail of argmax perovskites under a spec, a predictor and the shared settings."""
+
+    def __init__(self, spec: DesignSpec, predictor, space: PerovskiteSpace, config: PerovskiteSearchConfig):
+        self.config = config
+        self.space = space
+        self.caution = config.caution if config.caution is not None else (1.0 if ensemble_size(predictor) > 1 else 0.0)
+        self.objective = ObjectiveLoss(spec, predictor, self.caution, config.target_margin, config.bound_margin,
+                                       config.linear_bounds)
+        self.window = spec.constraints.tolerance_factor
+
+    def tolerance_term(self, t):
+        """Weighted tolerance-factor loss of t (tensor or array); 0 without a window."""
+        if self.window is None:
+            return 0.0 * t
+        return self.config.tolerance_weight * tolerance_factor_penalty(t, self.window, self.config.tolerance_band)
+
+    def judge(self, pattern: np.ndarray, elements: np.ndarray, lengths: np.ndarray, frac: np.ndarray,
+              mean: torch.Tensor, std: torch.Tensor) -> HardCrystals:
+        """Score argmax crystals given the model's mean and spread (B, T)."""
+        t = self.space.tolerance_factors(pattern, elements)
+        loss = self.objective.total(mean, std).cpu().numpy() + self.tolerance_term(t)
+        passes = self.objective.passes(mean).cpu().numpy()
+        if self.window is not None:
+            passes &= (t >= self.window[0]) & (t <= self.window[1])
+        return HardCrystals(pattern, elements, lengths, frac, mean.cpu().numpy(), std.cpu().numpy(), t, loss, passes)
+
+    def metrics(self, hard: HardCrystals) -> dict[str, float]:
+        """Criterion and success rates of a batch of argmax crystals, keyed 'rate/<criterion>'."""
+        rates = self.objective.criterion_rates(torch.as_tensor(hard.mean))
+        if self.window is not None:
+            rates["rate/tolerance_factor"] = float(np.mean((hard.tolerance >= self.window[0])
+                                                           & (hard.tolerance <= self.window[1])))
+        rates["rate/success"] = float(np.mean(hard.passes))
+        return rates
+
+
+@dataclass
+class HardCrystals:
+    """The argmax crystals of the batch and how the optimizer's model judges them."""
+
+    pattern: np.ndarray  # (B,) oxidation-pattern index
+    elements: np.ndarray  # (B, S) element indices
+    lengths: np.ndarray  # (B, 3) Å
+    frac: np.ndarray  # (B, S, 3)
+    mean: np.ndarray  # (B, T) predicted properties
+    std: np.ndarray  # (B, T) ensemble spread
+    tolerance: np.ndarray  # (B,) Goldschmidt t
+    loss: np.ndarray  # (B,) loss of the hard crystal
+    passes: np.ndarray  # (B,) bool, every criterion met under the model
+
+
+@dataclass
+class ArchiveEntry:
+    """One archived argmax crystal with the optimizer's verdict on it."""
+
+    loss: float
+    pattern: int
+    elements: np.ndarray  # (S,) element indices
+    lengths: np.ndarray  # (3,) Å
+    frac: np.ndarray  # (S, 3)
+    mean: np.ndarray  # (T,) predicted properties
+    std: np.ndarray  # (T,)
+    tolerance: float  # Goldschmidt t from the site-mean radii
+    passes: bool  # every criterion met under the model
+    origin: str
+
+
+class PerovskiteArchive:
+    """The best crystal seen for every distinct assignment of elements to the template's sites.
+
+    For the 5-atom cell the three X sites are equivalent, so their order is ignored; for supercells
+    the site-by-site assignment is the key. Lengths follow the composition, so one entry per
+    assignment is one structure up to small strains.
+    """
+
+    def __init__(self, space: PerovskiteSpace):
+        self.space = space
+        self._roles = space.roles
+        self.entries: dict[tuple, ArchiveEntry] = {}
+
+    def key(self, elements: np.ndarray) -> tuple:
+        if self.space.supercell > 1:
+            return tuple(int(e) for e in elements)
+        by_role = {r: [int(e) for e, role in zip(elements, self._roles, strict=True) if role == r] for r in ROLES}
+        return tuple(by_role["A"]), tuple(by_role["B"]), tuple(sorted(by_role["X"]))
+
+    def offer(self, hard: HardCrystals, origin: str) -> None:
+        """Add every crystal of ``hard`` that is new or better than the stored one of its assignment."""
+        for i in range(len(hard.loss)):
+            key = self.key(hard.elements[i])
+            loss = float(hard.loss[i])
+            if key not in self.entries or loss < self.entries[key].loss:
+                self.entries[key] = ArchiveEntry(loss, int(hard.pattern[i]), hard.elements[i].copy(),
+                                                 hard.lengths[i].copy(), hard.frac[i].copy(), hard.mean[i].copy(),
+                                                 hard.std[i].copy(), float(hard.tolerance[i]), bool(hard.passes[i]),
+                                                 f"{origin}, candidate {i}")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def n_passing(self) -> int:
+        return sum(entry.passes for entry in self.entries.values())
+
+    def best_loss(self) -> float:
+        return min(entry.loss for entry in self.entries.values())
+
+    def best(self, n: int) -> list[ArchiveEntry]:
+        """The ``n`` best entries: those meeting every criterion under the model first, then by loss."""
+        return sorted(self.entries.values(), key=lambda entry: (not entry.passes, entry.loss))[:n]
+
+    def proposals(self, n: int, targets: list[str]) -> list[Proposal]:
+        """The best ``n`` entries as proposals, best first, each with its designed site charges."""
+        return [Proposal(self.space.structure(e.elements, e.lengths, e.frac),
+                         dict(zip(targets, e.mean.tolist(), strict=True)), dict(zip(targets, e.std.tolist(), strict=True)),
+                         origin=e.origin, site_charges=self.space.site_charges(e.pattern))
+                for e in self.best(n)]

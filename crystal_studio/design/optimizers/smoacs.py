@@ -1,18 +1,35 @@
 """SMOACS: batched gradient optimization of crystals through differentiable property predictors.
 
-Each candidate is a soft perovskite: lattice lengths, fractional-coordinate offsets clamped to the
-template, per-site logits over elements and logits over oxidation patterns. Soft atom types are
-the pattern-weighted mixture of per-pattern softmaxes, where each pattern masks the elements that
-cannot take its charge, so the argmax crystal is neutral by construction. The loss combines the
-spec's objectives (hinges on predicted properties, optionally ensemble mean ∓ k·std for caution)
-and a tolerance-factor hinge computed from soft Shannon radii. Three Adam optimizers (lattice,
-atom types, coordinates) with cosine-annealed learning rates; the softmax temperature anneals
-linearly; at 1/4, 1/2 and 3/4 of the run the best fifth of the batch is copied over the rest with
-noise. Everything is vectorized over the batch; see methods.md §1 (Fujii et al., arXiv 2410.08562).
+Each candidate is a soft perovskite: per-site logits over elements, logits over oxidation patterns,
+and a lattice. Soft atom types are the pattern-weighted mixture of per-pattern softmaxes, where each
+pattern masks the elements that cannot take its charge, so the argmax ("hard") crystal is neutral by
+construction (methods.md §1; Fujii et al., arXiv 2410.08562).
+
+What keeps the optimizer honest against a model it could exploit:
+
+- **Composition-consistent geometry** (``geometry='a0'``, the default): the cubic lattice constant
+  follows the soft site-mean Shannon radii, a0 = n·max(2(rB + rX), √2(rA + rX)), and the optimizer
+  may only strain each axis by ±``lattice_slack``; coordinates stay on the ideal sites unless
+  ``max_offset`` > 0. The model is never asked about cells far from where such compounds live.
+- **Copy-and-mutate** at fractions ``mutate_at`` of the run, ranked by the loss of the hard crystal:
+  hard crystals meeting every criterion are kept, then the best ``keep_fraction`` of the batch; the
+  rest take a kept donor's pattern weights and geometry with freshly drawn site logits, and the Adam
+  optimizers are rebuilt (no stale moments).
+- **Archive**: every ``archive_every`` steps the hard crystals are pooled by composition on the
+  template (one entry per distinct assignment, its best loss); the result is the best unique
+  ``n_candidates`` of the pool, like a random search choosing from its whole budget.
+- **Caution** with ensembles: predictions enter the loss as mean ± k·std in the direction that hurts
+  (k = 1 by default for ensembles, 0 for single models).
+- The tolerance-factor loss aims t at the window's centre, from the same site-mean radii the
+  evaluator uses with the candidate's own oxidation pattern.
+
+Three Adam optimizers (lattice, atom types, coordinates) with cosine-annealed learning rates; the
+softmax temperature anneals linearly. Everything is vectorized over the batch.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -20,52 +37,87 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from crystal_studio.core.chemistry import perovskite_lattice_from_radii, tolerance_from_radii
 from crystal_studio.design.optimizers.base import Optimizer, Proposal, StepReport
-from crystal_studio.design.optimizers.objectives import ObjectiveLoss, tolerance_factor_penalty
-from crystal_studio.design.optimizers.perovskite import PerovskiteSpace
-from crystal_studio.design.spec import DesignSpec
+from crystal_studio.design.optimizers.perovskite import (
+    HardCrystals,
+    PerovskiteArchive,
+    PerovskiteScorer,
+    PerovskiteSearchConfig,
+    PerovskiteSpace,
+)
+from crystal_studio.design.spec import DesignSpec, SpecError
 from crystal_studio.ml.batching import batch_from_tensors
 from crystal_studio.ml.elements import N_ELEMENTS
 from crystal_studio.ml.predictor import CrystalPredictor
 
+GEOMETRIES = ("a0", "free")
+
 
 @dataclass
-class SmoacsConfig:
-    """Hyperparameters (learning rates per Adam step; lengths Å)."""
+class SmoacsConfig(PerovskiteSearchConfig):
+    """SMOACS settings (``crystal-studio optimize --set NAME=VALUE``); lengths Å, coordinates fractional."""
 
-    lr_lattice: float = 0.02
-    lr_atoms: float = 0.2
-    lr_coords: float = 0.005
-    temperature_start: float = 1.0
-    temperature_end: float = 0.01
-    caution: float = 0.0  # k in mean ∓ k·std
-    tolerance_weight: float = 1.0
-    copy_fraction: float = 0.2
-    copy_noise: float = 0.5  # std of noise added to copied logits
-    min_length: float = 2.0  # Å per 5-atom cell
+    lr_lattice: float = 0.02  # Adam step of the lattice parameters (tanh strain in 'a0', Å in 'free')
+    lr_atoms: float = 0.2  # Adam step of the site and pattern logits
+    lr_coords: float = 0.005  # Adam step of the coordinate offsets
+    temperature_start: float = 1.0  # softmax temperature, annealed linearly
+    temperature_end: float = 0.01  # final softmax temperature
+    geometry: str = "a0"  # 'a0': lattice follows the soft radii within ±lattice_slack; 'free': lengths optimized
+    lattice_slack: float = 0.03  # largest relative strain of each axis away from a0 (geometry 'a0')
+    max_offset: float = 0.0  # largest coordinate offset from the ideal sites (0 freezes coordinates)
+    mutate_at: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # fractions of the run at which to copy and mutate (paper: 0.25, 0.5, 0.75)
+    keep_fraction: float = 0.2  # share of the batch kept (besides successful crystals) when mutating
+    restart_schedules: bool = True  # restart the temperature and learning-rate schedules after each mutation
+    archive_every: int = 5  # steps between archiving the hard crystals
+    init_scale: float = 0.5  # standard deviation of the initial logits
+    min_length: float = 2.0  # Å per 5-atom cell (geometry 'free')
     max_length: float = 10.0
-    eval_every: int = 10  # steps between argmax-crystal criterion rates
+
+    def validate(self) -> None:
+        problems = self.problems()
+        if self.geometry not in GEOMETRIES:
+            problems.append(f"geometry must be one of {', '.join(GEOMETRIES)} (got '{self.geometry}')")
+        if not 0 <= self.lattice_slack < 1:
+            problems.append("lattice_slack must be in [0, 1)")
+        if self.max_offset < 0:
+            problems.append("max_offset must be non-negative")
+        if not 0 < self.keep_fraction <= 1:
+            problems.append("keep_fraction must be in (0, 1]")
+        if any(not 0 < f < 1 for f in self.mutate_at):
+            problems.append("mutate_at fractions must lie strictly between 0 and 1")
+        if self.archive_every < 1:
+            problems.append("archive_every must be at least 1")
+        if not 0 < self.temperature_end <= self.temperature_start:
+            problems.append("need 0 < temperature_end <= temperature_start")
+        if not 0 < self.min_length < self.max_length:
+            problems.append("need 0 < min_length < max_length")
+        if problems:
+            raise SpecError(problems, "smoacs settings")
 
 
 class SmoacsOptimizer(Optimizer):
     name = "smoacs"
+    config_class = SmoacsConfig
 
     def __init__(self, spec: DesignSpec, predictor: CrystalPredictor, n_candidates: int = 256, n_steps: int = 200,
                  seed: int = 0, device: str | torch.device = "cpu", config: SmoacsConfig | None = None):
         super().__init__(spec, n_candidates, n_steps, seed)
         if spec.constraints.template.kind != "perovskite":
-            from crystal_studio.design.spec import SpecError
-
             raise SpecError(["constraints.template.kind: SMOACS here optimizes perovskite templates; use "
                              "'screen' or 'random' for free templates"])
         self.config = config or SmoacsConfig()
+        self.config.validate()
+        c = self.config
         self.device = torch.device(device)
         self.predictor = predictor.to(self.device).eval()
         for p in self.predictor.parameters():
             p.requires_grad_(False)
-        self.space = PerovskiteSpace.from_spec(spec)
-        self.objective = ObjectiveLoss(spec, predictor, self.config.caution)
-        self.tolerance_window = spec.constraints.tolerance_factor
+        self.space = PerovskiteSpace.from_spec(spec, c.patterns)
+        self.scorer = PerovskiteScorer(spec, predictor, self.space, c)
+        self.objective = self.scorer.objective
+        self.max_offset = min(c.max_offset, spec.constraints.template.coordinate_tolerance)
+        self.archive = PerovskiteArchive(self.space)
         self._final: list[Proposal] = []
         self._init_parameters()
 
@@ -74,12 +126,14 @@ class SmoacsOptimizer(Optimizer):
     def _init_parameters(self) -> None:
         g = torch.Generator().manual_seed(self.seed)
         b, s, p = self.n_candidates, self.space.n_sites, len(self.space.patterns)
-        n = self.space.supercell
-        dev = self.device
-        self.pattern_logits = (torch.randn(b, p, generator=g) * 0.5).to(dev).requires_grad_()
-        self.site_logits = (torch.randn(b, s, N_ELEMENTS, generator=g) * 0.5).to(dev).requires_grad_()
-        self.lengths = (n * (3.6 + 0.8 * torch.rand(b, 3, generator=g))).to(dev).requires_grad_()
-        self.offsets = (0.02 * torch.randn(b, s, 3, generator=g)).to(dev).requires_grad_()
+        c, n, dev = self.config, self.space.supercell, self.device
+        self.pattern_logits = (torch.randn(b, p, generator=g) * c.init_scale).to(dev).requires_grad_()
+        self.site_logits = (torch.randn(b, s, N_ELEMENTS, generator=g) * c.init_scale).to(dev).requires_grad_()
+        if c.geometry == "a0":  # strain in tanh space: lengths = a0 (1 + slack tanh(strain))
+            self.lattice_param = (0.1 * torch.randn(b, 3, generator=g)).to(dev).requires_grad_()
+        else:
+            self.lattice_param = (n * (3.6 + 0.8 * torch.rand(b, 3, generator=g))).to(dev).requires_grad_()
+        self.offsets = (0.02 * torch.randn(b, s, 3, generator=g)).to(dev).requires_grad_(self.max_offset > 0)
         self.mask = self.space.mask.to(dev)  # (P, 3, E)
         self.radii = self.space.radii.to(dev)
         self.role_index = self.space.role_index.to(dev)  # (S,)
@@ -87,11 +141,26 @@ class SmoacsOptimizer(Optimizer):
         origin = torch.ones(s, 1, device=dev)
         origin[0] = 0.0  # site 0 fixes the origin
         self.origin_mask = origin
+        self._generator = torch.Generator().manual_seed(self.seed + 1)
+
+    def mutation_steps(self) -> list[int]:
+        """Steps (counted from 1) after which copy-and-mutate happens."""
+        return sorted({int(round(f * self.n_steps)) for f in self.config.mutate_at} - {0, self.n_steps})
+
+    def _phase(self, step: int) -> float:
+        """Progress in [0, 1] of the annealing schedules at ``step`` (from 0): over the whole run, or
+        within the current stretch between mutations when ``restart_schedules`` is on."""
+        start, end = 0, self.n_steps
+        if self.config.restart_schedules:
+            bounds = [0, *self.mutation_steps(), self.n_steps]
+            for lo, hi in zip(bounds, bounds[1:], strict=False):
+                if lo <= step < hi:
+                    start, end = lo, hi
+        return (step - start) / max(1, end - start - 1)
 
     def _temperature(self, step: int) -> float:
         c = self.config
-        frac = step / max(1, self.n_steps - 1)
-        return c.temperature_start + (c.temperature_end - c.temperature_start) * frac
+        return c.temperature_start + (c.temperature_end - c.temperature_start) * self._phase(step)
 
     def _site_mask(self) -> Tensor:
         """(P, S, E) allowed elements of every site under every pattern."""
@@ -106,13 +175,23 @@ class SmoacsOptimizer(Optimizer):
         types = torch.einsum("bp,bpse->bse", weights, per_pattern)
         return weights, per_pattern, types
 
-    def geometry(self) -> tuple[Tensor, Tensor]:
-        """Clamped fractional coordinates (B, S, 3) and diagonal lattices (B, 3, 3), Å."""
-        tol = self.spec.constraints.template.coordinate_tolerance
-        offsets = self.offsets.clamp(-tol, tol) * self.origin_mask
+    def soft_role_radii(self, weights: Tensor, per_pattern: Tensor) -> Tensor:
+        """(B, 3) pattern- and type-weighted mean Shannon radius (Å) of the A, B and X sites."""
+        site_radii = torch.einsum("bpse,pse->bps", per_pattern, self.radii[:, self.role_index, :])
+        site_radii = torch.einsum("bp,bps->bs", weights, site_radii)
+        return torch.stack([site_radii[:, self.role_index == k].mean(dim=1) for k in range(3)], dim=1)
+
+    def geometry(self, role_radii: Tensor) -> tuple[Tensor, Tensor]:
+        """Fractional coordinates (B, S, 3) and diagonal lattices (B, 3, 3) in Å for crystals whose
+        sites have the given role radii (B, 3)."""
+        c, n = self.config, self.space.supercell
+        offsets = self.offsets.clamp(-self.max_offset, self.max_offset) * self.origin_mask
         frac = self.ideal[None] + offsets
-        n = self.space.supercell
-        lengths = self.lengths.clamp(self.config.min_length * n, self.config.max_length * n)
+        if c.geometry == "a0":
+            a0 = perovskite_lattice_from_radii(role_radii[:, 0], role_radii[:, 1], role_radii[:, 2], n)
+            lengths = a0[:, None] * (1.0 + c.lattice_slack * torch.tanh(self.lattice_param))
+        else:
+            lengths = self.lattice_param.clamp(c.min_length * n, c.max_length * n)
         return frac, torch.diag_embed(lengths)
 
     def _predict(self, types: Tensor, frac: Tensor, lattice: Tensor) -> tuple[Tensor, Tensor]:
@@ -120,116 +199,109 @@ class SmoacsOptimizer(Optimizer):
         batch = batch_from_tensors(types.reshape(b * s, -1), frac.reshape(b * s, 3), lattice, [s] * b)
         return self.predictor(batch)
 
-    def _tolerance_factor(self, weights: Tensor, per_pattern: Tensor) -> Tensor:
-        """Soft Goldschmidt t (B,) from pattern- and type-weighted Shannon radii."""
-        site_radii = torch.einsum("bpse,pse->bps", per_pattern, self.radii[:, self.role_index, :])
-        site_radii = torch.einsum("bp,bps->bs", weights, site_radii)
-        role_means = [site_radii[:, self.role_index == k].mean(dim=1) for k in range(3)]
-        ra, rb, rx = role_means
-        return (ra + rx) / (2 ** 0.5 * (rb + rx))
-
     def loss(self, step: int) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """Per-candidate total loss (B,), its terms, and the predicted means (B, T) of the soft crystals."""
         weights, per_pattern, types = self.soft_types(self._temperature(step))
-        frac, lattice = self.geometry()
+        role_radii = self.soft_role_radii(weights, per_pattern)
+        frac, lattice = self.geometry(role_radii)
         mean, std = self._predict(types, frac, lattice)
         terms = self.objective.terms(mean, std)
-        if self.tolerance_window is not None:
-            t = self._tolerance_factor(weights, per_pattern)
-            terms["tolerance_factor"] = self.config.tolerance_weight * tolerance_factor_penalty(t, self.tolerance_window)
+        if self.scorer.window is not None:
+            terms["tolerance_factor"] = self.scorer.tolerance_term(
+                tolerance_from_radii(role_radii[:, 0], role_radii[:, 1], role_radii[:, 2]))
         total = torch.stack(list(terms.values())).sum(dim=0)
         return total, terms, mean
 
-    # ------------------------------------------------------------------ argmax crystal
+    # ------------------------------------------------------------------ argmax crystals
 
     @torch.no_grad()
-    def hard_crystals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Argmax pattern (B,), element indices (B, S), lengths (B, 3) and fractional coordinates."""
+    def hard_crystals(self) -> HardCrystals:
+        """The argmax crystals, their geometry (from their own radii) and the model's verdict."""
         pattern = self.pattern_logits.argmax(dim=-1)
         allowed = self._site_mask()[pattern]  # (B, S, E)
         elements = torch.where(allowed, self.site_logits, torch.tensor(-1e9, device=self.device)).argmax(dim=-1)
-        frac, lattice = self.geometry()
-        return (pattern.cpu().numpy(), elements.cpu().numpy(), torch.diagonal(lattice, dim1=1, dim2=2).cpu().numpy(),
-                frac.cpu().numpy())
-
-    @torch.no_grad()
-    def _hard_predictions(self) -> tuple[Tensor, Tensor, np.ndarray, np.ndarray]:
-        pattern, elements, _, _ = self.hard_crystals()
-        one_hot = torch.nn.functional.one_hot(torch.as_tensor(elements, device=self.device), N_ELEMENTS).float()
-        frac, lattice = self.geometry()
+        pattern_np, elements_np = pattern.cpu().numpy(), elements.cpu().numpy()
+        role_radii = self.space.role_radii(pattern_np, elements_np)
+        frac, lattice = self.geometry(torch.as_tensor(role_radii, dtype=torch.float32, device=self.device))
+        one_hot = torch.nn.functional.one_hot(elements, N_ELEMENTS).float()
         mean, std = self._predict(one_hot, frac, lattice)
-        return mean, std, pattern, elements
+        return self.scorer.judge(pattern_np, elements_np, torch.diagonal(lattice, dim1=1, dim2=2).cpu().numpy(),
+                                 frac.cpu().numpy(), mean, std)
 
-    @torch.no_grad()
-    def _criterion_rates(self) -> dict[str, float]:
-        mean, _, pattern, elements = self._hard_predictions()
-        rates = self.objective.criterion_rates(mean)
-        if self.tolerance_window is not None:
-            t = self.space.tolerance_factors(pattern, elements)
-            lo, hi = self.tolerance_window
-            rates["rate/tolerance_factor"] = float(np.mean((t >= lo) & (t <= hi)))
-        return rates
+    def _hard_metrics(self, hard: HardCrystals) -> dict[str, float]:
+        return {**self.scorer.metrics(hard), "archive/size": float(len(self.archive)),
+                "archive/successful": float(self.archive.n_passing())}
 
     # ------------------------------------------------------------------ loop
 
-    def _copy_best(self, total: Tensor, g: torch.Generator) -> None:
-        """Overwrite the worst candidates with noisy copies of the best ``copy_fraction``."""
-        order = torch.argsort(total.detach())
-        n_best = max(1, int(self.config.copy_fraction * self.n_candidates))
-        best, rest = order[:n_best], order[n_best:]
-        source = best[torch.arange(len(rest), device=self.device) % n_best]
-        noise = self.config.copy_noise
+    def _optimizers(self) -> list[tuple[torch.optim.Optimizer, float]]:
+        """Fresh Adam optimizers with their base learning rates (lattice, atom types, coordinates)."""
+        c = self.config
+        groups = [((self.lattice_param,), c.lr_lattice), ((self.site_logits, self.pattern_logits), c.lr_atoms)]
+        if self.max_offset > 0:
+            groups.append(((self.offsets,), c.lr_coords))
+        return [(torch.optim.Adam(params, lr=lr), lr) for params, lr in groups]
+
+    def mutate(self, hard: HardCrystals) -> np.ndarray:
+        """Copy-and-mutate (see the module docstring); returns the indices that were replaced."""
+        b = self.n_candidates
+        keep = hard.passes.copy()
+        n_top = max(1, int(round(self.config.keep_fraction * b)))
+        for i in np.argsort(hard.loss, kind="stable"):
+            if n_top == 0:
+                break
+            if not keep[i]:
+                keep[i] = True
+                n_top -= 1
+        replaced = np.flatnonzero(~keep)
+        if len(replaced) == 0:
+            return replaced
+        donors = np.flatnonzero(keep)
+        donors = donors[np.argsort(hard.loss[donors], kind="stable")]
+        source = torch.as_tensor(donors[np.arange(len(replaced)) % len(donors)], device=self.device)
+        target = torch.as_tensor(replaced, device=self.device)
+        g = self._generator
         with torch.no_grad():
-            for tensor, scale in ((self.site_logits, noise), (self.pattern_logits, noise),
-                                  (self.offsets, 0.01), (self.lengths, 0.05)):
-                tensor[rest] = tensor[source] + scale * torch.randn(tensor[rest].shape, generator=g).to(self.device)
+            self.pattern_logits[target] = self.pattern_logits[source]
+            self.lattice_param[target] = self.lattice_param[source]
+            self.offsets[target] = self.offsets[source]
+            fresh = torch.randn((len(replaced), *self.site_logits.shape[1:]), generator=g) * self.config.init_scale
+            self.site_logits[target] = fresh.to(self.device)
+        return replaced
 
     def steps(self) -> Iterator[StepReport]:
         c = self.config
-        groups = [(self.lengths, c.lr_lattice), ((self.site_logits, self.pattern_logits), c.lr_atoms),
-                  (self.offsets, c.lr_coords)]
-        optimizers = [torch.optim.Adam(p if isinstance(p, tuple) else (p,), lr=lr) for p, lr in groups]
-        schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(1, self.n_steps)) for o in optimizers]
-        copy_steps = {self.n_steps // 4, self.n_steps // 2, 3 * self.n_steps // 4} - {0}
-        g = torch.Generator().manual_seed(self.seed + 1)
+        optimizers = self._optimizers()
+        mutate_steps = set(self.mutation_steps())
         for step in range(self.n_steps):
+            decay = 0.5 * (1.0 + math.cos(math.pi * self._phase(step)))
             total, terms, mean = self.loss(step)
-            for o in optimizers:
-                o.zero_grad()
+            for opt, base_lr in optimizers:
+                opt.zero_grad()
+                for group in opt.param_groups:
+                    group["lr"] = base_lr * decay
             total.sum().backward()
-            for o, sched in zip(optimizers, schedulers, strict=True):
-                o.step()
-                sched.step()
+            for opt, _ in optimizers:
+                opt.step()
             total = total.detach()
             metrics = {"loss/best": float(total.min()), "loss/mean": float(total.mean()),
                        "temperature": self._temperature(step)}
             metrics.update({f"loss/{name}": float(v.detach().mean()) for name, v in terms.items()})
-            if step % c.eval_every == 0 or step == self.n_steps - 1:
-                metrics.update(self._criterion_rates())
-            if step + 1 in copy_steps:
-                self._copy_best(total, g)
+            done = step + 1
+            if done % c.archive_every == 0 or done in mutate_steps or done == self.n_steps:
+                hard = self.hard_crystals()
+                self.archive.offer(hard, f"step {done}")
+                metrics.update(self._hard_metrics(hard))
+                if done in mutate_steps:
+                    metrics["mutated"] = float(len(self.mutate(hard)))
+                    optimizers = self._optimizers()
             proposals = {t: mean[:, i].detach().cpu().tolist() for i, t in enumerate(self.predictor.targets)}
-            yield StepReport(step + 1, self.n_steps, metrics, proposals)
-        self._final = self._proposals()
-
-    @torch.no_grad()
-    def _proposals(self) -> list[Proposal]:
-        mean, std, pattern, elements = self._hard_predictions()
-        _, _, lengths, frac = self.hard_crystals()
-        total = self.objective.total(mean, std).cpu().numpy()
-        if self.tolerance_window is not None:
-            t = torch.as_tensor(self.space.tolerance_factors(pattern, elements))
-            total = total + self.config.tolerance_weight * tolerance_factor_penalty(t, self.tolerance_window).numpy()
-        out = []
-        targets = self.predictor.targets
-        for i in np.argsort(total, kind="stable"):
-            structure = self.space.structure(elements[i], lengths[i], frac[i])
-            out.append(Proposal(structure, dict(zip(targets, mean[i].tolist(), strict=True)),
-                                dict(zip(targets, std[i].tolist(), strict=True)), origin=f"candidate {i}"))
-        return out
+            yield StepReport(done, self.n_steps, metrics, proposals)
+        self._final = self.archive.proposals(self.n_candidates, self.predictor.targets)
 
     def candidates(self) -> list[Proposal]:
         return self._final
 
     def parameters(self) -> dict:
-        return {**super().parameters(), "config": asdict(self.config), "patterns": self.space.patterns}
+        return {**super().parameters(), "config": asdict(self.config), "caution": self.scorer.caution,
+                "patterns": self.space.patterns}
