@@ -17,9 +17,9 @@ def relax_candidates(project: Project, run_id: int, only_success: bool = False, 
                      progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> list[dict]:
     """Relax a run's candidates (cell free, ``fmax`` eV/Å), store each relaxed structure with its CHGNet
     energy (eV/atom), RMSD and largest displacement (Å), and the run's predictors' properties and
-    criteria re-evaluated on the relaxed structure. Returns one summary dict per candidate."""
+    criteria re-evaluated on the relaxed structure (with the candidate's designed site charges), and
+    the judge's too when the run was judged. Returns one summary dict per candidate."""
     from crystal_studio.design.job import load_predictors
-    from crystal_studio.ml.predictor import predict_structures
     from crystal_studio.ml.runtime import resolve_device
     from crystal_studio.oracles.chgnet_oracle import ChgnetOracle
 
@@ -32,16 +32,17 @@ def relax_candidates(project: Project, run_id: int, only_success: bool = False, 
         records = [r for r in records if r.id in wanted]
     torch_device = resolve_device(device)
     _, predictor = load_predictors(project, run.parameters["models"], torch_device)
+    judge_id = run.parameters.get("judge_model")
+    judge = load_predictors(project, [judge_id], torch_device)[1] if judge_id is not None else None
     oracle = ChgnetOracle(str(torch_device))
     out = []
     for i, record in enumerate(records):
         cancel.check()
         [relaxation] = oracle.relax([record.structure], fmax=fmax, max_steps=max_steps, cancel=cancel)
         final = relaxation.final
-        mean, std = predict_structures(predictor, [final])
-        props = dict(zip(predictor.targets, mean[0].tolist(), strict=True))
-        stds = dict(zip(predictor.targets, std[0].tolist(), strict=True))
-        after = evaluate_structure(final, spec, props, stds)
+        charges = record.evaluation.get("site_charges")
+        props, stds = _predicted(predictor, final)
+        after = evaluate_structure(final, spec, props, stds, charges)
         displacement = _displacements(relaxation.initial, final)
         summary = {
             "converged": relaxation.converged, "steps": relaxation.steps,
@@ -50,10 +51,23 @@ def relax_candidates(project: Project, run_id: int, only_success: bool = False, 
             "volume_change": final.volume / relaxation.initial.volume - 1.0,
             "properties": props, "criteria": after.criteria, "success_after": after.success,
         }
+        if judge is not None:
+            judge_after = evaluate_structure(final, spec, *_predicted(judge, final), charges)
+            summary["judge_after"] = {"model_id": judge_id, "properties": judge_after.properties,
+                                      "criteria": judge_after.criteria, "success": judge_after.success}
         candidate_store.set_relaxation(project, record.id, final, relaxation.energy_per_atom, summary)
         out.append({"id": record.id, "formula": record.formula, "success_before": record.success, **summary})
         progress(ProgressEvent(i + 1, len(records), f"relaxed {record.formula}"))
     return out
+
+
+def _predicted(predictor, structure) -> tuple[dict[str, float], dict[str, float]]:
+    """(mean, spread) of ``predictor`` for one structure, by target name."""
+    from crystal_studio.ml.predictor import predict_structures
+
+    mean, std = predict_structures(predictor, [structure])
+    return (dict(zip(predictor.targets, mean[0].tolist(), strict=True)),
+            dict(zip(predictor.targets, std[0].tolist(), strict=True)))
 
 
 def _displacements(initial, final) -> np.ndarray:
