@@ -113,7 +113,9 @@ class SettingsTable(QTableWidget):
         self.setHorizontalHeaderLabels(["Setting", "Value"])
         self.horizontalHeader().setStretchLastSection(True)
         self.verticalHeader().setVisible(False)
+        self.setMinimumHeight(110)
         self.setMaximumHeight(150)
+        self.verticalHeader().setDefaultSectionSize(22)
         self._defaults: dict[str, str] = {}
 
     def show_method(self, method: str) -> None:

@@ -320,3 +320,54 @@ def qt():
 
 def qtbot_button():
     return qt().MouseButton.LeftButton
+
+
+def test_settings_table_and_judge_in_the_optimization_panel(qtbot, project, model_id):
+    import torch
+
+    from crystal_studio.design.spec import load_spec
+    from crystal_studio.gui.jobs import JobManager
+    from crystal_studio.gui.optimization_panel import OptimizationPanel
+    from crystal_studio.ml.models.gnn import GNNConfig
+    from crystal_studio.ml.predictor import CrystalPredictor, save_predictor
+    from crystal_studio.store import models as model_store
+
+    torch.manual_seed(1)
+    other = CrystalPredictor(GNNConfig(n_targets=2, hidden=16, layers=1, n_gaussians=8),
+                             ["band_gap", "formation_energy_per_atom"])
+    other.set_normalization([1.5, -1.2], [1.0, 1.0])
+    judge_id = save_predictor(project, other, "judge", metrics={})
+    panel = OptimizationPanel(JobManager())
+    qtbot.addWidget(panel)
+    panel.set_project(project)
+    panel.set_spec(load_spec(GAP_SPEC))
+    for mid in (model_id, judge_id):
+        panel.set_model_checked(mid, mid == model_id)
+    offered = [panel.judge_combo.itemData(i) for i in range(panel.judge_combo.count())]
+    assert offered == [None, judge_id]  # the optimized model is never offered as its own judge
+    panel.set_judge(judge_id)
+    panel.set_method("smoacs")
+    table = panel.settings_table
+    names = [table.item(r, 0).text() for r in range(table.rowCount())]
+    assert {"geometry", "lattice_slack", "caution", "mutate_at", "archive_every"} <= set(names)
+    row = names.index("archive_every")
+    assert "archiving" in table.item(row, 0).toolTip()
+    table.item(row, 1).setText("often")
+    panel.candidates_spin.setValue(4)
+    panel.steps_spin.setValue(4)
+    assert panel.start() is None and "'archive_every': expected an integer" in panel.status_label.text()
+    table.item(row, 1).setText("2")
+    assert table.changed() == {"archive_every": "2"}
+    with qtbot.waitSignal(panel.run_finished, timeout=30000) as finished:
+        panel.start()
+    run_id = finished.args[0]
+    parameters = model_store.get_run(project, run_id).parameters
+    assert parameters["judge_model"] == judge_id and parameters["config"]["archive_every"] == 2
+    text = panel.summary_label.text()
+    assert f"judge #{judge_id}" in text and "own model" in text
+    assert "judge:" in panel.status_label.text()
+    panel.set_method("random")
+    assert "archive_every" not in [table.item(r, 0).text() for r in range(table.rowCount())]
+    panel.open_run(run_id)  # reopening restores the method, its settings and the judge
+    assert panel.method() == "smoacs" and panel.judge_model() == judge_id
+    assert table.changed() == {"archive_every": "2"}
