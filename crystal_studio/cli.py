@@ -57,11 +57,30 @@ def root(ctx: typer.Context,
 
 
 @app.command()
-def new(project: ProjectArg) -> None:
-    """Create an empty project file."""
+def new(
+    project: ProjectArg,
+    builtin: Annotated[bool, typer.Option(
+        help="Fill it with the built-in datasets and models (what the app's built-in project holds).")] = False,
+) -> None:
+    """Create a project file (empty, or with the built-in content); an existing file is never touched."""
     from crystal_studio.store.project import Project
 
     created = Project.create(project)
+    if builtin:
+        from crystal_studio.ml.builtin import ensure_builtin_model
+        from crystal_studio.store.builtin import add_builtin_dataset
+
+        try:
+            add_builtin_dataset(created)
+            model_id = ensure_builtin_model(created)
+        except BaseException:
+            created.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(created.path) + suffix).unlink(missing_ok=True)
+            raise
+        err.print(f"created project {created.path} with the built-in dataset"
+                  + (f" and model {model_id}" if model_id is not None else ""))
+        return
     err.print(f"created project {created.path}")
 
 

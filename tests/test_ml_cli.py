@@ -109,3 +109,37 @@ def test_user_errors_exit_2_without_traceback(trained):
                                 text=True, timeout=120)
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr and "error:" in result.stderr
+
+
+def test_ensemble_metrics_report_the_calibration_of_the_spread(trained):
+    code, doc, _ = run("evaluate", trained["project"], "--model", trained["train"]["model_id"], "--data",
+                       trained["root"] / "held_out.csv", "--json")
+    assert code == 0
+    for metrics in doc["metrics"].values():
+        assert 0 <= metrics["within_1sigma"] <= metrics["within_2sigma"] <= 1 and metrics["mean_std"] > 0
+    assert "within_2sigma" in trained["train"]["metrics"]["band_gap"]
+
+
+def test_calibration_fractions_count_errors_inside_k_sigma():
+    import numpy as np
+
+    from crystal_studio.ml.metrics import regression_metrics
+
+    m = regression_metrics(np.array([0.0, 0.0, 0.0, 0.0]), np.array([0.5, 1.5, 2.5, -0.5]), np.ones(4))
+    assert (m["within_1sigma"], m["within_2sigma"], m["mean_std"]) == (0.5, 0.75, 1.0)
+    assert "within_1sigma" not in regression_metrics(np.zeros(2), np.ones(2), np.zeros(2))  # one model: no spread
+
+
+def test_new_builtin_project_holds_the_builtin_dataset_and_model(tmp_path):
+    project = tmp_path / "b.sqlite"
+    code, _, stderr = run("new", project, "--builtin")
+    assert code == 0, stderr
+    _, datasets, _ = run("datasets", project, "--json")
+    assert [d["name"] for d in datasets["datasets"]] == ["builtin"] and datasets["datasets"][0]["count"] > 2000
+    _, models, _ = run("models", project, "--json")
+    [model] = models["models"]
+    assert model["kind"] == "gnn" and "bulk_modulus" in model["targets"] and model["metrics"]
+    assert model["name"] == "built-in CHGNet-label ensemble"
+    again = subprocess.run([sys.executable, "-m", "crystal_studio", "new", str(project), "--builtin"],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "already exists" in again.stderr

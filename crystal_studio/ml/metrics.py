@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float | int | None]:
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, y_std: np.ndarray | None = None
+                       ) -> dict[str, float | int | None]:
     """MAE, RMSE (units of the target), R² (None when the true values do not vary) and the count n,
-    over the entries where ``y_true`` is finite."""
+    over the entries where ``y_true`` is finite.
+
+    With an ensemble spread ``y_std`` (same units) that is not all zero, the calibration of the
+    spread too: ``mean_std`` and ``within_1sigma`` / ``within_2sigma``, the fractions of errors no
+    larger than 1σ / 2σ (0.683 / 0.954 for well-calibrated Gaussian errors; lower means the spread
+    is overconfident).
+    """
     y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
     known = np.isfinite(y_true)
     t, p = y_true[known], y_pred[known]
@@ -16,15 +23,22 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     err = p - t
     ss_tot = float(np.sum((t - t.mean()) ** 2))
     r2 = 1.0 - float(np.sum(err**2)) / ss_tot if ss_tot > 0 else None
-    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))), "r2": r2, "n": int(t.size)}
+    out = {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))), "r2": r2, "n": int(t.size)}
+    if y_std is not None:
+        s = np.asarray(y_std, dtype=np.float64)[known]
+        if np.any(s > 0):
+            out.update(mean_std=float(np.mean(s)), within_1sigma=float(np.mean(np.abs(err) <= s)),
+                       within_2sigma=float(np.mean(np.abs(err) <= 2 * s)))
+    return out
 
 
-def metrics_per_target(targets: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict]:
+def metrics_per_target(targets: list[str], y_true: np.ndarray, y_pred: np.ndarray,
+                       y_std: np.ndarray | None = None) -> dict[str, dict]:
     """:func:`regression_metrics` for each column of (n, T) arrays, keyed by target name; targets
     without any known value are left out."""
     out = {}
     for k, name in enumerate(targets):
-        m = regression_metrics(y_true[:, k], y_pred[:, k])
+        m = regression_metrics(y_true[:, k], y_pred[:, k], None if y_std is None else y_std[:, k])
         if m["n"]:
             out[name] = m
     return out

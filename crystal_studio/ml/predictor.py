@@ -214,5 +214,5 @@ def evaluate_structures(predictor: CrystalPredictor, structures: Sequence[Struct
         raise CrystalStudioError(
             f"no structure has a value for any of the model's targets ({', '.join(predictor.targets)})")
     chosen = [s for s, keep in zip(structures, labelled, strict=True) if keep]
-    mean, _ = predict_structures(predictor, chosen, batch_size, progress, cancel)
-    return len(chosen), metrics_per_target(predictor.targets, y[labelled], mean)
+    mean, std = predict_structures(predictor, chosen, batch_size, progress, cancel)
+    return len(chosen), metrics_per_target(predictor.targets, y[labelled], mean, std)

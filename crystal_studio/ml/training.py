@@ -514,7 +514,8 @@ def _execute(project: Project, run_id: int, parameters: dict, config: TrainConfi
 
 
 def graph_metrics(predictor: CrystalPredictor, graphs: list[CrystalGraph], batch_size: int = 128) -> dict:
-    """Metrics per target of the ensemble mean on labelled cached graphs."""
-    mean, _ = predict_graphs(predictor, graphs, batch_size)
+    """Metrics per target of the ensemble mean on labelled cached graphs (with the calibration of the
+    spread for ensembles)."""
+    mean, std = predict_graphs(predictor, graphs, batch_size)
     y = torch.stack([g.y for g in graphs]).double().numpy()
-    return metrics_per_target(predictor.targets, y, mean)
+    return metrics_per_target(predictor.targets, y, mean, std)

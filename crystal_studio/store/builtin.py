@@ -33,12 +33,20 @@ def ensure_builtin_project(progress: ProgressCallback = no_progress) -> Project:
             return project
     else:
         project = _create_atomically(path)
+    add_builtin_dataset(project, progress)
+    return project
+
+
+def add_builtin_dataset(project: Project, progress: ProgressCallback = no_progress) -> None:
+    """Import the shipped dataset (with its metadata: labels, model version, references) into
+    ``project`` unless it is there already."""
+    if BUILTIN_DATASET in project.dataset_names():
+        return
     if not BUILTIN_DATA.exists():
         raise ProjectError(f"the built-in dataset is missing from this installation ({BUILTIN_DATA})")
     meta = json.loads(BUILTIN_META.read_text(encoding="utf-8"))
     import_paths(project, [BUILTIN_DATA], BUILTIN_DATASET, ImportOptions(), progress=progress,
                  description=meta.get("description", ""), metadata=meta)
-    return project
 
 
 def _create_atomically(path: Path) -> Project:
