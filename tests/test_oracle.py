@@ -54,3 +54,13 @@ def test_bulk_modulus_is_physical(oracle):
     [relaxed] = oracle.relax([rocksalt(5.65)])
     bulk = oracle.bulk_modulus(relaxed.final)
     assert 15 < bulk < 40  # NaCl: experiment ~24 GPa
+
+
+def test_loading_chgnet_keeps_stdout_clean_for_json_output():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "from crystal_studio.oracles.chgnet_oracle import _load_model; "
+                           "_load_model('cpu')"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and "CHGNet" in done.stderr

@@ -6,6 +6,8 @@ forces eV/Å, stresses GPa, magnetic moments μB per site.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -53,7 +55,9 @@ def _load_model(device: str):
         if device not in _MODELS:
             from chgnet.model import CHGNet
 
-            _MODELS[device] = CHGNet.load(use_device=device, verbose=False)
+            # CHGNet announces itself on stdout, which belongs to --json documents and JSON-lines output
+            with contextlib.redirect_stdout(sys.stderr):
+                _MODELS[device] = CHGNet.load(use_device=device, verbose=False)
         return _MODELS[device]
 
 
