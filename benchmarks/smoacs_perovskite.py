@@ -40,7 +40,7 @@ BUILTIN = ROOT / "resources" / "builtin" / "builtin.csv.gz"
 TARGETS = {
     "gap 0.5 eV": ("smoacs_perovskite_gap_0.5eV.json", "mp", ("smoacs", "random", "screen"), 1.0),
     "gap 2.5 eV": ("smoacs_perovskite_gap_2.5eV.json", "mp", ("smoacs", "random", "screen"), 1.0),
-    "gap 2.5 eV, 3x3x3": ("smoacs_perovskite_3x3x3_gap_2.5eV.json", "mp", ("smoacs", "random"), 0.25),
+    "gap 2.5 eV, 3x3x3": ("smoacs_perovskite_gap_2.5eV_3x3x3.json", "mp", ("smoacs", "random"), 0.25),
     "bulk modulus 160 GPa": ("builtin_bulk_modulus_160GPa.json", "bulk", ("smoacs", "random", "screen"), 1.0),
 }
 FAMILIES = {"mp": ["formation_energy_per_atom", "band_gap"], "bulk": ["bulk_modulus", "formation_energy_per_atom"]}
@@ -116,7 +116,7 @@ def relaxation_survival(project, run_id: int, limit: int) -> dict:
             "median_abs_volume_change": round(volume[len(volume) // 2], 3)}
 
 
-def run_cell(project, label, spec, method, ids, candidates, steps, seed, relax: int) -> None:
+def run_cell(project, label, spec, method, ids, candidates, steps, seed, relax: int, settings: dict) -> None:
     from crystal_studio.design.job import run_optimization
     from crystal_studio.store.candidates import list_candidates
 
@@ -124,8 +124,9 @@ def run_cell(project, label, spec, method, ids, candidates, steps, seed, relax: 
     optimizer, judge = ids[f"{family}-optimizer"], ids[f"{family}-judge"]
     dataset = f"{'mp' if family == 'mp' else 'builtin'}-A"
     t0 = time.perf_counter()
+    settings = settings if method == "smoacs" else {}
     result = run_optimization(project, spec, method, [optimizer], candidates, steps, seed, "cpu", dataset,
-                              judge_model=judge)
+                              judge_model=judge, settings=settings)
     seconds = time.perf_counter() - t0
     summary, verdict = result.summary, result.summary["judge"]
     formulas = {r.formula for r in list_candidates(project, result.run_id)}
@@ -136,7 +137,7 @@ def run_cell(project, label, spec, method, ids, candidates, steps, seed, relax: 
                   independent_judge={"success": round(verdict["success_rate"], 3),
                                      **{k: round(v, 3) for k, v in verdict["criteria"].items()}},
                   unique_rate=round(summary["unique_rate"], 3), distinct_compositions=len(formulas),
-                  n=result.n_candidates)
+                  n=result.n_candidates, settings=settings)
     if relax and seed == 0:
         fields["relaxation"] = relaxation_survival(project, result.run_id, relax)
     emit(**fields)
@@ -156,7 +157,9 @@ def main() -> None:
     parser.add_argument("--methods", default="smoacs,random,screen")
     parser.add_argument("--relax", type=int, default=32, help="candidates relaxed with CHGNet per cell (seed 0)")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], help="SMOACS setting NAME=VALUE (repeatable)")
     args = parser.parse_args()
+    settings = dict(pair.split("=", 1) for pair in args.set)
     warnings.simplefilter("ignore")
     if not (SHARED / "mp_mtcgcnn_33k.csv.gz").exists():
         emit(skipped=f"{SHARED / 'mp_mtcgcnn_33k.csv.gz'} not present")
@@ -180,7 +183,7 @@ def main() -> None:
         candidates, steps = max(8, int(args.candidates * scale)), max(10, int(args.steps * scale))
         for method in (m for m in allowed if m in methods):
             for seed in ([0] if method == "screen" else [int(s) for s in args.seeds.split(",")]):
-                run_cell(project, label, spec, method, ids, candidates, steps, seed, args.relax)
+                run_cell(project, label, spec, method, ids, candidates, steps, seed, args.relax, settings)
 
 
 if __name__ == "__main__":
