@@ -84,3 +84,20 @@ def test_builtin_project_is_created_once_with_metadata(tmp_path, monkeypatch):
             "tolerance_factor", "magnetic_moment"} <= set(summary.properties)
     again = builtin.ensure_builtin_project()
     assert again.count() == summary.count
+
+
+def test_text_in_a_canonical_numeric_column_rejects_the_row(project, tmp_path):
+    from pymatgen.core import Lattice, Structure
+
+    cif = Structure(Lattice.cubic(4.2), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(fmt="cif")
+    path = tmp_path / "one.csv"
+    import csv
+
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "cif", "band_gap", "note"])
+        writer.writerow(["a", cif, "not-a-number", "free text stays metadata"])
+    report = import_paths(project, [path], "bad")
+    assert report.exit_code == 2 and report.imported == 0
+    [issue] = report.issues
+    assert "row 1" in issue.source and "'band_gap'" in issue.reason and "not-a-number" in issue.reason

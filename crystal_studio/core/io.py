@@ -32,7 +32,7 @@ from pymatgen.core import Element, Lattice, Structure
 
 from crystal_studio.core import structures as cs
 from crystal_studio.core.errors import CrystalStudioError
-from crystal_studio.core.properties import ID_COLUMNS, STRUCTURE_COLUMNS, canonical_name, normalize_column
+from crystal_studio.core.properties import ID_COLUMNS, STRUCTURE_COLUMNS, UNITS, canonical_name, normalize_column
 
 DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024  # per file, after decompression
 
@@ -247,7 +247,8 @@ def _records_from_csv(source: str, text: str) -> Iterator[RawRecord | ImportIssu
         return
     id_col = next((columns[c] for c in ID_COLUMNS if c in columns), None)
     others = [c for c in frame.columns if c not in (cif_col, id_col) and not str(c).startswith("Unnamed:")]
-    numeric = [c for c in others if _mostly_numeric(frame[c])]
+    # a column named for a canonical numeric property always holds numbers: a bad cell rejects its row
+    numeric = [c for c in others if canonical_name(str(c)) in UNITS or _mostly_numeric(frame[c])]
     text_cols = [c for c in others if c not in numeric]
     cif_values = frame[cif_col].tolist()
     id_values = frame[id_col].tolist() if id_col else [None] * len(frame)
