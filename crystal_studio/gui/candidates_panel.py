@@ -87,6 +87,11 @@ def candidate_columns(records: list[CandidateRecord]) -> list[Column]:
             Column("id", lambda r: r.id, tip="Candidate id in the project"),
             Column("Formula", lambda r: r.formula),
             Column("Success", lambda r: r.success, "criterion", "Meets every criterion")]
+    judged = [r.evaluation["judge"] for r in records if r.evaluation.get("judge")]
+    if judged:
+        judge_id = judged[0].get("model_id")
+        cols.append(Column("Judge", lambda r: (r.evaluation.get("judge") or {}).get("success"), "criterion",
+                           f"Meets every criterion under the independent judge (model {judge_id})"))
     for name in criteria:
         cols.append(Column(name, lambda r, n=name: r.evaluation.get("criteria", {}).get(n), "criterion",
                            f"Criterion {name}"))
@@ -120,6 +125,10 @@ def candidate_columns(records: list[CandidateRecord]) -> list[Column]:
             Column("Success after", relax("success_after"), "criterion",
                    "Still meets every criterion after relaxation (predictors re-run on the relaxed structure)"),
         ]
+        if judged:
+            cols.append(Column("Judge after", lambda r: ((r.evaluation.get("relaxation") or {}).get("judge_after")
+                                                         or {}).get("success"), "criterion",
+                               "Meets every criterion after relaxation under the independent judge"))
     cols += [Column("Origin", lambda r: r.evaluation.get("origin")),
              Column("Notes", lambda r: r.notes, "notes", "Double-click to edit")]
     return cols

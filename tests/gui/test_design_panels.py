@@ -366,6 +366,12 @@ def test_settings_table_and_judge_in_the_optimization_panel(qtbot, project, mode
     text = panel.summary_label.text()
     assert f"judge #{judge_id}" in text and "own model" in text
     assert "judge:" in panel.status_label.text()
+    from crystal_studio.gui.candidates_panel import candidate_columns
+    from crystal_studio.store.candidates import list_candidates
+
+    records = list_candidates(project, run_id)
+    judge_column = next(c for c in candidate_columns(records) if c.header == "Judge")
+    assert [judge_column.get(r) for r in records] == [r.evaluation["judge"]["success"] for r in records]
     panel.set_method("random")
     assert "archive_every" not in [table.item(r, 0).text() for r in range(table.rowCount())]
     panel.open_run(run_id)  # reopening restores the method, its settings and the judge
