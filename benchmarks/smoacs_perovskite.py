@@ -40,7 +40,7 @@ BUILTIN = ROOT / "resources" / "builtin" / "builtin.csv.gz"
 TARGETS = {
     "gap 0.5 eV": ("smoacs_perovskite_gap_0.5eV.json", "mp", ("smoacs", "random", "screen"), 1.0),
     "gap 2.5 eV": ("smoacs_perovskite_gap_2.5eV.json", "mp", ("smoacs", "random", "screen"), 1.0),
-    "gap 2.5 eV, 3x3x3": ("smoacs_perovskite_gap_2.5eV_3x3x3.json", "mp", ("smoacs", "random"), 0.25),
+    "gap 2.5 eV 3x3x3": ("smoacs_perovskite_gap_2.5eV_3x3x3.json", "mp", ("smoacs", "random"), 0.25),
     "bulk modulus 160 GPa": ("builtin_bulk_modulus_160GPa.json", "bulk", ("smoacs", "random", "screen"), 1.0),
 }
 FAMILIES = {"mp": ["formation_energy_per_atom", "band_gap"], "bulk": ["bulk_modulus", "formation_energy_per_atom"]}
