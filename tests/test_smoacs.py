@@ -199,3 +199,13 @@ def test_cli_set_and_judge(project_with_two_models, tmp_path):
     assert {"smoacs", "random", "screen"} <= set(methods)
     settings = {s["name"]: s for s in methods["smoacs"]["settings"]}
     assert settings["lattice_slack"]["default"] == 0.03 and "strain" in settings["lattice_slack"]["help"]
+
+
+def test_mutation_can_redraw_archived_successes(spec):
+    opt = SmoacsOptimizer(spec, tiny_predictor(), n_candidates=10, n_steps=5, seed=1,
+                          config=SmoacsConfig(keep_fraction=0.2, keep_successful=False))
+    hard = opt.hard_crystals()
+    hard.passes[:] = False
+    hard.passes[[3, 7]] = True
+    hard.loss[:] = np.arange(10, dtype=float)
+    assert set(opt.mutate(hard).tolist()) == set(range(10)) - {0, 1}  # only the best fifth stays

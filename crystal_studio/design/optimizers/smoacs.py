@@ -68,6 +68,7 @@ class SmoacsConfig(PerovskiteSearchConfig):
     max_offset: float = 0.0  # largest coordinate offset from the ideal sites (0 freezes coordinates)
     mutate_at: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # fractions of the run at which to copy and mutate (paper: 0.25, 0.5, 0.75)
     keep_fraction: float = 0.2  # share of the batch kept (besides successful crystals) when mutating
+    keep_successful: bool = True  # keep crystals meeting every criterion when mutating (they are archived anyway)
     restart_schedules: bool = True  # restart the temperature and learning-rate schedules after each mutation
     archive_every: int = 5  # steps between archiving the hard crystals
     init_scale: float = 0.5  # standard deviation of the initial logits
@@ -245,7 +246,7 @@ class SmoacsOptimizer(Optimizer):
     def mutate(self, hard: HardCrystals) -> np.ndarray:
         """Copy-and-mutate (see the module docstring); returns the indices that were replaced."""
         b = self.n_candidates
-        keep = hard.passes.copy()
+        keep = hard.passes.copy() if self.config.keep_successful else np.zeros_like(hard.passes)
         n_top = max(1, int(round(self.config.keep_fraction * b)))
         for i in np.argsort(hard.loss, kind="stable"):
             if n_top == 0:
