@@ -89,7 +89,7 @@ def perovskite_tolerance_factor(structure: Structure, roles: dict[str, list[int]
     """Goldschmidt t from the mean Shannon radius of each role's sites (A at CN 12, B and X at CN 6)
     with the given per-site charges — the quantity the perovskite optimizers compute (NaN when a
     charge or radius is unknown)."""
-    if site_charges is None:
+    if site_charges is None or any(q == 0 for q in site_charges):
         return math.nan
     try:
         means = []
@@ -97,8 +97,6 @@ def perovskite_tolerance_factor(structure: Structure, roles: dict[str, list[int]
             radii = [perovskite_site_radius(structure[i].specie.symbol, site_charges[i], role) for i in roles[role]]
             means.append(float(np.mean(radii)))
     except (ValueError, KeyError):
-        return math.nan
-    if any(q == 0 for q in site_charges):
         return math.nan
     return float(tolerance_from_radii(*means))
 
@@ -159,11 +157,7 @@ def evaluate_structure(structure: Structure, spec: DesignSpec, properties: dict[
     roles = perovskite_roles(structure, c.template) if c.template.kind == "perovskite" else None
     t = perovskite_tolerance_factor(structure, roles, site_charges) if roles else math.nan
     number, symbol = spacegroup(structure)
-    criteria: dict[str, bool] = {}
-    for objective in spec.objectives:
-        if objective.has_criterion:
-            value = properties.get(objective.property, math.nan)
-            criteria[objective.criterion_name] = bool(np.isfinite(value) and objective.passes(value))
+    criteria = property_criteria(spec, properties)
     if c.charge_neutral:
         criteria["charge_neutral"] = neutral
     if c.template.kind == "perovskite":
@@ -186,6 +180,23 @@ def evaluate_structure(structure: Structure, spec: DesignSpec, properties: dict[
         site_charges=site_charges,
         criteria=criteria,
     )
+
+
+def property_criteria(spec: DesignSpec, properties: dict[str, float]) -> dict[str, bool]:
+    """Pass/fail of every objective criterion of ``spec`` for predicted ``properties`` (missing or
+    non-finite values fail)."""
+    criteria = {}
+    for objective in spec.objectives:
+        if objective.has_criterion:
+            value = properties.get(objective.property, math.nan)
+            criteria[objective.criterion_name] = bool(np.isfinite(value) and objective.passes(value))
+    return criteria
+
+
+def rejudged(criteria: dict[str, bool], spec: DesignSpec, properties: dict[str, float]) -> dict[str, bool]:
+    """``criteria`` of an evaluated structure with the property criteria replaced by those of another
+    model's ``properties`` (the structural and chemical checks do not depend on the model)."""
+    return {**criteria, **property_criteria(spec, properties)}
 
 
 def _elements_allowed(structure: Structure, elements: set[str], roles, spec: DesignSpec) -> bool:

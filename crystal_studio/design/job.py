@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from crystal_studio.core.errors import Cancelled, CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
-from crystal_studio.design.evaluation import evaluate_structure, mark_unique_and_novel, summarize
+from crystal_studio.design.evaluation import evaluate_structure, mark_unique_and_novel, rejudged, summarize
 from crystal_studio.design.optimizers.base import Optimizer, StepReport
 from crystal_studio.design.spec import DesignSpec
 from crystal_studio.store import candidates as candidate_store
@@ -70,8 +70,22 @@ def method_config_class(method: str):
     raise CrystalStudioError(f"unknown method '{method}' (choose {', '.join(METHODS)})")
 
 
+def method_config(method: str, settings: dict | None = None):
+    """The settings of ``method`` with ``settings`` (name → value or text) applied and checked; None for
+    a method without settings. Raises SpecError/CrystalStudioError naming a bad setting."""
+    from crystal_studio.design.optimizers.base import apply_settings
+
+    cls = method_config_class(method)
+    if cls is None:
+        if settings:
+            raise CrystalStudioError(f"{method} has no settings (got {', '.join(settings)})")
+        return None
+    return apply_settings(cls(), settings, method)
+
+
 def method_settings(method: str) -> list[dict]:
-    """Every setting of ``method``: name, type, default and the help comment written beside the field."""
+    """Every setting of ``method``: name, type, default and the help comment written beside the field
+    (empty when the source is not shipped, e.g. in a frozen build)."""
     import inspect
     import re
     from dataclasses import fields
@@ -80,10 +94,12 @@ def method_settings(method: str) -> list[dict]:
     if cls is None:
         return []
     comments = {}
-    for klass in reversed(cls.__mro__):
-        if klass is object:
+    for klass in reversed(cls.__mro__[:-1]):  # base classes first, object left out
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
             continue
-        for line in inspect.getsource(klass).splitlines():
+        for line in source.splitlines():
             match = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
             if match:
                 comments[match.group(1)] = match.group(2).strip()
@@ -94,35 +110,28 @@ def method_settings(method: str) -> list[dict]:
 
 def make_optimizer(method: str, spec: DesignSpec, predictor, project: Project, n_candidates: int, n_steps: int,
                    seed: int, device: str, dataset: str | None, settings: dict | None = None) -> Optimizer:
-    """The optimizer of ``method`` with its settings (name → value, see each method's config class)."""
-    from crystal_studio.design.optimizers.base import apply_settings
-
+    """The optimizer of ``method`` with its settings (name → value, see :func:`method_config`)."""
+    config = method_config(method, settings)
     if method == "smoacs":
-        from crystal_studio.design.optimizers.smoacs import SmoacsConfig, SmoacsOptimizer
+        from crystal_studio.design.optimizers.smoacs import SmoacsOptimizer
 
-        config = apply_settings(SmoacsConfig(), settings, method)
         return SmoacsOptimizer(spec, predictor, n_candidates, n_steps, seed, device, config)
     if method == "random":
         from crystal_studio.design.optimizers.baselines import RandomSearch
-        from crystal_studio.design.optimizers.perovskite import PerovskiteSearchConfig
 
-        config = apply_settings(PerovskiteSearchConfig(), settings, method)
         return RandomSearch(spec, predictor, n_candidates, n_steps, seed, device, config)
-    if method == "screen":
-        from crystal_studio.design.optimizers.baselines import DatasetScreening
+    from crystal_studio.design.optimizers.baselines import DatasetScreening
 
-        if settings:
-            raise CrystalStudioError(f"screen has no settings (got {', '.join(settings)})")
-        if not dataset:
-            raise CrystalStudioError("screening needs a dataset (--dataset NAME)")
-        return DatasetScreening(spec, predictor, project, dataset, n_candidates, seed, device)
-    raise CrystalStudioError(f"unknown method '{method}' (choose {', '.join(METHODS)})")
+    if not dataset:
+        raise CrystalStudioError("screening needs a dataset (--dataset NAME)")
+    return DatasetScreening(spec, predictor, project, dataset, n_candidates, seed, device)
 
 
 def judge_candidates(project: Project, judge_model: int, spec: DesignSpec, structures: list, docs: list[dict],
                      device) -> None:
-    """Re-predict candidates with an independent ``judge_model`` and add its verdict to each candidate
-    document as ``doc["judge"]`` (properties, spread, criteria, success)."""
+    """Re-predict evaluated candidates with an independent ``judge_model`` and add its verdict to each
+    candidate document as ``doc["judge"]`` (properties, spread, criteria, success); the structural and
+    chemical checks are the candidate's own."""
     from crystal_studio.ml.predictor import load_predictor, predict_structures
 
     _, judge = load_predictor(project, judge_model, device)
@@ -130,13 +139,12 @@ def judge_candidates(project: Project, judge_model: int, spec: DesignSpec, struc
     if missing:
         raise CrystalStudioError(f"judge model {judge_model} does not predict {', '.join(sorted(set(missing)))}")
     mean, std = predict_structures(judge, structures)
-    for structure, doc, m, d in zip(structures, docs, mean, std, strict=True):
+    for doc, m, d in zip(docs, mean, std, strict=True):
         properties = dict(zip(judge.targets, m.tolist(), strict=True))
-        evaluation = evaluate_structure(structure, spec, properties, dict(zip(judge.targets, d.tolist(), strict=True)),
-                                        doc.get("site_charges"))
-        doc["judge"] = {"model_id": judge_model, "properties": evaluation.properties,
-                        "property_std": evaluation.property_std, "criteria": evaluation.criteria,
-                        "success": evaluation.success}
+        criteria = rejudged(doc["criteria"], spec, properties)
+        doc["judge"] = {"model_id": judge_model, "properties": properties,
+                        "property_std": dict(zip(judge.targets, d.tolist(), strict=True)), "criteria": criteria,
+                        "success": all(criteria.values())}
 
 
 def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids: list[int], n_candidates: int,

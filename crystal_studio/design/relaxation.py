@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
-from crystal_studio.design.evaluation import evaluate_structure
+from crystal_studio.design.evaluation import evaluate_structure, rejudged
 from crystal_studio.design.spec import spec_from_dict
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
@@ -52,9 +52,10 @@ def relax_candidates(project: Project, run_id: int, only_success: bool = False, 
             "properties": props, "criteria": after.criteria, "success_after": after.success,
         }
         if judge is not None:
-            judge_after = evaluate_structure(final, spec, *_predicted(judge, final), charges)
-            summary["judge_after"] = {"model_id": judge_id, "properties": judge_after.properties,
-                                      "criteria": judge_after.criteria, "success": judge_after.success}
+            judge_props, _ = _predicted(judge, final)
+            criteria = rejudged(after.criteria, spec, judge_props)
+            summary["judge_after"] = {"model_id": judge_id, "properties": judge_props, "criteria": criteria,
+                                      "success": all(criteria.values())}
         candidate_store.set_relaxation(project, record.id, final, relaxation.energy_per_atom, summary)
         out.append({"id": record.id, "formula": record.formula, "success_before": record.success, **summary})
         progress(ProgressEvent(i + 1, len(records), f"relaxed {record.formula}"))

@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent
 from crystal_studio.core.properties import unit_of
-from crystal_studio.design.job import METHODS, method_settings, run_summary
+from crystal_studio.design.job import METHODS, method_config, method_settings, run_summary
 from crystal_studio.design.spec import DesignSpec
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, PALETTE, LiveCurves, LiveJobMixin
@@ -643,12 +643,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         n_steps = self.steps_spin.value() if method != "screen" else 1
         settings = self.settings_table.changed()
         try:
-            from crystal_studio.design.job import method_config_class
-            from crystal_studio.design.optimizers.base import apply_settings
-
-            config_class = method_config_class(method)
-            if config_class is not None:
-                apply_settings(config_class(), settings, method)
+            method_config(method, settings)  # bad settings are reported here, before a job starts
         except CrystalStudioError as exc:
             self.status_label.setText(str(exc))
             return None

@@ -123,19 +123,19 @@ class ObjectiveLoss:
     def total(self, mean: Tensor, std: Tensor) -> Tensor:
         return torch.stack(list(self.terms(mean, std).values())).sum(dim=0)
 
+    def criterion_masks(self, mean: Tensor) -> dict[str, Tensor]:
+        """(B,) bool per objective criterion: whether the predicted means meet it."""
+        return {objective.criterion_name: torch.tensor([objective.passes(v) for v in mean[:, col].tolist()],
+                                                       dtype=torch.bool, device=mean.device)
+                for objective, col in zip(self.spec.objectives, self.columns, strict=True) if objective.has_criterion}
+
     def passes(self, mean: Tensor) -> Tensor:
         """(B,) bool: every objective's criterion holds for the predicted means."""
         ok = torch.ones(mean.shape[0], dtype=torch.bool, device=mean.device)
-        for objective, col in zip(self.spec.objectives, self.columns, strict=True):
-            if objective.has_criterion:
-                ok &= torch.tensor([objective.passes(v) for v in mean[:, col].tolist()], device=mean.device)
+        for mask in self.criterion_masks(mean).values():
+            ok &= mask
         return ok
 
     def criterion_rates(self, mean: Tensor) -> dict[str, float]:
         """Fraction of candidates meeting each objective's criterion, keyed 'rate/<criterion>'."""
-        rates = {}
-        for objective, col in zip(self.spec.objectives, self.columns, strict=True):
-            if objective.has_criterion:
-                values = mean[:, col].detach().cpu().tolist()
-                rates[f"rate/{objective.criterion_name}"] = sum(objective.passes(v) for v in values) / len(values)
-        return rates
+        return {f"rate/{name}": float(mask.float().mean()) for name, mask in self.criterion_masks(mean.detach()).items()}

@@ -8,6 +8,7 @@ states), so any choice of elements within one pattern is neutral by construction
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -185,8 +186,9 @@ class PerovskiteSearchConfig:
     def validate(self) -> None:
         from crystal_studio.design.spec import SpecError
 
-        if self.problems():
-            raise SpecError(self.problems(), "settings")
+        problems = self.problems()
+        if problems:
+            raise SpecError(problems, "settings")
 
 
 class PerovskiteScorer:
@@ -269,6 +271,7 @@ class PerovskiteArchive:
         self.space = space
         self._roles = space.roles
         self.entries: dict[tuple, ArchiveEntry] = {}
+        self._passing = 0  # entries meeting every criterion (kept up to date by offer)
 
     def key(self, elements: np.ndarray) -> tuple:
         if self.space.supercell > 1:
@@ -281,7 +284,9 @@ class PerovskiteArchive:
         for i in range(len(hard.loss)):
             key = self.key(hard.elements[i])
             loss = float(hard.loss[i])
-            if key not in self.entries or loss < self.entries[key].loss:
+            old = self.entries.get(key)
+            if old is None or loss < old.loss:
+                self._passing += bool(hard.passes[i]) - (old.passes if old is not None else 0)
                 self.entries[key] = ArchiveEntry(loss, int(hard.pattern[i]), hard.elements[i].copy(),
                                                  hard.lengths[i].copy(), hard.frac[i].copy(), hard.mean[i].copy(),
                                                  hard.std[i].copy(), float(hard.tolerance[i]), bool(hard.passes[i]),
@@ -291,14 +296,14 @@ class PerovskiteArchive:
         return len(self.entries)
 
     def n_passing(self) -> int:
-        return sum(entry.passes for entry in self.entries.values())
+        return self._passing
 
     def best_loss(self) -> float:
         return min(entry.loss for entry in self.entries.values())
 
     def best(self, n: int) -> list[ArchiveEntry]:
         """The ``n`` best entries: those meeting every criterion under the model first, then by loss."""
-        return sorted(self.entries.values(), key=lambda entry: (not entry.passes, entry.loss))[:n]
+        return heapq.nsmallest(n, self.entries.values(), key=lambda entry: (not entry.passes, entry.loss))
 
     def proposals(self, n: int, targets: list[str]) -> list[Proposal]:
         """The best ``n`` entries as proposals, best first, each with its designed site charges."""
