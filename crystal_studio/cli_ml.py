@@ -59,19 +59,21 @@ def _report_skipped(issues) -> None:
 def train(
     project: ProjectArg,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset to train on.")] = None,
-    model: Annotated[str, typer.Option(help="Model kind: gnn.")] = "gnn",
+    model: Annotated[str, typer.Option(
+        help="Model kind: gnn (differentiable, what optimizers use) or chgnet_transfer (heads on frozen "
+             "CHGNet features; accurate judge and screener).")] = "gnn",
     targets: Annotated[str, typer.Option(
         help="Comma-separated properties to predict, e.g. formation_energy_per_atom,band_gap.")] = "",
-    epochs: Annotated[int, typer.Option(help="Maximum epochs per ensemble member.")] = 100,
-    ensemble: Annotated[int, typer.Option(help="Ensemble members (the spread of their predictions is reported).")] = 1,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs per ensemble member. Default: the kind's own (100 for gnn).")] = None,
+    ensemble: Annotated[int, typer.Option(help="Ensemble members (the spread of their predictions is reported).")] = 3,
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the split, initialization and batch order.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Crystals per batch.")] = 64,
+    batch_size: Annotated[int | None, typer.Option(help="Crystals per batch. Default: the kind's own (64 for gnn).")] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-3,
-    patience: Annotated[int, typer.Option(help="Stop a member after this many epochs without improvement.")] = 20,
+    patience: Annotated[int | None, typer.Option(help="Stop a member after this many epochs without improvement. Default: the kind's own (20 for gnn).")] = None,
     loss: Annotated[str, typer.Option(help="l1, mse or huber (on standardized targets).")] = "l1",
-    hidden: Annotated[int, typer.Option(help="Width of the atom states.")] = 64,
-    layers: Annotated[int, typer.Option(help="Message-passing layers.")] = 3,
+    hidden: Annotated[int | None, typer.Option(help="Width of the atom states (gnn) or of the head's hidden layers (chgnet_transfer). Default: the kind's own (64 for gnn).")] = None,
+    layers: Annotated[int | None, typer.Option(help="Message-passing layers (gnn) or hidden layers of the head (chgnet_transfer). Default: the kind's own (3 for gnn).")] = None,
     cutoff: Annotated[float, typer.Option(help="Neighbour cutoff radius in Å.")] = 5.0,
     threads: Annotated[int, typer.Option(help="CPU threads for torch (0: default).")] = 0,
     name: Annotated[str | None, typer.Option(help="Name of the stored model.")] = None,
@@ -82,7 +84,7 @@ def train(
     """Train a property predictor on a dataset; prints the model id and test metrics."""
     from crystal_studio.core.properties import canonical_name
     from crystal_studio.jobs.cli_runner import run_with_progress
-    from crystal_studio.ml.models import MODEL_KINDS
+    from crystal_studio.ml.kinds import PREDICTOR_KINDS
     from crystal_studio.ml.training import TrainConfig, resume_training, train_model
     from crystal_studio.store import models as model_store
 
@@ -92,16 +94,16 @@ def train(
             return resume_training(proj, resume, progress, cancel, device=None if device == "auto" else device,
                                    threads=threads or None)
     else:
-        if model not in MODEL_KINDS:
-            raise CrystalStudioError(f"--model must be one of {', '.join(MODEL_KINDS)} (got '{model}')")
+        if model not in PREDICTOR_KINDS:
+            raise CrystalStudioError(f"--model must be one of {', '.join(PREDICTOR_KINDS)} (got '{model}')")
         if not dataset:
             raise CrystalStudioError("say what to train on: --dataset NAME (or --resume RUN_ID)")
         names = [canonical_name(t) for t in targets.split(",") if t.strip()]
         if not names:
             raise CrystalStudioError("say what to predict: --targets formation_energy_per_atom,band_gap")
-        config = TrainConfig(targets=names, epochs=epochs, ensemble=ensemble, seed=seed, batch_size=batch_size,
-                             lr=lr, patience=patience, loss=loss, device=device, threads=threads, hidden=hidden,
-                             layers=layers, cutoff=cutoff)
+        config = TrainConfig.for_kind(model, names, epochs=epochs, ensemble=ensemble, seed=seed,
+                                      batch_size=batch_size, lr=lr, patience=patience, loss=loss, device=device,
+                                      threads=threads, hidden=hidden, layers=layers, cutoff=cutoff)
         config.validate()
 
         def work(progress, cancel):

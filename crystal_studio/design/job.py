@@ -42,7 +42,7 @@ def load_predictors(project: Project, model_ids: list[int], device: str):
 
     if not model_ids:
         raise CrystalStudioError("choose at least one model (see 'crystal-studio models')")
-    loaded = [load_predictor(project, mid, device) for mid in model_ids]
+    loaded = [load_predictor(project, mid, device, differentiable=True) for mid in model_ids]
     records = [r for r, _ in loaded]
     predictors = [p for _, p in loaded]
     return records, (predictors[0] if len(predictors) == 1 else PredictorSet(predictors))

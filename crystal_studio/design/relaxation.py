@@ -20,6 +20,7 @@ def relax_candidates(project: Project, run_id: int, only_success: bool = False, 
     criteria re-evaluated on the relaxed structure (with the candidate's designed site charges), and
     the judge's too when the run was judged. Returns one summary dict per candidate."""
     from crystal_studio.design.job import load_predictors
+    from crystal_studio.ml.predictor import load_predictor
     from crystal_studio.ml.runtime import resolve_device
     from crystal_studio.oracles.chgnet_oracle import ChgnetOracle
 
@@ -33,7 +34,7 @@ def relax_candidates(project: Project, run_id: int, only_success: bool = False, 
     torch_device = resolve_device(device)
     _, predictor = load_predictors(project, run.parameters["models"], torch_device)
     judge_id = run.parameters.get("judge_model")
-    judge = load_predictors(project, [judge_id], torch_device)[1] if judge_id is not None else None
+    judge = load_predictor(project, judge_id, torch_device)[1] if judge_id is not None else None
     oracle = ChgnetOracle(str(torch_device))
     out = []
     for i, record in enumerate(records):

@@ -48,6 +48,7 @@ from crystal_studio.design.job import METHODS, method_config, method_settings, r
 from crystal_studio.design.spec import DesignSpec
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, PALETTE, LiveCurves, LiveJobMixin
+from crystal_studio.ml.kinds import DIFFERENTIABLE_KINDS, PREDICTOR_KINDS
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project
 
@@ -390,6 +391,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self.dataset_combo.setToolTip("Screened by 'Dataset screening'; the novelty reference of every method "
                                       "(default: the first model's training dataset)")
         self.models_list = QListWidget()
+        self._judge_candidates: list[tuple[int, str, list[str]]] = []  # (model id, label, targets)
         self.models_list.setObjectName("modelsList")
         self.models_list.setMaximumHeight(110)
         self.models_list.itemChanged.connect(self._models_changed)
@@ -503,15 +505,18 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         checked = set(self.selected_model_ids())
         self.models_list.blockSignals(True)
         self.models_list.clear()
+        self._judge_candidates = []
         self.dataset_combo.clear()
         self.runs_combo.clear()
         if self.project is not None:
-            models = [m for m in model_store.list_models(self.project) if m.kind == "gnn"]
+            all_models = model_store.list_models(self.project)
+            self._judge_candidates = [(m.id, self._model_label(m), list(m.targets)) for m in all_models
+                                      if m.kind in PREDICTOR_KINDS]
+            models = [m for m in all_models if m.kind in DIFFERENTIABLE_KINDS]
             for m in models:
                 metrics = ", ".join(f"{t} MAE {v['mae']:.3g}" for t, v in m.metrics.items()
                                     if isinstance(v, dict) and isinstance(v.get("mae"), int | float))
-                item = QListWidgetItem(f"#{m.id} {m.name or m.kind} — {', '.join(m.targets)}"
-                                       + (f" · {m.dataset}" if m.dataset else ""))
+                item = QListWidgetItem(self._model_label(m))
                 item.setData(ROLE_MODEL_ID, m.id)
                 item.setData(ROLE_TARGETS, list(m.targets))
                 item.setToolTip(metrics or "no test metrics stored")
@@ -569,14 +574,16 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self.judge_combo.clear()
         self.judge_combo.addItem("(none)", None)
         checked = set(self.selected_model_ids())
-        for i in range(self.models_list.count()):
-            item = self.models_list.item(i)
-            model_id = item.data(ROLE_MODEL_ID)
-            if model_id not in checked and need <= set(item.data(ROLE_TARGETS)):
-                self.judge_combo.addItem(item.text(), model_id)
+        for model_id, label, targets in self._judge_candidates:
+            if model_id not in checked and need <= set(targets):
+                self.judge_combo.addItem(label, model_id)
         index = self.judge_combo.findData(current)
         self.judge_combo.setCurrentIndex(max(index, 0))
         self.judge_combo.blockSignals(False)
+
+    @staticmethod
+    def _model_label(m) -> str:
+        return f"#{m.id} {m.name or m.kind} — {', '.join(m.targets)}" + (f" · {m.dataset}" if m.dataset else "")
 
     def judge_model(self) -> int | None:
         return self.judge_combo.currentData()

@@ -53,10 +53,10 @@ from crystal_studio.core.progress import CancelToken, ProgressCallback, Progress
 from crystal_studio.core.properties import unit_of
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, PALETTE, LiveCurves, LiveJobMixin
+from crystal_studio.ml.kinds import KIND_DEFAULTS, PREDICTOR_KINDS
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
 
-MODEL_KINDS = {"gnn": "Crystal GNN (message passing, differentiable)"}
 RESUMABLE = ("cancelled", "failed", "running")  # 'running' without a live job: the process was killed
 MODEL_FILE_FILTER = "Crystal Studio model (*.pt);;All files (*)"
 BATCH_RE = re.compile(r"batch (\d+)/(\d+)")
@@ -328,7 +328,8 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.dataset_combo.setObjectName("trainingDataset")
         self.dataset_combo.currentIndexChanged.connect(self._fill_targets)
         self.kind_combo = QComboBox()
-        for kind, text in MODEL_KINDS.items():
+        self.kind_combo.setObjectName("trainingKind")
+        for kind, text in PREDICTOR_KINDS.items():
             self.kind_combo.addItem(text, kind)
         self.targets_list = QListWidget()
         self.targets_list.setObjectName("trainingTargets")
@@ -340,13 +341,14 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.val_spin.valueChanged.connect(self._update_split_label)
         self.test_spin.valueChanged.connect(self._update_split_label)
         self.epochs_spin = self._spin(1, 100_000, 100)
-        self.ensemble_spin = self._spin(1, 32, 1)
+        self.ensemble_spin = self._spin(1, 32, 3)
         self.seed_spin = self._spin(0, 2**31 - 1, 0)
         self.device_combo = QComboBox()
         self.device_combo.addItems(list(DEVICES))
         self.hidden_spin = self._spin(1, 1024, 64)
         self.layers_spin = self._spin(1, 12, 3)
         self.batch_spin = self._spin(1, 4096, 64)
+        self.kind_combo.currentIndexChanged.connect(self._apply_kind_defaults)
         self.lr_spin = QDoubleSpinBox()
         self.lr_spin.setDecimals(5)
         self.lr_spin.setRange(1e-5, 1.0)
@@ -556,13 +558,20 @@ class TrainingPanel(LiveJobMixin, QWidget):
     def config(self) -> dict:
         """The :class:`~crystal_studio.ml.training.TrainConfig` fields the form (and overrides) give."""
         val, test = self.val_spin.value() / 100, self.test_spin.value() / 100
-        config = {"targets": self.targets(), "epochs": self.epochs_spin.value(),
+        config = {"kind": self.kind_combo.currentData(), "targets": self.targets(), "epochs": self.epochs_spin.value(),
                   "ensemble": self.ensemble_spin.value(), "seed": self.seed_spin.value(),
                   "split": (round(1 - val - test, 4), val, test), "device": self.device_combo.currentText(),
                   "hidden": self.hidden_spin.value(), "layers": self.layers_spin.value(),
                   "batch_size": self.batch_spin.value(), "lr": self.lr_spin.value()}
         config.update(self.config_overrides)
         return config
+
+    def _apply_kind_defaults(self) -> None:
+        """Put the chosen kind's default sizes, batch and epochs into the form."""
+        defaults = KIND_DEFAULTS[self.kind_combo.currentData()]
+        for key, spin in (("hidden", self.hidden_spin), ("layers", self.layers_spin), ("batch_size", self.batch_spin),
+                          ("epochs", self.epochs_spin)):
+            spin.setValue(defaults[key])
 
     def _selected_run(self) -> model_store.RunRecord | None:
         run_id = self.runs_combo.currentData()

@@ -26,6 +26,7 @@ from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.core.properties import unit_of
 from crystal_studio.ml.batching import CrystalBatch, CrystalGraph, build_graphs, collate
+from crystal_studio.ml.kinds import DIFFERENTIABLE_KINDS
 from crystal_studio.ml.metrics import metrics_per_target
 from crystal_studio.ml.models.gnn import CrystalGNN, GNNConfig
 from crystal_studio.store import models as model_store
@@ -124,15 +125,41 @@ def save_predictor(project: Project, predictor: CrystalPredictor, name: str, met
         complete_run=complete_run)
 
 
-def load_predictor(project: Project, model_id: int, device: torch.device | str = "cpu"
-                   ) -> tuple[model_store.ModelRecord, CrystalPredictor]:
-    """A stored model and its predictor (in eval mode, on ``device``)."""
+def transfer_from_parts(hyperparameters: dict, targets: list[str], state: dict, where: str):
+    """Rebuild a CHGNet-transfer predictor from its stored hyperparameters and state dict."""
+    from crystal_studio.ml.models.chgnet_transfer import TransferConfig, TransferPredictor
+
+    try:
+        predictor = TransferPredictor(TransferConfig.from_dict(hyperparameters["model"]), targets,
+                                      int(hyperparameters["members"]))
+        predictor.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CrystalStudioError(f"{where}: checkpoint does not match its hyperparameters ({exc})") from None
+    return predictor.eval()
+
+
+# model kind -> rebuild from (hyperparameters, targets, state dict, where)
+REBUILDERS = {"gnn": predictor_from_parts, "chgnet_transfer": transfer_from_parts}
+
+
+def load_predictor(project: Project, model_id: int, device: torch.device | str = "cpu",
+                   differentiable: bool = False) -> tuple[model_store.ModelRecord, nn.Module]:
+    """A stored model and its predictor (in eval mode, on ``device``).
+
+    With ``differentiable``, only kinds that gradient optimizers can backpropagate through (soft atom
+    types, lattice, coordinates) are accepted.
+    """
     record = model_store.get_model(project, model_id)
-    if record.kind != "gnn":
+    if record.kind not in REBUILDERS:
         raise CrystalStudioError(f"model {model_id} is a '{record.kind}' model, not a property predictor")
+    if differentiable and record.kind not in DIFFERENTIABLE_KINDS:
+        raise CrystalStudioError(
+            f"model {model_id} ({record.kind}) is not differentiable in atom types, so an optimizer cannot "
+            f"follow its gradients; choose a {' or '.join(DIFFERENTIABLE_KINDS)} model to optimize against and "
+            "use this one as the judge")
     where = f"model {model_id}"
-    predictor = predictor_from_parts(record.hyperparameters, record.targets, load_state(record.checkpoint, where),
-                                     where)
+    predictor = REBUILDERS[record.kind](record.hyperparameters, record.targets,
+                                             load_state(record.checkpoint, where), where)
     return record, predictor.to(device)
 
 
@@ -157,7 +184,15 @@ def import_model_file(project: Project, path: str | Path, name: str | None = Non
     if not isinstance(doc, dict) or doc.get("format") != MODEL_FILE_FORMAT:
         raise CrystalStudioError(f"{path}: not a Crystal Studio model file")
     meta = json.loads(doc["meta"])
-    predictor = predictor_from_parts(meta["hyperparameters"], meta["targets"], doc["state_dict"], str(path))
+    kind = meta.get("kind", "gnn")
+    if kind not in REBUILDERS:
+        raise CrystalStudioError(f"{path}: model kind '{kind}' is not known to this version")
+    predictor = REBUILDERS[kind](meta["hyperparameters"], meta["targets"], doc["state_dict"], str(path))
+    if kind == "chgnet_transfer":
+        from crystal_studio.ml.transfer_training import save_transfer
+
+        return save_transfer(project, predictor, name or meta["name"], meta["metrics"],
+                             meta["hyperparameters"].get("training"))
     return save_predictor(project, predictor, name or meta["name"], meta["metrics"],
                           meta["hyperparameters"].get("training"))
 
@@ -190,6 +225,8 @@ def predict_structures(predictor: CrystalPredictor, structures: Sequence[Structu
     """Ensemble mean and spread, each (n, T) in physical units, for ordered structures of elements
     the models cover (CrystalStudioError otherwise)."""
     cancel = cancel or CancelToken()
+    if not isinstance(predictor, CrystalPredictor):  # kinds with their own featurization (chgnet_transfer)
+        return predictor.predict_structures(structures, progress=progress, cancel=cancel)
     means, stds = [np.zeros((0, len(predictor.targets)))], [np.zeros((0, len(predictor.targets)))]
     chunk = max(batch_size, 256)
     for start in range(0, len(structures), chunk):

@@ -45,6 +45,7 @@ from crystal_studio.core.progress import CancelToken, ProgressCallback, Progress
 from crystal_studio.core.properties import unit_of
 from crystal_studio.ml.batching import CrystalGraph, build_graphs, collate
 from crystal_studio.ml.data import LabelledData, load_labelled, split_ids
+from crystal_studio.ml.kinds import KIND_DEFAULTS, PREDICTOR_KINDS
 from crystal_studio.ml.metrics import metrics_per_target
 from crystal_studio.ml.models.gnn import CrystalGNN, GNNConfig
 from crystal_studio.ml.predictor import CrystalPredictor, load_state, predict_graphs, save_predictor
@@ -65,8 +66,9 @@ class TrainConfig:
     """Everything that determines a training run (stored with it)."""
 
     targets: list[str]
+    kind: str = "gnn"  # a key of crystal_studio.ml.kinds.PREDICTOR_KINDS
     epochs: int = 100
-    ensemble: int = 1  # members, each trained from its own seed
+    ensemble: int = 3  # members, each trained from its own seed; the spread is the uncertainty
     seed: int = 0
     batch_size: int = 64  # crystals per batch
     lr: float = 1e-3  # peak learning rate
@@ -87,6 +89,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise CrystalStudioError naming the first setting that cannot work."""
         checks = [
+            (self.kind in PREDICTOR_KINDS, f"--model must be one of {', '.join(PREDICTOR_KINDS)} (got '{self.kind}')"),
             (bool(self.targets), "give at least one target"),
             (len(set(self.targets)) == len(self.targets), "targets are repeated"),
             (self.epochs >= 1, "--epochs must be at least 1"),
@@ -105,6 +108,13 @@ class TrainConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def for_kind(cls, kind: str, targets: list[str], **settings) -> TrainConfig:
+        """A config for ``kind``: the kind's own defaults (:data:`~crystal_studio.ml.kinds.KIND_DEFAULTS`),
+        overridden by the ``settings`` that are not None."""
+        chosen = {**KIND_DEFAULTS.get(kind, {}), **{k: v for k, v in settings.items() if v is not None}}
+        return cls(targets=targets, kind=kind, **chosen)
 
     @classmethod
     def from_dict(cls, doc: dict) -> TrainConfig:
@@ -416,6 +426,10 @@ def train_model(project: Project, dataset: str, config: TrainConfig, name: str |
     """Train a predictor of ``config.targets`` on ``dataset`` and store it; see the module docstring."""
     cancel = cancel or CancelToken()
     config.validate()
+    if config.kind == "chgnet_transfer":
+        from crystal_studio.ml.transfer_training import train_transfer
+
+        return train_transfer(project, dataset, config, name, progress, cancel)
     device = resolve_device(config.device)
     set_threads(config.threads)
     dataset_id = project.dataset_id(dataset)
@@ -455,6 +469,10 @@ def resume_training(project: Project, run_id: int, progress: ProgressCallback = 
         config.device = device
     if threads is not None:
         config.threads = threads
+    if config.kind == "chgnet_transfer":
+        from crystal_studio.ml.transfer_training import resume_transfer
+
+        return resume_transfer(project, run_id, config, progress, cancel)
     target_device = resolve_device(config.device)
     set_threads(config.threads)
     blob = store.load_run_state(project, run_id)
