@@ -67,19 +67,19 @@ def new(
 
     created = Project.create(project)
     if builtin:
-        from crystal_studio.ml.builtin import ensure_builtin_model
+        from crystal_studio.ml.builtin import ensure_builtin_models
         from crystal_studio.store.builtin import add_builtin_dataset
 
         try:
             add_builtin_dataset(created)
-            model_id = ensure_builtin_model(created)
+            model_ids = ensure_builtin_models(created)
         except BaseException:
             created.close()
             for suffix in ("", "-wal", "-shm"):
                 Path(str(created.path) + suffix).unlink(missing_ok=True)
             raise
         err.print(f"created project {created.path} with the built-in dataset"
-                  + (f" and model {model_id}" if model_id is not None else ""))
+                  + (f" and models {', '.join(map(str, model_ids))}" if model_ids else ""))
         return
     err.print(f"created project {created.path}")
 

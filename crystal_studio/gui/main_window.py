@@ -54,9 +54,9 @@ def open_project_work(path: Path | None):
             from crystal_studio.store.builtin import ensure_builtin_project
 
             project = ensure_builtin_project(progress)
-            from crystal_studio.ml.builtin import ensure_builtin_model
+            from crystal_studio.ml.builtin import ensure_builtin_models
 
-            ensure_builtin_model(project)
+            ensure_builtin_models(project)
         else:
             project = Project.open(path)
         project.close()  # this thread's connection; the GUI thread opens its own

@@ -231,8 +231,25 @@ class TrainingCurves(LiveCurves):
         return plot.plot([], [], pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine))
 
 
+def calibration_curve(true: np.ndarray, pred: np.ndarray, spread: np.ndarray, points: int = 31
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(expected, observed) fractions of errors within k ensemble standard deviations for k in [0, 3]:
+    expected for Gaussian errors, erf(k / sqrt 2); observed on the data. A curve below the diagonal
+    means the spread is overconfident. Empty arrays when the spread is zero everywhere (one member)."""
+    from math import erf, sqrt
+
+    if not len(true) or not np.any(spread > 0):
+        return np.zeros(0), np.zeros(0)
+    ratio = np.abs(pred - true) / np.maximum(spread, 1e-12)
+    ks = np.linspace(0.0, 3.0, points)
+    expected = np.array([erf(k / sqrt(2.0)) for k in ks])
+    observed = np.array([np.mean(ratio <= k) for k in ks])
+    return expected, observed
+
+
 class ParityPlots(pg.GraphicsLayoutWidget):
-    """Per target: predicted vs true on the test split (MAE in the corner) above a residual histogram."""
+    """Per target: predicted vs true on the test split (MAE in the corner) above a residual histogram
+    and, for ensembles, the calibration of the spread."""
 
     COLUMNS = 3
 
@@ -242,6 +259,7 @@ class ParityPlots(pg.GraphicsLayoutWidget):
         self.data: ParityData | None = None
         self.parity: dict[str, pg.PlotItem] = {}
         self.histograms: dict[str, pg.PlotItem] = {}
+        self.calibration: dict[str, pg.PlotItem] = {}
         self.mae_labels: dict[str, pg.TextItem] = {}
         self.setMinimumHeight(200)
         self.show_message("Train a model (or select one in Models and press “Parity”) to see its parity plots.")
@@ -251,6 +269,7 @@ class ParityPlots(pg.GraphicsLayoutWidget):
         self.data = None
         self.parity.clear()
         self.histograms.clear()
+        self.calibration.clear()
         self.mae_labels.clear()
         self.message = text
         self.addLabel(text, color="#555", size="9pt")
@@ -259,6 +278,7 @@ class ParityPlots(pg.GraphicsLayoutWidget):
         self.clear()
         self.parity.clear()
         self.histograms.clear()
+        self.calibration.clear()
         self.mae_labels.clear()
         self.data = data
         self.message = ""
@@ -266,7 +286,7 @@ class ParityPlots(pg.GraphicsLayoutWidget):
                       + (f" of run #{data.run_id}" if data.run_id else ""), color="#333", size="9pt",
                       colspan=min(self.COLUMNS, max(1, len(data.targets))))
         for k, target in enumerate(data.targets):
-            row, col = 1 + 2 * (k // self.COLUMNS), k % self.COLUMNS
+            row, col = 1 + 3 * (k // self.COLUMNS), k % self.COLUMNS
             color = PALETTE[k % len(PALETTE)]
             true, pred = data.true[target], data.pred[target]
             unit = unit_of(target)
@@ -297,6 +317,17 @@ class ParityPlots(pg.GraphicsLayoutWidget):
                 counts, edges = np.histogram(residual, bins=max(5, min(40, len(residual) // 2)))
                 h.plot(edges, counts, stepMode="center", fillLevel=0, brush=pg.mkBrush(color), pen=pg.mkPen(color))
             self.histograms[target] = h
+            expected, observed = calibration_curve(true, pred, data.spread[target])
+            if len(expected):
+                c = self.addPlot(row=row + 2, col=col)
+                c.setLabel("bottom", "expected fraction within kσ")
+                c.setLabel("left", "observed")
+                c.setMaximumHeight(170)
+                c.showGrid(x=True, y=True, alpha=0.2)
+                c.plot([0, 1], [0, 1], pen=pg.mkPen("#888", width=1, style=Qt.PenStyle.DashLine))
+                c.plot(expected, observed, pen=pg.mkPen(color, width=2))
+                c.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
+                self.calibration[target] = c
 
 
 class TrainingPanel(LiveJobMixin, QWidget):

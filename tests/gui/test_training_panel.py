@@ -87,6 +87,7 @@ def test_train_curves_parity_and_model_management(qtbot, panel, syn_project, tmp
     assert data.model_id == model_id and data.targets == sorted(TARGETS)
     assert len(data.true["band_gap"]) == len(run.parameters["split"]["test"]) == 3
     assert set(panel.parity.parity) == set(TARGETS) and set(panel.parity.histograms) == set(TARGETS)
+    assert set(panel.parity.calibration) == set(TARGETS)  # two members: the spread's calibration is drawn
     stored = store.get_model(syn_project, model_id, with_checkpoint=False).metrics
     assert data.mae("band_gap") == pytest.approx(stored["band_gap"]["mae"], rel=1e-3, abs=1e-5)
     assert panel.parity.mae_labels["band_gap"].toPlainText().startswith("MAE ")
@@ -170,25 +171,40 @@ def test_main_window_mounts_training_panel_and_lists_new_models(qtbot, syn_proje
 
 
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="VTK needs an X display: run under xvfb-run")
-def test_builtin_project_gets_the_shipped_model(qtbot, settings, monkeypatch, tmp_path):
-    """Opening the built-in project adds the shipped model; the Optimization and Training panels list it.
+def test_builtin_project_gets_the_shipped_models(qtbot, settings, monkeypatch, tmp_path):
+    """Opening the built-in project adds the shipped models; the Training panel lists them all, the
+    Optimization panel only the differentiable ones (the CHGNet-transfer model can only judge).
     (The built-in dataset import itself is slow and tested elsewhere: a small project stands in for it.)"""
     from crystal_studio.gui.main_window import MainWindow
-    from crystal_studio.ml.builtin import BUILTIN_MODEL_FILE, BUILTIN_MODEL_NAME
+    from crystal_studio.ml.builtin import BUILTIN_DIR, BUILTIN_MODELS
     from crystal_studio.store import builtin
     from crystal_studio.store.project import Project
 
-    if not BUILTIN_MODEL_FILE.exists():
+    shipped = [name for filename, name in BUILTIN_MODELS if (BUILTIN_DIR / filename).exists()]
+    if not shipped:
         pytest.skip("this checkout ships no built-in model file")
     monkeypatch.setattr(builtin, "ensure_builtin_project", lambda _progress: Project.create(tmp_path / "b.sqlite"))
     win = MainWindow(settings=settings)  # no last project: opens the built-in one
     qtbot.addWidget(win)
     win.show()
     qtbot.waitUntil(lambda: win.project is not None, timeout=20000)
-    opt = win.optimization_panel
-    names = [opt.models_list.item(i).text() for i in range(opt.models_list.count())]
-    assert len(names) == 1 and BUILTIN_MODEL_NAME in names[0]
     table = win.training_panel.models_table
-    assert table.rowCount() == 1 and table.item(0, 1).text() == BUILTIN_MODEL_NAME
-    assert "eV" in table.item(0, 3).text()  # its test MAEs are shown
+    assert [table.item(r, 1).text() for r in range(table.rowCount())] == shipped
+    assert all("eV" in table.item(r, 3).text() for r in range(table.rowCount()))  # test MAEs are shown
+    opt = win.optimization_panel
+    offered = [opt.models_list.item(i).text() for i in range(opt.models_list.count())]
+    assert [name for name in shipped if "transfer" not in name] == [
+        name for name in shipped if any(name in text for text in offered)]
     win.close()
+
+
+def test_calibration_curve_counts_errors_within_k_sigma():
+    import numpy as np
+
+    from crystal_studio.gui.training_panel import calibration_curve
+
+    true = np.zeros(4)
+    expected, observed = calibration_curve(true, np.array([0.5, 1.5, 2.5, -0.5]), np.ones(4), points=4)
+    assert list(observed) == [0.0, 0.5, 0.75, 1.0]  # k = 0, 1, 2, 3
+    assert expected[1] == pytest.approx(0.6827, abs=1e-4) and expected[2] == pytest.approx(0.9545, abs=1e-4)
+    assert calibration_curve(true, true, np.zeros(4))[0].size == 0  # one member: nothing to calibrate
