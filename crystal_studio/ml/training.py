@@ -308,11 +308,20 @@ class EnsembleTrainer:
         m.stopped = (f"stopped in epoch {m.epoch + 1} ({what}); kept the best checkpoint "
                      f"(epoch {m.best_epoch + 1})")
 
+    def epoch_batches(self, member: int, epoch: int) -> list[list[int]]:
+        """Indices into the training graphs of each batch of one epoch: a seeded shuffle (a function of
+        seed, member and epoch only) cut into ``batch_size`` crystals; every graph appears exactly once.
+
+        Batches are not packed by size: on a CPU the step time is proportional to the edge count, so
+        packing gains nothing there, and it would change the trajectory of a seeded run."""
+        size = self.config.batch_size
+        generator = torch.Generator().manual_seed((self.config.seed * 1_000_003 + member) * 100_003 + epoch)
+        order = torch.randperm(len(self.train), generator=generator).tolist()
+        return [order[start:start + size] for start in range(0, len(order), size)] or [[]]
+
     def _train_epoch(self, m: _Member, progress: ProgressCallback, cancel: CancelToken) -> dict[str, float]:
         cfg = self.config
         m.model.train()
-        generator = torch.Generator().manual_seed((cfg.seed * 1_000_003 + m.index) * 100_003 + m.epoch)
-        order = torch.randperm(len(self.train), generator=generator).tolist()
         steps_total = cfg.epochs * self.batches_per_epoch
         warmup = min(cfg.warmup_epochs * self.batches_per_epoch, steps_total // 2)
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
@@ -321,9 +330,9 @@ class EnsembleTrainer:
         loss_sum, n_seen = 0.0, 0
         abs_sum = torch.zeros(n_targets, device=self.device, dtype=torch.float64)
         known_sum = torch.zeros(n_targets, device=self.device, dtype=torch.float64)
-        for b in range(self.batches_per_epoch):
+        for b, indices in enumerate(self.epoch_batches(m.index, m.epoch)):
             cancel.check()
-            batch = collate([self.train[i] for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]])
+            batch = collate([self.train[i] for i in indices])
             batch = batch.to(self.device)
             target = (batch.y - self.mean) / self.std
             lr = cfg.lr * _lr_factor(m.epoch * self.batches_per_epoch + b, steps_total, warmup)
