@@ -49,7 +49,7 @@ def optimize(
     project: ProjectArg,
     spec: Annotated[Path, typer.Option(help="Design spec (JSON/YAML), e.g. resources/specs/*.json.")],
     models: Annotated[str, typer.Option(help="Comma-separated model ids (see 'crystal-studio models').")],
-    method: Annotated[str, typer.Option(help="smoacs, random (baseline) or screen (dataset baseline).")] = "smoacs",
+    method: Annotated[str, typer.Option(help="A registered method ('crystal-studio methods' lists them).")] = "smoacs",
     candidates: Annotated[int, typer.Option(help="Number of candidates.")] = 256,
     steps: Annotated[int, typer.Option(help="Optimization steps.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -145,19 +145,21 @@ def relax(
 
 
 def methods(json_out: JsonOpt = False) -> None:
-    """List the optimization methods and every setting 'optimize --set NAME=VALUE' accepts."""
-    from crystal_studio.design.job import METHOD_DESCRIPTIONS, METHODS, method_settings
+    """List the optimization methods and every option 'optimize --set NAME=VALUE' accepts."""
+    from crystal_studio.design.methods import METHODS
 
-    docs = [{"name": m, "description": METHOD_DESCRIPTIONS[m], "settings": method_settings(m)} for m in METHODS]
+    docs = [info.describe() for info in METHODS.values()]
     if json_out:
         _emit_json({"methods": docs})
         return
     for doc in docs:
-        table = Table(title=f"{doc['name']}: {doc['description']}", title_justify="left")
-        for column in ("setting", "default", "meaning"):
+        table = Table(title=f"{doc['name']} ({doc['family']}; needs {', '.join(doc['needs'])}): {doc['title']}",
+                      title_justify="left")
+        for column in ("option", "default", "unit", "meaning"):
             table.add_column(column)
-        for setting in doc["settings"]:
-            table.add_row(setting["name"], str(setting["default"]), setting["help"])
+        for setting in doc["options"]:
+            allowed = f" [{' | '.join(setting['choices'])}]" if setting["choices"] else ""
+            table.add_row(setting["name"], str(setting["default"]), setting["unit"], setting["help"] + allowed)
         out.print(table)
 
 

@@ -268,3 +268,18 @@ def test_bfloat16_autocast_stays_close_to_full_precision():
         mixed = model(batch)
     assert mixed.dtype == torch.bfloat16
     torch.testing.assert_close(mixed.float(), model(batch), atol=0.05, rtol=0.05)
+
+
+def test_spread_scale_calibrates_the_spread_at_one_sigma():
+    from crystal_studio.ml.metrics import regression_metrics, spread_scale
+
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=(2000, 2))
+    std = np.full((2000, 2), 0.1)  # overconfident: the real error scale is 0.5 for target 0, 2 for target 1
+    pred = true + rng.normal(size=(2000, 2)) * np.array([0.5, 2.0])
+    scale = spread_scale(true, pred, std)
+    assert scale == pytest.approx([5.0, 20.0], rel=0.1)
+    calibrated = regression_metrics(true[:, 0], pred[:, 0], std[:, 0] * scale[0])
+    assert calibrated["within_1sigma"] == pytest.approx(0.683, abs=0.01)
+    assert calibrated["within_2sigma"] == pytest.approx(0.954, abs=0.03)
+    assert list(spread_scale(true, pred, np.zeros_like(std))) == [1.0, 1.0]  # one member: nothing to scale

@@ -197,8 +197,11 @@ def test_cli_set_and_judge(project_with_two_models, tmp_path):
                              text=True, timeout=300)
     methods = {m["name"]: m for m in json.loads(listing.stdout)["methods"]}
     assert {"smoacs", "random", "screen"} <= set(methods)
-    settings = {s["name"]: s for s in methods["smoacs"]["settings"]}
+    assert methods["smoacs"]["family"] == "gradient" and methods["screen"]["needs"] == ["predictor", "dataset"]
+    settings = {s["name"]: s for s in methods["smoacs"]["options"]}
     assert settings["lattice_slack"]["default"] == 0.03 and "strain" in settings["lattice_slack"]["help"]
+    assert settings["geometry"]["choices"] == ["a0", "free"] and settings["min_length"]["unit"] == "Å"
+    assert set(settings) >= {"caution", "patterns"}  # the shared perovskite-search options too
 
 
 def test_mutation_can_redraw_archived_successes(spec):

@@ -58,6 +58,10 @@ ID_COLUMNS = ("id", "material_id", "mp_id", "name", "identifier")
 STRUCTURE_COLUMNS = ("cif", "structure", "cif_text", "poscar")
 
 
+# properties that cannot be negative; predictors that are not followed by gradients clip them at zero
+NON_NEGATIVE = frozenset({"band_gap", "bulk_modulus", "e_above_hull", "volume_per_atom", "density"})
+
+
 def normalize_column(name: str) -> str:
     """Lower-case a column name and collapse runs of non-alphanumerics to '_'."""
     return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")

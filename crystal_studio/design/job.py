@@ -11,15 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from crystal_studio.core.errors import Cancelled, CrystalStudioError
+from crystal_studio.core.options import describe_options
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.design.evaluation import evaluate_structure, mark_unique_and_novel, rejudged, summarize
+from crystal_studio.design.methods import MethodRequest, get_method
 from crystal_studio.design.optimizers.base import Optimizer, StepReport
 from crystal_studio.design.spec import DesignSpec
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
 
-METHODS = ("smoacs", "random", "screen")
 METRIC_FLUSH_STEPS = 10
 
 
@@ -48,34 +49,12 @@ def load_predictors(project: Project, model_ids: list[int], device: str):
     return records, (predictors[0] if len(predictors) == 1 else PredictorSet(predictors))
 
 
-METHOD_DESCRIPTIONS = {
-    "smoacs": "gradient optimization of soft perovskites through the predictor (SMOACS)",
-    "random": "baseline: random neutral perovskites, best unique of the same prediction budget",
-    "screen": "baseline: the best existing structures of a dataset under the predictor",
-}
-
-
-def method_config_class(method: str):
-    """The settings dataclass of ``method`` (None for a method without settings)."""
-    if method == "smoacs":
-        from crystal_studio.design.optimizers.smoacs import SmoacsConfig
-
-        return SmoacsConfig
-    if method == "random":
-        from crystal_studio.design.optimizers.perovskite import PerovskiteSearchConfig
-
-        return PerovskiteSearchConfig
-    if method == "screen":
-        return None
-    raise CrystalStudioError(f"unknown method '{method}' (choose {', '.join(METHODS)})")
-
-
 def method_config(method: str, settings: dict | None = None):
     """The settings of ``method`` with ``settings`` (name → value or text) applied and checked; None for
     a method without settings. Raises SpecError/CrystalStudioError naming a bad setting."""
     from crystal_studio.design.optimizers.base import apply_settings
 
-    cls = method_config_class(method)
+    cls = get_method(method).config_class()
     if cls is None:
         if settings:
             raise CrystalStudioError(f"{method} has no settings (got {', '.join(settings)})")
@@ -84,47 +63,16 @@ def method_config(method: str, settings: dict | None = None):
 
 
 def method_settings(method: str) -> list[dict]:
-    """Every setting of ``method``: name, type, default and the help comment written beside the field
-    (empty when the source is not shipped, e.g. in a frozen build)."""
-    import inspect
-    import re
-    from dataclasses import fields
-
-    cls = method_config_class(method)
-    if cls is None:
-        return []
-    comments = {}
-    for klass in reversed(cls.__mro__[:-1]):  # base classes first, object left out
-        try:
-            source = inspect.getsource(klass)
-        except (OSError, TypeError):
-            continue
-        for line in source.splitlines():
-            match = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
-            if match:
-                comments[match.group(1)] = match.group(2).strip()
-    default = cls()
-    return [{"name": f.name, "type": str(f.type), "default": getattr(default, f.name), "help": comments.get(f.name, "")}
-            for f in fields(cls)]
+    """Every option of ``method``: name, type, default, help, unit, minimum, maximum, choices."""
+    return describe_options(get_method(method).config_class())
 
 
 def make_optimizer(method: str, spec: DesignSpec, predictor, project: Project, n_candidates: int, n_steps: int,
                    seed: int, device: str, dataset: str | None, settings: dict | None = None) -> Optimizer:
     """The optimizer of ``method`` with its settings (name → value, see :func:`method_config`)."""
-    config = method_config(method, settings)
-    if method == "smoacs":
-        from crystal_studio.design.optimizers.smoacs import SmoacsOptimizer
-
-        return SmoacsOptimizer(spec, predictor, n_candidates, n_steps, seed, device, config)
-    if method == "random":
-        from crystal_studio.design.optimizers.baselines import RandomSearch
-
-        return RandomSearch(spec, predictor, n_candidates, n_steps, seed, device, config)
-    from crystal_studio.design.optimizers.baselines import DatasetScreening
-
-    if not dataset:
-        raise CrystalStudioError("screening needs a dataset (--dataset NAME)")
-    return DatasetScreening(spec, predictor, project, dataset, n_candidates, seed, device)
+    info = get_method(method)
+    request = MethodRequest(spec, predictor, project, n_candidates, n_steps, seed, device, dataset)
+    return info.load().build(request, method_config(method, settings))
 
 
 def judge_candidates(project: Project, judge_model: int, spec: DesignSpec, structures: list, docs: list[dict],

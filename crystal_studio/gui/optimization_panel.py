@@ -44,7 +44,8 @@ from PySide6.QtWidgets import (
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent
 from crystal_studio.core.properties import unit_of
-from crystal_studio.design.job import METHODS, method_config, method_settings, run_summary
+from crystal_studio.design.job import method_config, method_settings, run_summary
+from crystal_studio.design.methods import METHODS
 from crystal_studio.design.spec import DesignSpec
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, PALETTE, LiveCurves, LiveJobMixin
@@ -52,8 +53,6 @@ from crystal_studio.ml.kinds import DIFFERENTIABLE_KINDS, PREDICTOR_KINDS
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project
 
-METHOD_TEXT = {"smoacs": "SMOACS (gradient on the crystal)", "random": "Random search (baseline)",
-               "screen": "Dataset screening (baseline)"}  # any other method in METHODS shows its name
 ROLE_MODEL_ID = Qt.ItemDataRole.UserRole
 ROLE_TARGETS = Qt.ItemDataRole.UserRole + 1
 
@@ -128,8 +127,10 @@ class SettingsTable(QTableWidget):
             name.setFlags(name.flags() & ~Qt.ItemFlag.ItemIsEditable)
             text = _setting_text(setting["default"])
             value = QTableWidgetItem(text)
+            unit = f" [{setting['unit']}]" if setting["unit"] else ""
+            allowed = f"\none of: {', '.join(setting['choices'])}" if setting["choices"] else ""
             for item in (name, value):
-                item.setToolTip(f"{setting['help']}\n(default {text or 'none'})")
+                item.setToolTip(f"{setting['help']}{unit}{allowed}\n(default {text or 'none'})")
             self.setItem(row, 0, name)
             self.setItem(row, 1, value)
             self._defaults[setting["name"]] = text
@@ -379,8 +380,9 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self.spec_label.setObjectName("optimizationSpec")
 
         self.method_combo = QComboBox()
-        for method in METHODS:
-            self.method_combo.addItem(METHOD_TEXT.get(method, method), method)
+        for info in METHODS.values():
+            self.method_combo.addItem(f"{info.title.split(':')[0]} ({info.family})", info.name)
+            self.method_combo.setItemData(self.method_combo.count() - 1, info.title, Qt.ItemDataRole.ToolTipRole)
         self.method_combo.currentIndexChanged.connect(self._method_changed)
         self.settings_table = SettingsTable()
         self.judge_combo = QComboBox()
@@ -619,7 +621,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         return self.method_combo.currentData()
 
     def set_method(self, method: str) -> None:
-        self.method_combo.setCurrentIndex(METHODS.index(method))
+        self.method_combo.setCurrentIndex(max(self.method_combo.findData(method), 0))
 
     def _sync_enabled(self) -> None:
         running = self.running

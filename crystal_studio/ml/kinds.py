@@ -12,5 +12,5 @@ DIFFERENTIABLE_KINDS: tuple[str, ...] = ("gnn",)
 # default model sizes and training length per kind (TrainConfig's own defaults are the gnn's)
 KIND_DEFAULTS: dict[str, dict] = {
     "gnn": {"hidden": 64, "layers": 3, "batch_size": 64, "epochs": 100, "patience": 20},
-    "chgnet_transfer": {"hidden": 256, "layers": 2, "batch_size": 256, "epochs": 300, "patience": 40},
+    "chgnet_transfer": {"hidden": 256, "layers": 3, "batch_size": 256, "epochs": 100, "patience": 40},
 }

@@ -47,6 +47,8 @@ class CrystalPredictor(nn.Module):
         self.members = nn.ModuleList(CrystalGNN(config) for _ in range(members))
         self.register_buffer("target_mean", torch.zeros(len(targets)))
         self.register_buffer("target_std", torch.ones(len(targets)))
+        # the members' spread is multiplied by this, fitted on the validation split (1: not recalibrated)
+        self.register_buffer("spread_scale", torch.ones(len(targets)))
 
     @property
     def cutoff(self) -> float:
@@ -74,7 +76,7 @@ class CrystalPredictor(nn.Module):
         """Ensemble mean and standard deviation over members, each (B, T) in physical units
         (the deviation is 0 for a single member)."""
         outputs = self.member_predictions(batch)
-        return outputs.mean(dim=0), outputs.std(dim=0, correction=0)
+        return outputs.mean(dim=0), outputs.std(dim=0, correction=0) * self.spread_scale
 
 
 # --------------------------------------------------------------------------------------------------
@@ -102,6 +104,7 @@ def predictor_from_parts(hyperparameters: dict, targets: list[str], state: dict,
     try:
         config = GNNConfig.from_dict(hyperparameters["model"])
         predictor = CrystalPredictor(config, targets, int(hyperparameters["members"]))
+        state = {"spread_scale": torch.ones(len(targets)), **state}  # models stored before recalibration existed
         predictor.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CrystalStudioError(f"{where}: checkpoint does not match its hyperparameters ({exc})") from None

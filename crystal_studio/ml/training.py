@@ -46,7 +46,7 @@ from crystal_studio.core.properties import unit_of
 from crystal_studio.ml.batching import CrystalGraph, build_graphs, collate
 from crystal_studio.ml.data import LabelledData, load_labelled, split_ids
 from crystal_studio.ml.kinds import KIND_DEFAULTS, PREDICTOR_KINDS
-from crystal_studio.ml.metrics import metrics_per_target
+from crystal_studio.ml.metrics import metrics_per_target, spread_scale
 from crystal_studio.ml.models.gnn import CrystalGNN, GNNConfig
 from crystal_studio.ml.predictor import CrystalPredictor, load_state, predict_graphs, save_predictor
 from crystal_studio.ml.runtime import describe_device, package_versions, resolve_device, set_threads
@@ -519,13 +519,17 @@ def _execute(project: Project, run_id: int, parameters: dict, config: TrainConfi
         members, infos = trainer.fit(progress, cancel, on_epoch)
         predictor = assemble_predictor(model_config, config.targets, members, norm["mean"], norm["std"]).to(device)
         progress(ProgressEvent(len(members) * config.epochs, len(members) * config.epochs, "evaluating on test"))
+        mean, std = predict_graphs(predictor, graphs["val"], 2 * config.batch_size)
+        val_y = torch.stack([g.y for g in graphs["val"]]).double().numpy()
+        predictor.spread_scale.copy_(torch.as_tensor(spread_scale(val_y, mean, std)))
         metrics = {key: graph_metrics(predictor, graphs[key], 2 * config.batch_size) for key in ("val", "test")}
         notes = [f"member {i['member'] + 1}: {i['stopped']}" for i in infos if i["stopped"]]
         sizes = {key: len(g) for key, g in graphs.items()}
         message = (f"trained {len(members)} member(s) on {sizes['train']} structures "
                    f"(val {sizes['val']}, test {sizes['test']})" + "".join(f"; {n}" for n in notes))
         training = {**config.as_dict(), "dataset": parameters["dataset"], "split_sizes": sizes, "members": infos,
-                    "units": {t: unit_of(t) for t in config.targets}}
+                    "units": {t: unit_of(t) for t in config.targets}, "val_metrics": metrics["val"],
+                    "spread_scale": predictor.spread_scale.tolist()}
         model_id = save_predictor(project, predictor, parameters["name"], metrics["test"], training,
                                   parameters["dataset_id"], run_id, complete_run=message)
         store.clear_run_state(project, run_id)

@@ -29,7 +29,7 @@ from crystal_studio.core.errors import Cancelled, CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.core.properties import unit_of
 from crystal_studio.ml.data import load_labelled, split_ids
-from crystal_studio.ml.metrics import metrics_per_target
+from crystal_studio.ml.metrics import metrics_per_target, spread_scale
 from crystal_studio.ml.models.chgnet_transfer import TransferConfig, TransferPredictor, _mlp, prepare_inputs
 from crystal_studio.ml.predictor import load_state
 from crystal_studio.ml.runtime import describe_device, package_versions, resolve_device, set_threads
@@ -38,7 +38,8 @@ from crystal_studio.store.project import Project
 
 KIND = "chgnet_transfer"
 STATE_VERSION = 1
-RIDGE = 1e-3  # ridge penalty of the linear baseline, per training structure
+CHGNET_BATCH = 32  # structures per CHGNet forward pass (larger batches are not faster on a CPU)
+RIDGE = 1e-4  # ridge penalty of the linear baseline (keeps elements absent from training at 0)
 
 
 def fit_baseline(predictor: TransferPredictor, fractions: torch.Tensor, energy: torch.Tensor,
@@ -49,7 +50,7 @@ def fit_baseline(predictor: TransferPredictor, fractions: torch.Tensor, energy: 
     for k in range(y.shape[1]):
         known = torch.isfinite(y[:, k])
         ak, yk = a[known], y[known, k].double()
-        gram = ak.T @ ak + RIDGE * max(1, int(known.sum())) * torch.eye(a.shape[1], dtype=torch.float64)
+        gram = ak.T @ ak + RIDGE * torch.eye(a.shape[1], dtype=torch.float64)
         coefficients[:, k] = torch.linalg.solve(gram, ak.T @ yk)
     predictor.baseline.copy_(coefficients.float())
 
@@ -65,7 +66,7 @@ class _HeadTrainer:
     def __init__(self, predictor: TransferPredictor, config, inputs: dict, ys: dict):
         self.predictor = predictor
         self.config = config
-        self.x = {k: (f - predictor.feature_mean) / predictor.feature_std for k, (_, f) in inputs.items()}
+        self.x = {k: predictor.standardized(f) for k, (_, f) in inputs.items()}
         self.residual = {k: (ys[k] - predictor.baseline_inputs(fr, f[:, 0]) @ predictor.baseline)
                          / predictor.residual_std for k, (fr, f) in inputs.items()}
 
@@ -183,8 +184,7 @@ def _execute(project: Project, run_id: int, parameters: dict, config, data, stat
                 def relay(event: ProgressEvent, key=key) -> None:
                     progress(ProgressEvent(event.step, event.total, f"{event.message} ({key})"))
 
-                fractions, features = prepare_inputs(part.structures, config.batch_size, str(device)
-                                                     if device.type == "cuda" else "cpu", relay, cancel)
+                fractions, features = prepare_inputs(part.structures, CHGNET_BATCH, str(device), relay, cancel)
                 inputs[key] = (torch.from_numpy(fractions), torch.from_numpy(features))
         ys = {key: torch.as_tensor(part.y, dtype=torch.float32) for key, part in parts.items()}
 
@@ -215,6 +215,10 @@ def _execute(project: Project, run_id: int, parameters: dict, config, data, stat
         for member, member_state in zip(predictor.members, done, strict=True):
             member.load_state_dict(member_state)
         predictor.eval()
+        with torch.no_grad():
+            mean, std = predictor(*inputs["val"])
+        predictor.spread_scale.copy_(torch.as_tensor(
+            spread_scale(ys["val"].double().numpy(), mean.double().numpy(), std.double().numpy())))
         metrics = {}
         with torch.no_grad():
             for key in ("val", "test"):
@@ -225,7 +229,8 @@ def _execute(project: Project, run_id: int, parameters: dict, config, data, stat
         message = (f"trained {len(done)} CHGNet-transfer member(s) on {sizes['train']} structures "
                    f"(val {sizes['val']}, test {sizes['test']})")
         training = {**config.as_dict(), "dataset": parameters["dataset"], "split_sizes": sizes, "members": infos,
-                    "units": {t: unit_of(t) for t in config.targets}, "val_metrics": metrics["val"]}
+                    "units": {t: unit_of(t) for t in config.targets}, "val_metrics": metrics["val"],
+                    "spread_scale": predictor.spread_scale.tolist()}
         model_id = save_transfer(project, predictor, parameters["name"], metrics["test"], training,
                                  parameters["dataset_id"], run_id, complete_run=message)
         store.clear_run_state(project, run_id)

@@ -16,6 +16,7 @@ import torch
 from pymatgen.core import Element, Lattice, Structure
 
 from crystal_studio.core.chemistry import perovskite_lattice_from_radii, perovskite_site_radius, tolerance_from_radii
+from crystal_studio.core.options import option, range_problems
 from crystal_studio.design.evaluation import perovskite_template
 from crystal_studio.design.optimizers.base import Proposal
 from crystal_studio.design.optimizers.objectives import (
@@ -165,23 +166,21 @@ class PerovskiteSpace:
 class PerovskiteSearchConfig:
     """Settings every perovskite search shares: the chemical space and how a crystal is scored."""
 
-    patterns: str = "all"  # oxidation patterns: 'all' neutral (qA, qB, qX), or 'paper' (A+B2+X−, A2+B4+X2−)
-    caution: float | None = None  # k in mean ± k·std; None: 1 for ensembles, 0 for one model
-    tolerance_weight: float = 5.0  # weight of the tolerance-factor term
-    tolerance_band: float = TOLERANCE_BAND  # zero-loss half-width around the tolerance window's centre
-    target_margin: float = TARGET_MARGIN  # target hinges aim inside this fraction of the tolerance
-    bound_margin: float = BOUND_MARGIN  # below/above hinges aim this many σ past the bound
-    linear_bounds: bool = False  # below/above objectives as linear terms (paper) instead of hinges
+    patterns: str = option("all", "oxidation patterns: 'all' neutral (qA, qB, qX), or 'paper' (A+B2+X−, A2+B4+X2−)",
+                           choices=PATTERN_CHOICES)
+    caution: float | None = option(None, "k in mean ± k·std against the optimizer; none: 1 for ensembles, 0 for one "
+                                         "model", minimum=0.0)
+    tolerance_weight: float = option(5.0, "weight of the tolerance-factor term", minimum=0.0)
+    tolerance_band: float = option(TOLERANCE_BAND, "zero-loss half-width around the tolerance window's centre",
+                                   minimum=0.0)
+    target_margin: float = option(TARGET_MARGIN, "target hinges aim inside this fraction of the tolerance",
+                                  minimum=0.0)
+    bound_margin: float = option(BOUND_MARGIN, "below/above hinges aim this many σ past the bound")
+    linear_bounds: bool = option(False, "below/above objectives as linear terms (paper) instead of hinges")
 
     def problems(self) -> list[str]:
-        out = []
-        if self.patterns not in PATTERN_CHOICES:
-            out.append(f"patterns must be one of {', '.join(PATTERN_CHOICES)} (got '{self.patterns}')")
-        if self.caution is not None and self.caution < 0:
-            out.append("caution must be non-negative")
-        if self.tolerance_band < 0 or self.target_margin < 0 or self.tolerance_weight < 0:
-            out.append("tolerance_weight, tolerance_band and target_margin must be non-negative")
-        return out
+        """Every value outside its declared range or choices."""
+        return range_problems(self)
 
     def validate(self) -> None:
         from crystal_studio.design.spec import SpecError

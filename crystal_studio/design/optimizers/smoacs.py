@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from crystal_studio.core.chemistry import perovskite_lattice_from_radii, tolerance_from_radii
+from crystal_studio.core.options import option
 from crystal_studio.design.optimizers.base import Optimizer, Proposal, StepReport
 from crystal_studio.design.optimizers.perovskite import (
     HardCrystals,
@@ -58,37 +59,35 @@ GEOMETRIES = ("a0", "free")
 class SmoacsConfig(PerovskiteSearchConfig):
     """SMOACS settings (``crystal-studio optimize --set NAME=VALUE``); lengths Å, coordinates fractional."""
 
-    lr_lattice: float = 0.02  # Adam step of the lattice parameters (tanh strain in 'a0', Å in 'free')
-    lr_atoms: float = 0.2  # Adam step of the site and pattern logits
-    lr_coords: float = 0.005  # Adam step of the coordinate offsets
-    temperature_start: float = 1.0  # softmax temperature, annealed linearly
-    temperature_end: float = 0.01  # final softmax temperature
-    geometry: str = "a0"  # 'a0': lattice follows the soft radii within ±lattice_slack; 'free': lengths optimized
-    lattice_slack: float = 0.03  # largest relative strain of each axis away from a0 (geometry 'a0')
-    max_offset: float = 0.0  # largest coordinate offset from the ideal sites (0 freezes coordinates)
-    mutate_at: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # fractions of the run at which to copy and mutate (paper: 0.25, 0.5, 0.75)
-    keep_fraction: float = 0.2  # share of the batch kept (besides successful crystals) when mutating
-    keep_successful: bool = True  # keep crystals meeting every criterion when mutating (they are archived anyway)
-    restart_schedules: bool = True  # restart the temperature and learning-rate schedules after each mutation
-    archive_every: int = 5  # steps between archiving the hard crystals
-    init_scale: float = 0.5  # standard deviation of the initial logits
-    min_length: float = 2.0  # Å per 5-atom cell (geometry 'free')
-    max_length: float = 10.0
+    lr_lattice: float = option(0.02, "Adam step of the lattice parameters (tanh strain in 'a0', Å in 'free')",
+                               minimum=0.0)
+    lr_atoms: float = option(0.2, "Adam step of the site and pattern logits", minimum=0.0)
+    lr_coords: float = option(0.005, "Adam step of the coordinate offsets", unit="fractional", minimum=0.0)
+    temperature_start: float = option(1.0, "softmax temperature, annealed linearly", minimum=0.0)
+    temperature_end: float = option(0.01, "final softmax temperature", minimum=0.0)
+    geometry: str = option("a0", "'a0': lattice follows the soft radii within ±lattice_slack; 'free': lengths "
+                                 "optimized", choices=GEOMETRIES)
+    lattice_slack: float = option(0.03, "largest relative strain of each axis away from a0 (geometry 'a0')",
+                                  minimum=0.0, maximum=0.99)
+    max_offset: float = option(0.0, "largest coordinate offset from the ideal sites (0 freezes coordinates)",
+                               unit="fractional", minimum=0.0)
+    mutate_at: tuple[float, ...] = option((0.2, 0.4, 0.6, 0.8), "fractions of the run at which to copy and mutate "
+                                          "(paper: 0.25, 0.5, 0.75)")
+    keep_fraction: float = option(0.2, "share of the batch kept (besides successful crystals) when mutating",
+                                  minimum=1e-9, maximum=1.0)
+    keep_successful: bool = option(True, "keep crystals meeting every criterion when mutating (they are archived "
+                                         "anyway)")
+    restart_schedules: bool = option(True, "restart the temperature and learning-rate schedules after each mutation")
+    archive_every: int = option(5, "steps between archiving the hard crystals", minimum=1)
+    init_scale: float = option(0.5, "standard deviation of the initial logits", minimum=0.0)
+    min_length: float = option(2.0, "shortest lattice length per 5-atom cell (geometry 'free')", unit="Å",
+                               minimum=1e-9)
+    max_length: float = option(10.0, "longest lattice length per 5-atom cell (geometry 'free')", unit="Å")
 
     def validate(self) -> None:
         problems = self.problems()
-        if self.geometry not in GEOMETRIES:
-            problems.append(f"geometry must be one of {', '.join(GEOMETRIES)} (got '{self.geometry}')")
-        if not 0 <= self.lattice_slack < 1:
-            problems.append("lattice_slack must be in [0, 1)")
-        if self.max_offset < 0:
-            problems.append("max_offset must be non-negative")
-        if not 0 < self.keep_fraction <= 1:
-            problems.append("keep_fraction must be in (0, 1]")
         if any(not 0 < f < 1 for f in self.mutate_at):
             problems.append("mutate_at fractions must lie strictly between 0 and 1")
-        if self.archive_every < 1:
-            problems.append("archive_every must be at least 1")
         if not 0 < self.temperature_end <= self.temperature_start:
             problems.append("need 0 < temperature_end <= temperature_start")
         if not 0 < self.min_length < self.max_length:

@@ -31,10 +31,12 @@ from torch import Tensor, nn
 
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
+from crystal_studio.core.properties import NON_NEGATIVE
 from crystal_studio.ml.elements import N_ELEMENTS, element_feature_table, element_index, unsupported_elements
 
 CHGNET_FEATURES = 64  # width of CHGNet's crystal feature
 COMPOSITION_STATS = ("mean", "std", "min", "max")  # statistics of elemental properties over a formula's atoms
+FEATURE_CLAMP = 8.0  # standardized features are clipped to ± this many training standard deviations
 
 
 def chgnet_model(device: str = "cpu"):
@@ -103,7 +105,7 @@ class TransferConfig:
     n_targets: int
     n_features: int  # width of the MLP input (CHGNet energy + crystal feature + composition statistics)
     hidden: int = 256
-    layers: int = 2  # hidden layers of each member's MLP
+    layers: int = 3  # hidden layers of each member's MLP
     dropout: float = 0.0
 
     def as_dict(self) -> dict:
@@ -149,22 +151,31 @@ class TransferPredictor(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(config.n_features))
         self.register_buffer("feature_std", torch.ones(config.n_features))
         self.register_buffer("residual_std", torch.ones(len(targets)))
+        self.register_buffer("spread_scale", torch.ones(len(targets)))  # fitted on the validation split
+        # targets that cannot be negative (band gaps, moduli, ...) are clipped at zero
+        self.register_buffer("non_negative", torch.tensor([t in NON_NEGATIVE for t in self.targets]),
+                             persistent=False)
 
     def baseline_inputs(self, fractions: Tensor, energy: Tensor) -> Tensor:
         """(B, N_ELEMENTS + 2) inputs of the linear baseline."""
         return torch.cat([fractions, energy.unsqueeze(-1), torch.ones_like(energy).unsqueeze(-1)], dim=-1)
 
+    def standardized(self, features: Tensor) -> Tensor:
+        """Features standardized with the training statistics and clipped to ±FEATURE_CLAMP."""
+        return ((features - self.feature_mean) / self.feature_std).clamp(-FEATURE_CLAMP, FEATURE_CLAMP)
+
     def member_predictions(self, fractions: Tensor, features: Tensor) -> Tensor:
         """(K, B, T) predictions of every member in physical units from atom fractions (B, N_ELEMENTS)
         and raw features (B, n_features) whose first column is CHGNet's energy."""
         base = self.baseline_inputs(fractions, features[:, 0]) @ self.baseline
-        x = (features - self.feature_mean) / self.feature_std
+        x = self.standardized(features)
         corrections = torch.stack([member(x) for member in self.members]) * self.residual_std
-        return base + corrections
+        outputs = base + corrections
+        return torch.where(self.non_negative, outputs.clamp(min=0.0), outputs)
 
     def forward(self, fractions: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
         outputs = self.member_predictions(fractions, features)
-        return outputs.mean(dim=0), outputs.std(dim=0, correction=0)
+        return outputs.mean(dim=0), outputs.std(dim=0, correction=0) * self.spread_scale
 
     @property
     def cutoff(self) -> float:
