@@ -19,17 +19,6 @@ def _ids(text: str, option: str) -> list[int]:
         raise CrystalStudioError(f"{option} must be comma-separated integers (got '{text}')") from None
 
 
-def _settings(pairs: list[str]) -> dict[str, str]:
-    """--set NAME=VALUE pairs as a dict (values stay text; the method's config parses them)."""
-    settings = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise CrystalStudioError(f"--set expects NAME=VALUE (got '{pair}')")
-        settings[name.strip()] = value.strip()
-    return settings
-
-
 def _print_summary(summary: dict) -> None:
     judge = summary.get("judge")
     table = Table(title="run summary", title_justify="left")
@@ -65,6 +54,7 @@ def optimize(
     json_out: JsonOpt = False,
 ) -> None:
     """Optimize crystals toward a spec; stores per-step metrics and evaluated candidates as a run."""
+    from crystal_studio.core.options import parse_assignments
     from crystal_studio.design.job import run_optimization
     from crystal_studio.design.spec import load_spec
     from crystal_studio.jobs.cli_runner import run_with_progress
@@ -74,7 +64,7 @@ def optimize(
     model_ids = _ids(models, "--models")
     known = {t for mid in model_ids for t in get_model(proj, mid, with_checkpoint=False).targets}
     design = load_spec(spec, known_properties=known)
-    settings = _settings(set_ or [])
+    settings = parse_assignments(set_ or [])
     result = run_with_progress(f"{method}: {design.name}", lambda progress, cancel: run_optimization(
         proj, design, method, model_ids, candidates, steps, seed, device, dataset, progress, cancel,
         settings=settings, judge_model=judge))

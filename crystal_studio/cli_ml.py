@@ -79,9 +79,13 @@ def train(
     name: Annotated[str | None, typer.Option(help="Name of the stored model.")] = None,
     resume: Annotated[int | None, typer.Option(
         help="Continue this cancelled or interrupted training run (other settings come from the run).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any training option NAME=VALUE, repeatable (e.g. --set weight_decay=0 --set n_gaussians=32); "
+                      "applied after the flags above.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a property predictor on a dataset; prints the model id and test metrics."""
+    from crystal_studio.core.options import apply_options, parse_assignments
     from crystal_studio.core.properties import canonical_name
     from crystal_studio.jobs.cli_runner import run_with_progress
     from crystal_studio.ml.kinds import PREDICTOR_KINDS
@@ -104,6 +108,7 @@ def train(
         config = TrainConfig.for_kind(model, names, epochs=epochs, ensemble=ensemble, seed=seed,
                                       batch_size=batch_size, lr=lr, patience=patience, loss=loss, device=device,
                                       threads=threads, hidden=hidden, layers=layers, cutoff=cutoff)
+        config = apply_options(config, parse_assignments(set_ or []), model)
         config.validate()
 
         def work(progress, cancel):

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from crystal_studio.core.chemistry import perovskite_lattice_from_radii
+from crystal_studio.core.options import OptionsError, apply_options
 from crystal_studio.core.paths import RESOURCES
 from crystal_studio.design.evaluation import evaluate_structure, mark_unique_and_novel
-from crystal_studio.design.optimizers.base import apply_settings
 from crystal_studio.design.optimizers.perovskite import PAPER_PATTERNS, PerovskiteSpace
 from crystal_studio.design.optimizers.smoacs import SmoacsConfig, SmoacsOptimizer
-from crystal_studio.design.spec import SpecError, load_spec
+from crystal_studio.design.spec import load_spec
 
 SPEC = RESOURCES / "specs" / "smoacs_perovskite_gap_2.5eV.json"
 
@@ -133,16 +133,16 @@ def test_paper_patterns_limit_the_chemistry(spec):
 
 
 def test_settings_are_parsed_and_checked():
-    config = apply_settings(SmoacsConfig(), {"geometry": "free", "caution": "auto", "mutate_at": "0.5",
+    config = apply_options(SmoacsConfig(), {"geometry": "free", "caution": "auto", "mutate_at": "0.5",
                                              "restart_schedules": "false", "archive_every": "3"}, "smoacs")
     assert (config.geometry, config.caution, config.mutate_at, config.restart_schedules, config.archive_every) == \
         ("free", None, (0.5,), False, 3)
-    with pytest.raises(SpecError, match="smoacs has no setting 'speed'.*settings: .*geometry"):
-        apply_settings(SmoacsConfig(), {"speed": "1"}, "smoacs")
-    with pytest.raises(SpecError, match="'archive_every': expected an integer, got 'x'"):
-        apply_settings(SmoacsConfig(), {"archive_every": "x"}, "smoacs")
-    with pytest.raises(SpecError, match="geometry must be one of a0, free"):
-        apply_settings(SmoacsConfig(), {"geometry": "cubic"}, "smoacs")
+    with pytest.raises(OptionsError, match="smoacs has no setting 'speed'.*settings: .*geometry"):
+        apply_options(SmoacsConfig(), {"speed": "1"}, "smoacs")
+    with pytest.raises(OptionsError, match="'archive_every': expected an integer, got 'x'"):
+        apply_options(SmoacsConfig(), {"archive_every": "x"}, "smoacs")
+    with pytest.raises(OptionsError, match="geometry must be one of a0, free"):
+        apply_options(SmoacsConfig(), {"geometry": "cubic"}, "smoacs")
 
 
 @pytest.fixture

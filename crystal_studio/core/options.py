@@ -7,8 +7,29 @@ range or choices. :func:`describe_options` turns the class into the list the CLI
 
 from __future__ import annotations
 
-from dataclasses import MISSING, field, fields
+from dataclasses import MISSING, field, fields, replace
 from typing import Any
+
+from crystal_studio.core.errors import CrystalStudioError
+
+
+class OptionsError(CrystalStudioError):
+    """Settings given on the command line or in a form are unknown or invalid; lists every problem."""
+
+    def __init__(self, problems: list[str], source: str = "settings"):
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def parse_assignments(pairs: list[str], flag: str = "--set") -> dict[str, str]:
+    """``NAME=VALUE`` texts (as given to ``--set``) as a dict; values stay text for :func:`apply_options`."""
+    settings = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise OptionsError([f"{flag} expects NAME=VALUE (got '{pair}')"], flag)
+        settings[name.strip()] = value.strip()
+    return settings
 
 
 def option(default: Any, help: str, unit: str = "", minimum: float | None = None,  # noqa: A002 (help is the word)
@@ -49,3 +70,76 @@ def range_problems(config: Any) -> list[str]:
             if meta.get("maximum") is not None and value > meta["maximum"]:
                 problems.append(f"{f.name} must be at most {meta['maximum']} (got {value})")
     return problems
+
+
+def apply_options(config, settings: dict[str, object] | None, owner: str):
+    """A copy of the dataclass ``config`` with ``settings`` (name → value, values may be strings as typed
+    on a command line: '0.5', 'true', 'paper', '0.25,0.5', 'none') applied and type-checked.
+
+    Raises OptionsError naming the owner (method or model kind), the setting and the reason, listing the
+    valid names for an unknown one; the config's own ``validate`` runs last.
+    """
+    if not settings:
+        return config
+    known = {f.name: f for f in fields(config)}
+    changes, problems = {}, []
+    for name, raw in settings.items():
+        if name not in known:
+            problems.append(f"{owner} has no setting '{name}' (settings: {', '.join(known)})")
+            continue
+        try:
+            changes[name] = _coerce(raw, str(known[name].type))
+        except ValueError as exc:
+            problems.append(f"{owner} setting '{name}': {exc}")
+    if problems:
+        raise OptionsError(problems)
+    result = replace(config, **changes)
+    check = getattr(result, "validate", None)
+    if check is not None:
+        check()
+    return result
+
+
+def _coerce(raw, annotation: str):
+    """``raw`` converted to the type a config field is annotated with (str annotations, PEP 563)."""
+    optional = "None" in annotation
+    if isinstance(raw, str):
+        text = raw.strip()
+        if optional and text.lower() in ("none", "null", "auto", ""):
+            return None
+        if annotation.startswith("tuple"):
+            return tuple(float(v) for v in text.split(",") if v.strip())
+        if annotation.startswith("bool"):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected true or false, got '{raw}'")
+        if annotation.startswith("int"):
+            try:
+                return int(text)
+            except ValueError:
+                raise ValueError(f"expected an integer, got '{raw}'") from None
+        if annotation.startswith("float"):
+            try:
+                return float(text)
+            except ValueError:
+                raise ValueError(f"expected a number, got '{raw}'") from None
+        return text
+    if raw is None:
+        if optional:
+            return None
+        raise ValueError("may not be empty")
+    if annotation.startswith("tuple"):
+        return tuple(float(v) for v in raw)
+    if annotation.startswith("bool") and not isinstance(raw, bool):
+        raise ValueError(f"expected true or false, got {raw!r}")
+    if annotation.startswith(("int", "float")) and (isinstance(raw, bool) or not isinstance(raw, int | float)):
+        raise ValueError(f"expected a number, got {raw!r}")
+    if annotation.startswith("int"):
+        if float(raw) != int(raw):
+            raise ValueError(f"expected an integer, got {raw!r}")
+        return int(raw)
+    if annotation.startswith("float"):
+        return float(raw)
+    return raw

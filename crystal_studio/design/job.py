@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from crystal_studio.core.errors import Cancelled, CrystalStudioError
-from crystal_studio.core.options import describe_options
+from crystal_studio.core.options import apply_options, describe_options
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.design.evaluation import evaluate_structure, mark_unique_and_novel, rejudged, summarize
 from crystal_studio.design.methods import MethodRequest, get_method
@@ -52,14 +52,12 @@ def load_predictors(project: Project, model_ids: list[int], device: str):
 def method_config(method: str, settings: dict | None = None):
     """The settings of ``method`` with ``settings`` (name → value or text) applied and checked; None for
     a method without settings. Raises SpecError/CrystalStudioError naming a bad setting."""
-    from crystal_studio.design.optimizers.base import apply_settings
-
     cls = get_method(method).config_class()
     if cls is None:
         if settings:
             raise CrystalStudioError(f"{method} has no settings (got {', '.join(settings)})")
         return None
-    return apply_settings(cls(), settings, method)
+    return apply_options(cls(), settings, method)
 
 
 def method_settings(method: str) -> list[dict]:

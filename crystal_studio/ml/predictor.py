@@ -26,7 +26,7 @@ from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.core.properties import unit_of
 from crystal_studio.ml.batching import CrystalBatch, CrystalGraph, build_graphs, collate
-from crystal_studio.ml.kinds import DIFFERENTIABLE_KINDS
+from crystal_studio.ml.kinds import DIFFERENTIABLE_KINDS, PREDICTOR_KINDS, get_kind
 from crystal_studio.ml.metrics import metrics_per_target
 from crystal_studio.ml.models.gnn import CrystalGNN, GNNConfig
 from crystal_studio.store import models as model_store
@@ -128,23 +128,6 @@ def save_predictor(project: Project, predictor: CrystalPredictor, name: str, met
         complete_run=complete_run)
 
 
-def transfer_from_parts(hyperparameters: dict, targets: list[str], state: dict, where: str):
-    """Rebuild a CHGNet-transfer predictor from its stored hyperparameters and state dict."""
-    from crystal_studio.ml.models.chgnet_transfer import TransferConfig, TransferPredictor
-
-    try:
-        predictor = TransferPredictor(TransferConfig.from_dict(hyperparameters["model"]), targets,
-                                      int(hyperparameters["members"]))
-        predictor.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CrystalStudioError(f"{where}: checkpoint does not match its hyperparameters ({exc})") from None
-    return predictor.eval()
-
-
-# model kind -> rebuild from (hyperparameters, targets, state dict, where)
-REBUILDERS = {"gnn": predictor_from_parts, "chgnet_transfer": transfer_from_parts}
-
-
 def load_predictor(project: Project, model_id: int, device: torch.device | str = "cpu",
                    differentiable: bool = False) -> tuple[model_store.ModelRecord, nn.Module]:
     """A stored model and its predictor (in eval mode, on ``device``).
@@ -153,7 +136,7 @@ def load_predictor(project: Project, model_id: int, device: torch.device | str =
     types, lattice, coordinates) are accepted.
     """
     record = model_store.get_model(project, model_id)
-    if record.kind not in REBUILDERS:
+    if record.kind not in PREDICTOR_KINDS:
         raise CrystalStudioError(f"model {model_id} is a '{record.kind}' model, not a property predictor")
     if differentiable and record.kind not in DIFFERENTIABLE_KINDS:
         raise CrystalStudioError(
@@ -161,8 +144,8 @@ def load_predictor(project: Project, model_id: int, device: torch.device | str =
             f"follow its gradients; choose a {' or '.join(DIFFERENTIABLE_KINDS)} model to optimize against and "
             "use this one as the judge")
     where = f"model {model_id}"
-    predictor = REBUILDERS[record.kind](record.hyperparameters, record.targets,
-                                             load_state(record.checkpoint, where), where)
+    predictor = get_kind(record.kind).load().rebuild(record.hyperparameters, record.targets,
+                                                     load_state(record.checkpoint, where), where)
     return record, predictor.to(device)
 
 
@@ -188,16 +171,11 @@ def import_model_file(project: Project, path: str | Path, name: str | None = Non
         raise CrystalStudioError(f"{path}: not a Crystal Studio model file")
     meta = json.loads(doc["meta"])
     kind = meta.get("kind", "gnn")
-    if kind not in REBUILDERS:
+    if kind not in PREDICTOR_KINDS:
         raise CrystalStudioError(f"{path}: model kind '{kind}' is not known to this version")
-    predictor = REBUILDERS[kind](meta["hyperparameters"], meta["targets"], doc["state_dict"], str(path))
-    if kind == "chgnet_transfer":
-        from crystal_studio.ml.transfer_training import save_transfer
-
-        return save_transfer(project, predictor, name or meta["name"], meta["metrics"],
-                             meta["hyperparameters"].get("training"))
-    return save_predictor(project, predictor, name or meta["name"], meta["metrics"],
-                          meta["hyperparameters"].get("training"))
+    module = get_kind(kind).load()
+    model = module.rebuild(meta["hyperparameters"], meta["targets"], doc["state_dict"], str(path))
+    return module.save(project, model, name or meta["name"], meta["metrics"], meta["hyperparameters"].get("training"))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -41,11 +41,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from crystal_studio.core.errors import Cancelled, CrystalStudioError
+from crystal_studio.core.options import option
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.core.properties import unit_of
 from crystal_studio.ml.batching import CrystalGraph, build_graphs, collate
 from crystal_studio.ml.data import LabelledData, load_labelled, split_ids
-from crystal_studio.ml.kinds import KIND_DEFAULTS, PREDICTOR_KINDS
+from crystal_studio.ml.kinds import KIND_DEFAULTS, PREDICTOR_KINDS, get_kind
 from crystal_studio.ml.metrics import metrics_per_target, spread_scale
 from crystal_studio.ml.models.gnn import CrystalGNN, GNNConfig
 from crystal_studio.ml.predictor import CrystalPredictor, load_state, predict_graphs, save_predictor
@@ -66,25 +67,28 @@ class TrainConfig:
     """Everything that determines a training run (stored with it)."""
 
     targets: list[str]
-    kind: str = "gnn"  # a key of crystal_studio.ml.kinds.PREDICTOR_KINDS
-    epochs: int = 100
-    ensemble: int = 3  # members, each trained from its own seed; the spread is the uncertainty
-    seed: int = 0
-    batch_size: int = 64  # crystals per batch
-    lr: float = 1e-3  # peak learning rate
-    weight_decay: float = 1e-4  # AdamW decoupled weight decay
-    warmup_epochs: int = 1  # linear learning-rate warm-up, then cosine decay to 1% at the last epoch
-    patience: int = 20  # early stopping: epochs without a better validation loss
-    grad_clip: float = 5.0  # maximum gradient norm
-    loss: str = "l1"  # l1, mse or huber, on standardized targets
-    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, validation, test shares
-    device: str = "auto"  # auto, cpu, cuda
-    threads: int = 0  # CPU threads for torch (0: torch's default)
-    mixed_precision: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
-    hidden: int = 64
-    layers: int = 3
-    cutoff: float = 5.0  # Å
-    n_gaussians: int = 40
+    kind: str = option("gnn", "model kind (crystal-studio train --model)", choices=tuple(PREDICTOR_KINDS))
+    epochs: int = option(100, "maximum epochs per ensemble member", minimum=1)
+    ensemble: int = option(3, "members, each trained from its own seed; their spread is the uncertainty", minimum=1)
+    seed: int = option(0, "seed of the split, initialization and batch order")
+    batch_size: int = option(64, "crystals per batch", minimum=1)
+    lr: float = option(1e-3, "peak learning rate (AdamW)", minimum=0.0)
+    weight_decay: float = option(1e-4, "AdamW decoupled weight decay", minimum=0.0)
+    warmup_epochs: int = option(1, "linear learning-rate warm-up, then cosine decay to 1% at the last epoch",
+                                minimum=0)
+    patience: int = option(20, "early stopping: epochs without a better validation loss", minimum=1)
+    grad_clip: float = option(5.0, "maximum gradient norm", minimum=0.0)
+    loss: str = option("l1", "loss on standardized targets", choices=LOSSES)
+    split: tuple[float, float, float] = option((0.8, 0.1, 0.1), "train, validation and test shares")
+    device: str = option("auto", "auto (GPU when available), cpu or cuda")
+    threads: int = option(0, "CPU threads for torch (0: torch's default)", minimum=0)
+    mixed_precision: bool = option(True, "bfloat16 autocast on CUDA (ignored on CPU)")
+    hidden: int = option(64, "width of the atom states (gnn) or of the head's hidden layers (chgnet_transfer)",
+                         minimum=1)
+    layers: int = option(3, "message-passing layers (gnn) or hidden layers of the head (chgnet_transfer)",
+                         minimum=1)
+    cutoff: float = option(5.0, "neighbour cutoff radius (gnn)", unit="Å", minimum=1e-9, maximum=12.0)
+    n_gaussians: int = option(40, "Gaussians in the distance expansion (gnn)", minimum=2)
 
     def validate(self) -> None:
         """Raise CrystalStudioError naming the first setting that cannot work."""
@@ -432,13 +436,16 @@ def _graphs(data: LabelledData, cutoff: float, what: str, progress: ProgressCall
 
 def train_model(project: Project, dataset: str, config: TrainConfig, name: str | None = None,
                 progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> TrainResult:
-    """Train a predictor of ``config.targets`` on ``dataset`` and store it; see the module docstring."""
-    cancel = cancel or CancelToken()
+    """Train a model of kind ``config.kind`` predicting ``config.targets`` on ``dataset`` and store it
+    (the kind's module does the work; see :mod:`crystal_studio.ml.kinds`)."""
     config.validate()
-    if config.kind == "chgnet_transfer":
-        from crystal_studio.ml.transfer_training import train_transfer
+    return get_kind(config.kind).load().train(project, dataset, config, name, progress, cancel or CancelToken())
 
-        return train_transfer(project, dataset, config, name, progress, cancel)
+
+def train_gnn(project: Project, dataset: str, config: TrainConfig, name: str | None = None,
+              progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> TrainResult:
+    """Train a GNN ensemble of ``config.targets`` on ``dataset`` and store it; see the module docstring."""
+    cancel = cancel or CancelToken()
     device = resolve_device(config.device)
     set_threads(config.threads)
     dataset_id = project.dataset_id(dataset)
@@ -472,16 +479,19 @@ def resume_training(project: Project, run_id: int, progress: ProgressCallback = 
         raise CrystalStudioError(f"run {run_id} is a '{run.kind}' run, not a training run")
     if run.status == "completed":
         raise CrystalStudioError(f"run {run_id} already completed; nothing to resume")
-    parameters = run.parameters
-    config = TrainConfig.from_dict(parameters["config"])
+    config = TrainConfig.from_dict(run.parameters["config"])
     if device is not None:
         config.device = device
     if threads is not None:
         config.threads = threads
-    if config.kind == "chgnet_transfer":
-        from crystal_studio.ml.transfer_training import resume_transfer
+    return get_kind(config.kind).load().resume(project, run_id, config, progress, cancel)
 
-        return resume_transfer(project, run_id, config, progress, cancel)
+
+def resume_gnn(project: Project, run_id: int, config: TrainConfig, progress: ProgressCallback = no_progress,
+               cancel: CancelToken | None = None) -> TrainResult:
+    """Continue GNN training run ``run_id`` with ``config`` (its stored one, device and threads as chosen)."""
+    cancel = cancel or CancelToken()
+    parameters = store.get_run(project, run_id).parameters
     target_device = resolve_device(config.device)
     set_threads(config.threads)
     blob = store.load_run_state(project, run_id)

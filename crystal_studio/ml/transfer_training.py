@@ -245,6 +245,17 @@ def _execute(project: Project, run_id: int, parameters: dict, config, data, stat
     return TrainResult(model_id, run_id, KIND, metrics["test"], metrics["val"], message)
 
 
+def rebuild_transfer(hyperparameters: dict, targets: list[str], state: dict, where: str) -> TransferPredictor:
+    """A CHGNet-transfer predictor from its stored hyperparameters and state dict (eval mode)."""
+    try:
+        predictor = TransferPredictor(TransferConfig.from_dict(hyperparameters["model"]), targets,
+                                      int(hyperparameters["members"]))
+        predictor.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CrystalStudioError(f"{where}: checkpoint does not match its hyperparameters ({exc})") from None
+    return predictor.eval()
+
+
 def save_transfer(project: Project, predictor: TransferPredictor, name: str, metrics: dict,
                   training: dict | None = None, dataset_id: int | None = None, run_id: int | None = None,
                   complete_run: str | None = None) -> int:

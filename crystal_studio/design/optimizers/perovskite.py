@@ -16,7 +16,7 @@ import torch
 from pymatgen.core import Element, Lattice, Structure
 
 from crystal_studio.core.chemistry import perovskite_lattice_from_radii, perovskite_site_radius, tolerance_from_radii
-from crystal_studio.core.options import option, range_problems
+from crystal_studio.core.options import OptionsError, option, range_problems
 from crystal_studio.design.evaluation import perovskite_template
 from crystal_studio.design.optimizers.base import Proposal
 from crystal_studio.design.optimizers.objectives import (
@@ -183,11 +183,9 @@ class PerovskiteSearchConfig:
         return range_problems(self)
 
     def validate(self) -> None:
-        from crystal_studio.design.spec import SpecError
-
         problems = self.problems()
         if problems:
-            raise SpecError(problems, "settings")
+            raise OptionsError(problems)
 
 
 class PerovskiteScorer:

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from crystal_studio.core.chemistry import perovskite_lattice_from_radii, tolerance_from_radii
-from crystal_studio.core.options import option
+from crystal_studio.core.options import OptionsError, option
 from crystal_studio.design.optimizers.base import Optimizer, Proposal, StepReport
 from crystal_studio.design.optimizers.perovskite import (
     HardCrystals,
@@ -93,7 +93,7 @@ class SmoacsConfig(PerovskiteSearchConfig):
         if not 0 < self.min_length < self.max_length:
             problems.append("need 0 < min_length < max_length")
         if problems:
-            raise SpecError(problems, "smoacs settings")
+            raise OptionsError(problems, "smoacs settings")
 
 
 class SmoacsOptimizer(Optimizer):
