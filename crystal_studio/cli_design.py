@@ -36,8 +36,8 @@ def _print_summary(summary: dict) -> None:
 
 def optimize(
     project: ProjectArg,
-    spec: Annotated[Path, typer.Option(help="Design spec (JSON/YAML), e.g. resources/specs/*.json.")],
-    models: Annotated[str, typer.Option(help="Comma-separated model ids (see 'crystal-studio models').")],
+    spec: Annotated[Path | None, typer.Option(help="Design spec (JSON/YAML), e.g. resources/specs/*.json.")] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated model ids (see 'crystal-studio models').")] = None,
     method: Annotated[str, typer.Option(help="A registered method ('crystal-studio methods' lists them).")] = "smoacs",
     candidates: Annotated[int, typer.Option(help="Number of candidates.")] = 256,
     steps: Annotated[int, typer.Option(help="Optimization steps.")] = 200,
@@ -51,23 +51,32 @@ def optimize(
     judge: Annotated[int | None, typer.Option(
         help="Independent model id that re-predicts every final candidate; its verdict is stored beside "
              "the optimizer's own.")] = None,
+    repeat: Annotated[int | None, typer.Option(
+        help="Run this stored optimization again from its stored parameters (other options are ignored "
+             "except --device).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Optimize crystals toward a spec; stores per-step metrics and evaluated candidates as a run."""
     from crystal_studio.core.options import parse_assignments
-    from crystal_studio.design.job import run_optimization
+    from crystal_studio.design.job import repeat_optimization, run_optimization
     from crystal_studio.design.spec import load_spec
     from crystal_studio.jobs.cli_runner import run_with_progress
     from crystal_studio.store.models import get_model
 
     proj = _open(project)
-    model_ids = _ids(models, "--models")
-    known = {t for mid in model_ids for t in get_model(proj, mid, with_checkpoint=False).targets}
-    design = load_spec(spec, known_properties=known)
-    settings = parse_assignments(set_ or [])
-    result = run_with_progress(f"{method}: {design.name}", lambda progress, cancel: run_optimization(
-        proj, design, method, model_ids, candidates, steps, seed, device, dataset, progress, cancel,
-        settings=settings, judge_model=judge))
+    if repeat is not None:
+        result = run_with_progress(f"repeating run {repeat}", lambda progress, cancel: repeat_optimization(
+            proj, repeat, device, progress, cancel))
+    else:
+        if spec is None or models is None:
+            raise CrystalStudioError("say what to optimize: --spec FILE --models IDS (or --repeat RUN_ID)")
+        model_ids = _ids(models, "--models")
+        known = {t for mid in model_ids for t in get_model(proj, mid, with_checkpoint=False).targets}
+        design = load_spec(spec, known_properties=known)
+        settings = parse_assignments(set_ or [])
+        result = run_with_progress(f"{method}: {design.name}", lambda progress, cancel: run_optimization(
+            proj, design, method, model_ids, candidates, steps, seed, device, dataset, progress, cancel,
+            settings=settings, judge_model=judge))
     _print_summary(result.summary)
     err.print(f"run {result.run_id}: {result.n_candidates} candidates stored "
               f"(see 'crystal-studio candidates {project} --run {result.run_id}')")

@@ -13,6 +13,7 @@ from crystal_studio.core.errors import Cancelled
 from crystal_studio.core.paths import RESOURCES
 from crystal_studio.core.progress import CancelToken
 from crystal_studio.design.job import run_optimization, run_summary
+from crystal_studio.design.methods import METHODS
 from crystal_studio.design.spec import load_spec
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
@@ -36,7 +37,7 @@ def project_with_model(project):
     return project, model_id
 
 
-@pytest.mark.parametrize("method", ["smoacs", "random", "screen"])
+@pytest.mark.parametrize("method", list(METHODS))
 def test_run_is_stored_with_metrics_and_evaluated_candidates(project_with_model, method):
     project, model_id = project_with_model
     steps = []

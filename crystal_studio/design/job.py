@@ -167,6 +167,21 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
     return OptimizationResult(run_id, method, len(evaluations), summary)
 
 
+def repeat_optimization(project: Project, run_id: int, device: str = "auto", progress: ProgressCallback = no_progress,
+                        cancel: CancelToken | None = None) -> OptimizationResult:
+    """Run stored optimization ``run_id`` again as a new run, from its stored parameters alone (spec,
+    method, models, settings, seed, sizes, datasets, judge); with the same device the candidates are the same."""
+    from crystal_studio.design.spec import spec_from_dict
+
+    run = model_store.get_run(project, run_id)
+    if run.kind != "optimization":
+        raise CrystalStudioError(f"run {run_id} is a '{run.kind}' run, not an optimization")
+    p = run.parameters
+    return run_optimization(project, spec_from_dict(p["spec"]), p["method"], list(p["models"]), p["n_candidates"],
+                            p["n_steps"], p["seed"], device, p.get("dataset") or p.get("reference_dataset"), progress,
+                            cancel, settings=p.get("settings") or {}, judge_model=p.get("judge_model"))
+
+
 def _flush(project: Project, run_id: int, pending: list[StepReport]) -> None:
     with project.transaction() as db:
         db["run_metrics"].insert_all({"run_id": run_id, "step": r.step, "name": name, "value": float(value)}
