@@ -137,9 +137,16 @@ def test_new_builtin_project_holds_the_builtin_dataset_and_model(tmp_path):
     _, datasets, _ = run("datasets", project, "--json")
     assert [d["name"] for d in datasets["datasets"]] == ["builtin"] and datasets["datasets"][0]["count"] > 2000
     _, models, _ = run("models", project, "--json")
-    [model] = models["models"]
-    assert model["kind"] == "gnn" and "bulk_modulus" in model["targets"] and model["metrics"]
-    assert model["name"] == "built-in CHGNet-label ensemble"
+    by_name = {m["name"]: m for m in models["models"]}
+    assert list(by_name) == ["built-in CHGNet-label ensemble", "Materials Project GNN ensemble",
+                             "Materials Project CHGNet-transfer ensemble"]
+    chgnet_labels = by_name["built-in CHGNet-label ensemble"]
+    assert chgnet_labels["kind"] == "gnn" and "bulk_modulus" in chgnet_labels["targets"] and chgnet_labels["metrics"]
+    for name, kind in (("Materials Project GNN ensemble", "gnn"),
+                       ("Materials Project CHGNet-transfer ensemble", "chgnet_transfer")):
+        mp = by_name[name]
+        assert mp["kind"] == kind and mp["targets"] == ["formation_energy_per_atom", "band_gap"]
+        assert mp["metrics"]["band_gap"]["mae"] < 0.35 and mp["metrics"]["formation_energy_per_atom"]["mae"] < 0.07
     again = subprocess.run([sys.executable, "-m", "crystal_studio", "new", str(project), "--builtin"],
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "already exists" in again.stderr

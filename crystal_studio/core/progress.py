@@ -16,12 +16,20 @@ from crystal_studio.core.errors import Cancelled
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One progress report: ``step`` of ``total`` units done (total 0 = unknown)."""
+    """One progress report: ``step`` of ``total`` units done (total 0 = unknown).
+
+    ``metrics`` are values to plot and store (e.g. ``val_loss`` after an epoch, ``batch_loss`` after a
+    batch); ``position`` places a within-step report on the step axis (e.g. epoch 3 + batch 40/100 =
+    3.4); ``run_id`` is set on the event that announces the stored run a job works on, so a window
+    can follow the run without asking the store.
+    """
 
     step: int
     total: int = 0
     message: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    position: float | None = None
+    run_id: int | None = None
 
 
 ProgressCallback = Callable[[ProgressEvent], None]

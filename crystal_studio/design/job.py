@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from crystal_studio.core.errors import Cancelled, CrystalStudioError
+from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.options import apply_options, describe_options
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.design.evaluation import evaluate_structure, mark_unique_and_novel, rejudged, summarize
@@ -127,40 +127,37 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
                   "settings": dict(settings or {}), "judge_model": judge_model}
     run_id = model_store.create_run(project, "optimization", parameters, seed, str(torch_device), package_versions())
     pending: list[StepReport] = []
-    try:
-        for report in optimizer.steps():
-            cancel.check()
-            pending.append(report)
-            if len(pending) >= METRIC_FLUSH_STEPS or report.step == report.total:
-                _flush(project, run_id, pending)
-            if on_step is not None:
-                on_step(report)
-            progress(ProgressEvent(report.step, report.total, method, report.metrics))
-        progress(ProgressEvent(n_steps, n_steps, "evaluating candidates"))
-        proposals = optimizer.candidates()
-        evaluations = []
-        for proposal in proposals:
-            cancel.check()
-            evaluations.append(evaluate_structure(proposal.structure, spec, proposal.properties, proposal.property_std,
-                                                  proposal.site_charges))
-        structures = [p.structure for p in proposals]
-        mark_unique_and_novel(structures, evaluations, _reference_structures(project, reference, evaluations))
-        docs = []
-        for proposal, evaluation in zip(proposals, evaluations, strict=True):
-            doc = evaluation.as_json()
-            doc["origin"] = proposal.origin
-            docs.append(doc)
-        if judge_model is not None:
-            progress(ProgressEvent(n_steps, n_steps, f"judging candidates with model {judge_model}"))
-            judge_candidates(project, judge_model, spec, structures, docs, torch_device)
-        candidate_store.add_candidates(project, run_id, list(zip(structures, docs, strict=True)))
-    except Cancelled:
-        _flush(project, run_id, pending)
-        model_store.update_run(project, run_id, status="cancelled", message="cancelled by the user")
-        raise
-    except BaseException as exc:
-        model_store.update_run(project, run_id, status="failed", message=str(exc)[:500])
-        raise
+    model_store.announce_run(run_id, progress)
+    with model_store.guarded_run(project, run_id):
+        try:
+            for report in optimizer.steps():
+                cancel.check()
+                pending.append(report)
+                if len(pending) >= METRIC_FLUSH_STEPS or report.step == report.total:
+                    _flush(project, run_id, pending)
+                if on_step is not None:
+                    on_step(report)
+                progress(ProgressEvent(report.step, report.total, method, report.metrics))
+            progress(ProgressEvent(n_steps, n_steps, "evaluating candidates"))
+            proposals = optimizer.candidates()
+            evaluations = []
+            for proposal in proposals:
+                cancel.check()
+                evaluations.append(evaluate_structure(proposal.structure, spec, proposal.properties, proposal.property_std,
+                                                      proposal.site_charges))
+            structures = [p.structure for p in proposals]
+            mark_unique_and_novel(structures, evaluations, _reference_structures(project, reference, evaluations))
+            docs = []
+            for proposal, evaluation in zip(proposals, evaluations, strict=True):
+                doc = evaluation.as_json()
+                doc["origin"] = proposal.origin
+                docs.append(doc)
+            if judge_model is not None:
+                progress(ProgressEvent(n_steps, n_steps, f"judging candidates with model {judge_model}"))
+                judge_candidates(project, judge_model, spec, structures, docs, torch_device)
+            candidate_store.add_candidates(project, run_id, list(zip(structures, docs, strict=True)))
+        finally:
+            _flush(project, run_id, pending)  # steps done before a cancel or failure stay plotted
     summary = summarize_with_judge(docs, spec)
     model_store.update_run(project, run_id, status="completed",
                            message=f"{summary['success_rate']:.0%} of {len(evaluations)} candidates meet every criterion")
@@ -183,6 +180,8 @@ def repeat_optimization(project: Project, run_id: int, device: str = "auto", pro
 
 
 def _flush(project: Project, run_id: int, pending: list[StepReport]) -> None:
+    if not pending:
+        return
     with project.transaction() as db:
         db["run_metrics"].insert_all({"run_id": run_id, "step": r.step, "name": name, "value": float(value)}
                                      for r in pending for name, value in r.metrics.items())

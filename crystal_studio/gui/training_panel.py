@@ -59,7 +59,6 @@ from crystal_studio.store.project import Project, StructureQuery
 
 RESUMABLE = ("cancelled", "failed", "running")  # 'running' without a live job: the process was killed
 MODEL_FILE_FILTER = "Crystal Studio model (*.pt);;All files (*)"
-BATCH_RE = re.compile(r"batch (\d+)/(\d+)")
 ROLE_ID = Qt.ItemDataRole.UserRole
 MODEL_COLUMNS = ("ID", "Name", "Targets", "Test MAE", "Dataset", "Created")
 
@@ -352,7 +351,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.config_overrides: dict = {}  # further TrainConfig fields (e.g. cutoff, lr, patience)
         self.epochs_seen = 0
         self._datasets: dict[str, dict] = {}
-        self._init_live(accept=lambda event: bool(event.metrics))
+        self._init_live(accept=lambda event: bool(event.metrics) or event.run_id is not None)
 
         # ---- settings
         self.dataset_combo = QComboBox()
@@ -738,6 +737,10 @@ class TrainingPanel(LiveJobMixin, QWidget):
 
     def _drain(self) -> None:
         for event in self._relay.take():
+            if event.run_id is not None and event.run_id != self.run_id:
+                self.run_id = event.run_id
+                self.refresh_runs()
+                self.select_run(self.run_id)
             metrics = event.metrics
             if "train_loss" in metrics:
                 step = event.step - 1  # events count completed epochs; metrics are stored from step 0
@@ -745,20 +748,13 @@ class TrainingPanel(LiveJobMixin, QWidget):
                 self.epochs_seen += 1
                 self.epoch_recorded.emit(step)
             elif "batch_loss" in metrics:
-                match = BATCH_RE.search(event.message or "")
-                fraction = int(match[1]) / int(match[2]) if match else 1.0
-                self.curves.add_batch(event.step + fraction, float(metrics["batch_loss"]))
+                position = event.position if event.position is not None else event.step + 1.0
+                self.curves.add_batch(position, float(metrics["batch_loss"]))
 
     def _tick(self) -> None:
         self.curves.redraw()
 
     def _progress(self, event: ProgressEvent) -> None:
-        if self.run_id is None and self.project is not None and event.metrics:
-            runs = model_store.list_runs(self.project, "train")
-            if runs and runs[0].status == "running":
-                self.run_id = runs[0].id
-                self.refresh_runs()
-                self.select_run(self.run_id)
         if event.total and event.metrics:
             self.progress_bar.setRange(0, event.total)
             self.progress_bar.setValue(min(event.step, event.total))

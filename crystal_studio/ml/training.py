@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from crystal_studio.core.errors import Cancelled, CrystalStudioError
+from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.options import option
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.core.properties import unit_of
@@ -362,9 +362,11 @@ class EnsembleTrainer:
                 err = (pred.float() * self.std + self.mean - batch.y).abs()
                 abs_sum += torch.where(known, err, 0.0).sum(dim=0).double()
                 known_sum += known.sum(dim=0).double()
-            progress(ProgressEvent(m.index * cfg.epochs + m.epoch, cfg.ensemble * cfg.epochs,
+            step = m.index * cfg.epochs + m.epoch
+            progress(ProgressEvent(step, cfg.ensemble * cfg.epochs,
                                    f"member {m.index + 1}/{cfg.ensemble} epoch {m.epoch + 1} batch {b + 1}/"
-                                   f"{self.batches_per_epoch}", {"batch_loss": loss_value}))
+                                   f"{self.batches_per_epoch}", {"batch_loss": loss_value},
+                                   position=step + (b + 1) / self.batches_per_epoch))
         metrics = {"train_loss": loss_sum / max(n_seen, 1), "lr": lr}
         mae = (abs_sum / known_sum.clamp(min=1)).tolist()
         metrics.update({f"train_mae/{t}": v for t, v, k in zip(cfg.targets, mae, known_sum.tolist(), strict=True) if k})
@@ -517,7 +519,12 @@ def _execute(project: Project, run_id: int, parameters: dict, config: TrainConfi
     mean = torch.tensor(norm["mean"], dtype=torch.float32)
     std = torch.tensor(norm["std"], dtype=torch.float32)
     trainer = EnsembleTrainer(config, model_config, graphs["train"], graphs["val"], mean, std, device)
-    try:
+
+    def cancelled() -> str:
+        return f"cancelled at {trainer.position()}; resume with: crystal-studio train PROJECT --resume {run_id}"
+
+    store.announce_run(run_id, progress)
+    with store.guarded_run(project, run_id, cancelled):
         if state is not None:
             trainer.restore(state)
         store.delete_metrics_after(project, run_id, trainer.last_step)
@@ -543,14 +550,6 @@ def _execute(project: Project, run_id: int, parameters: dict, config: TrainConfi
         model_id = save_predictor(project, predictor, parameters["name"], metrics["test"], training,
                                   parameters["dataset_id"], run_id, complete_run=message)
         store.clear_run_state(project, run_id)
-    except (Cancelled, KeyboardInterrupt):
-        store.update_run(project, run_id, status="cancelled",
-                         message=f"cancelled at {trainer.position()}; "
-                                 f"resume with: crystal-studio train PROJECT --resume {run_id}")
-        raise
-    except Exception as exc:
-        store.update_run(project, run_id, status="failed", message=str(exc) or type(exc).__name__)
-        raise
     return TrainResult(model_id, run_id, "gnn", metrics["test"], metrics["val"], message)
 
 

@@ -25,7 +25,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from crystal_studio.core.errors import Cancelled, CrystalStudioError
+from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.core.properties import unit_of
 from crystal_studio.ml.data import load_labelled, split_ids
@@ -171,7 +171,13 @@ def _execute(project: Project, run_id: int, parameters: dict, config, data, stat
 
     done: list[dict] = []
     infos: list[dict] = []
-    try:
+
+    def cancelled() -> str:
+        return (f"cancelled after {len(done)} of {config.ensemble} member(s); "
+                f"resume with: crystal-studio train PROJECT --resume {run_id}")
+
+    store.announce_run(run_id, progress)
+    with store.guarded_run(project, run_id, cancelled):
         if state is not None and state.get("version") != STATE_VERSION:
             raise CrystalStudioError("the saved training state is from another version; start a new run")
         parts = {key: data.subset(ids) for key, ids in parameters["split"].items()}
@@ -234,14 +240,6 @@ def _execute(project: Project, run_id: int, parameters: dict, config, data, stat
         model_id = save_transfer(project, predictor, parameters["name"], metrics["test"], training,
                                  parameters["dataset_id"], run_id, complete_run=message)
         store.clear_run_state(project, run_id)
-    except (Cancelled, KeyboardInterrupt):
-        store.update_run(project, run_id, status="cancelled",
-                         message=f"cancelled after {len(done)} of {config.ensemble} member(s); "
-                                 f"resume with: crystal-studio train PROJECT --resume {run_id}")
-        raise
-    except Exception as exc:
-        store.update_run(project, run_id, status="failed", message=str(exc) or type(exc).__name__)
-        raise
     return TrainResult(model_id, run_id, KIND, metrics["test"], metrics["val"], message)
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from crystal_studio.core.errors import NotFoundError
+from crystal_studio.core.errors import Cancelled, NotFoundError
+from crystal_studio.core.progress import ProgressCallback, ProgressEvent
 from crystal_studio.store.project import Project, now
 
 RUN_STATUSES = ("running", "completed", "cancelled", "failed")
@@ -78,6 +81,28 @@ def create_run(project: Project, kind: str, parameters: dict, seed: int | None, 
         return int(db["runs"].insert({
             "kind": kind, "status": "running", "parameters": json.dumps(parameters), "seed": seed, "device": device,
             "versions": json.dumps(versions), "message": "", "started": now(), "finished": None}).last_pk)
+
+
+def announce_run(run_id: int, progress: ProgressCallback, what: str = "started") -> None:
+    """Tell a job's listeners which stored run it works on (an event carrying ``run_id``)."""
+    progress(ProgressEvent(0, 0, f"run {run_id} {what}", run_id=run_id))
+
+
+@contextmanager
+def guarded_run(project: Project, run_id: int, cancelled_message: Callable[[], str] | None = None):
+    """The one place a run leaves ``running`` by an exception: Cancelled or Ctrl-C marks it
+    ``cancelled`` (with ``cancelled_message()``, e.g. how to resume), any other exception ``failed``
+    with its message; the exception propagates. Completing a run is the body's business (it should
+    happen in the transaction that stores the run's results)."""
+    try:
+        yield
+    except (Cancelled, KeyboardInterrupt):
+        update_run(project, run_id, status="cancelled",
+                   message=cancelled_message() if cancelled_message else "cancelled by the user")
+        raise
+    except BaseException as exc:
+        update_run(project, run_id, status="failed", message=(str(exc) or type(exc).__name__)[:500])
+        raise
 
 
 def update_run(project: Project, run_id: int, status: str | None = None, message: str | None = None,
