@@ -6,34 +6,27 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from crystal_studio.cli.common import (
+    EXIT_CANCELLED,
+    EXIT_PARTIAL,
+    JsonOpt,
+    ProjectArg,
+    emit_json,
+    err,
+    open_project,
+    out,
+    report_skipped,
+)
 from crystal_studio.core.errors import Cancelled, CrystalStudioError
 
-err = Console(stderr=True)
-out = Console()
-
-ProjectArg = Annotated[Path, typer.Argument(help="Project file (.sqlite), as made by 'crystal-studio new'.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (GPU when available), cpu or cuda.")]
 ModelOpt = Annotated[int, typer.Option("--model", "-m", help="Model id (see 'crystal-studio models').")]
-
-
-def _emit_json(doc: dict) -> None:
-    sys.stdout.write(json.dumps(doc, default=str) + "\n")
-
-
-def _open(path: Path):
-    from crystal_studio.store.project import Project
-
-    return Project.open(path)
 
 
 def _fmt(value: float | None) -> str:
@@ -49,11 +42,6 @@ def _metrics_table(title: str, metrics: dict) -> Table:
     for target, m in metrics.items():
         table.add_row(target, unit_of(target), str(m.get("n", "")), _fmt(m["mae"]), _fmt(m["rmse"]), _fmt(m["r2"]))
     return table
-
-
-def _report_skipped(issues) -> None:
-    for issue in issues:
-        err.print(f"[yellow]skipped[/yellow] {issue}", markup=True, highlight=False, soft_wrap=True)
 
 
 def train(
@@ -92,7 +80,7 @@ def train(
     from crystal_studio.ml.training import TrainConfig, resume_training, train_model
     from crystal_studio.store import models as model_store
 
-    proj = _open(project)
+    proj = open_project(project)
     if resume is not None:
         def work(progress, cancel):
             return resume_training(proj, resume, progress, cancel, device=None if device == "auto" else device,
@@ -121,11 +109,11 @@ def train(
         if cancelled:
             err.print(f"run {cancelled[0].id} {cancelled[0].message.replace('PROJECT', str(project))}",
                       highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_CANCELLED) from None
     err.print(f"model {result.model_id} stored (run {result.run_id}): {result.message}", highlight=False,
               soft_wrap=True)
     if json_out:
-        _emit_json(result.as_json())
+        emit_json(result.as_json())
         return
     out.print(_metrics_table(f"model {result.model_id} — test metrics", result.metrics))
 
@@ -134,9 +122,9 @@ def models(project: ProjectArg, json_out: JsonOpt = False) -> None:
     """List trained models with their targets, dataset and test metrics."""
     from crystal_studio.store import models as model_store
 
-    records = model_store.list_models(_open(project))
+    records = model_store.list_models(open_project(project))
     if json_out:
-        _emit_json({"models": [r.as_json() for r in records]})
+        emit_json({"models": [r.as_json() for r in records]})
         return
     if not records:
         err.print("no models yet: train one with 'crystal-studio train PROJECT --dataset NAME --targets ...'")
@@ -157,9 +145,9 @@ def _model_and_inputs(project: Path, model: int, device: str, paths: list[Path],
     from crystal_studio.ml.predictor import load_predictor
     from crystal_studio.ml.runtime import resolve_device
 
-    record, predictor = load_predictor(_open(project), model, resolve_device(device))
+    record, predictor = load_predictor(open_project(project), model, resolve_device(device))
     records, issues = _read_inputs(paths)
-    _report_skipped(issues)
+    report_skipped(issues)
     if not records:
         raise CrystalStudioError(f"no readable structure in {where}")
     return record, predictor, records, issues
@@ -207,7 +195,7 @@ def predict(
             row[target + "_std"] = float(std[k, j])
         predictions.append(row)
     if json_out:
-        _emit_json({"model_id": record.id, "targets": predictor.targets, "predictions": predictions})
+        emit_json({"model_id": record.id, "targets": predictor.targets, "predictions": predictions})
     else:
         table = Table(title=f"model {record.id}: {record.name}", title_justify="left")
         for col in ("source", "formula", *predictor.targets):
@@ -217,7 +205,7 @@ def predict(
                           *(f"{row[t]:.3f} ± {row[t + '_std']:.3f}" for t in predictor.targets))
         out.print(table)
     if issues:
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def evaluate(
@@ -240,11 +228,11 @@ def evaluate(
             predictor, [r.structure for r in records], [r.properties for r in records], progress=progress,
             cancel=cancel))
     if json_out:
-        _emit_json({"model_id": record.id, "n": n, "metrics": metrics})
+        emit_json({"model_id": record.id, "n": n, "metrics": metrics})
     else:
         out.print(_metrics_table(f"model {record.id} on {n} structures", metrics))
     if issues:
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,62 +1,29 @@
-"""Command line: `crystal-studio VERB ...`. Thin: parses arguments and calls the same functions the
-GUI calls. `crystal-studio` alone launches the GUI.
+"""Data verbs of the command line: ``new``, ``import``, ``datasets``, ``info`` and ``export``.
 
-Conventions (see DESIGN.md): exit 0 success, 2 usage error or nothing done, 3 partial success;
-`--json` prints exactly one JSON document on stdout, everything else goes to stderr.
+:func:`register` adds them to the main typer app.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from crystal_studio import __version__
-from crystal_studio.core.errors import Cancelled, CrystalStudioError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=False,
-    invoke_without_command=True,
-    pretty_exceptions_enable=False,
-    help="Crystal Studio: data-driven inverse design of inorganic crystals. Run without a command to open the app.",
+from crystal_studio.cli.common import (
+    JsonOpt,
+    ProjectArg,
+    emit_json,
+    err,
+    open_project,
+    out,
+    parse_ids,
+    report_skipped,
 )
-err = Console(stderr=True, soft_wrap=True, highlight=False)
-out = Console()
-
-ProjectArg = Annotated[Path, typer.Argument(help="Project file (.sqlite), as made by 'crystal-studio new'.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+from crystal_studio.core.errors import CrystalStudioError
 
 
-def _emit_json(doc: dict) -> None:
-    sys.stdout.write(json.dumps(doc, default=str) + "\n")
-
-
-def _open(path: Path):
-    from crystal_studio.store.project import Project
-
-    return Project.open(path)
-
-
-@app.callback()
-def root(ctx: typer.Context,
-         version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
-    """Open the desktop application when no command is given."""
-    if version:
-        out.print(f"crystal-studio {__version__}")
-        raise typer.Exit(0)
-    if ctx.invoked_subcommand is None:
-        from crystal_studio.gui.app import run_app
-
-        raise typer.Exit(run_app())
-
-
-@app.command()
 def new(
     project: ProjectArg,
     builtin: Annotated[bool, typer.Option(
@@ -84,7 +51,6 @@ def new(
     err.print(f"created project {created.path}")
 
 
-@app.command("import")
 def import_(
     project: ProjectArg,
     paths: Annotated[list[Path], typer.Argument(help="Files, folders or .zip archives (CIF, POSCAR, extxyz, JSON, CSV).")],
@@ -105,14 +71,13 @@ def import_(
     from crystal_studio.jobs.cli_runner import run_with_progress
     from crystal_studio.store.importer import import_paths
 
-    proj = _open(project)
+    proj = open_project(project)
     options = ImportOptions(ordered_approximation=ordered_approximation, reject_close_atoms=reject_close_atoms,
                             max_file_bytes=int(max_file_mb * 2**20))
     report = run_with_progress(
         f"importing into '{dataset}'",
         lambda progress, cancel: import_paths(proj, paths, dataset, options, workers or None, progress, cancel))
-    for issue in report.issues:
-        err.print(f"[yellow]skipped[/yellow] {issue}", markup=True, highlight=False, soft_wrap=True)
+    report_skipped(report.issues)
     summary = f"imported {report.imported} structures into '{dataset}'" if report.imported else "nothing imported"
     if report.flagged:
         summary += f" ({report.flagged} flagged invalid: atoms closer than 0.5 Å)"
@@ -120,16 +85,15 @@ def import_(
         summary += f"; skipped {report.skipped} (listed above)"
     err.print(summary, highlight=False)
     if json_out:
-        _emit_json(report.as_json())
+        emit_json(report.as_json())
     raise typer.Exit(report.exit_code)
 
 
-@app.command()
 def datasets(project: ProjectArg, json_out: JsonOpt = False) -> None:
     """List datasets with their size and per-property count/min/max."""
-    summaries = _open(project).datasets()
+    summaries = open_project(project).datasets()
     if json_out:
-        _emit_json({"datasets": [d.as_json() for d in summaries]})
+        emit_json({"datasets": [d.as_json() for d in summaries]})
         return
     for d in summaries:
         table = Table(title=f"{d.name} — {d.count} structures", title_justify="left")
@@ -142,19 +106,17 @@ def datasets(project: ProjectArg, json_out: JsonOpt = False) -> None:
         err.print("no datasets yet: add one with 'crystal-studio import PROJECT PATH --dataset NAME'")
 
 
-@app.command()
 def info(project: ProjectArg, json_out: JsonOpt = False) -> None:
     """Summarize a project: schema version, size and row counts."""
-    doc = _open(project).info()
+    doc = open_project(project).info()
     if json_out:
-        _emit_json(doc)
+        emit_json(doc)
         return
     out.print(f"[bold]{doc['path']}[/bold]  schema v{doc['schema_version']}, {doc['size_bytes'] / 2**20:.1f} MiB")
     for table, n in doc["counts"].items():
         out.print(f"  {table:<12} {n}")
 
 
-@app.command()
 def export(
     project: ProjectArg,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (or a .zip file).")],
@@ -177,11 +139,8 @@ def export(
         raise CrystalStudioError(f"--format must be one of {', '.join(WRITE_FORMATS)} (got '{fmt}')")
     if dataset is None and ids is None and run is None:
         raise CrystalStudioError("say what to export: --dataset NAME, --ids 1,2,3 or --run ID")
-    try:
-        id_list = [int(x) for x in ids.split(",") if x.strip()] if ids else None
-    except ValueError:
-        raise CrystalStudioError(f"--ids must be comma-separated integers (got '{ids}')") from None
-    proj = _open(project)
+    id_list = parse_ids(ids, "--ids") if ids else None
+    proj = open_project(project)
     if run is not None:
         def work(progress, cancel):
             return export_candidates(proj, run, out_dir, fmt, only_success, relaxed, symmetrize, progress, cancel)
@@ -195,27 +154,13 @@ def export(
         raise CrystalStudioError("nothing matched: no structures exported")
     err.print(f"wrote {len(written)} {fmt} file(s) to {out_dir}")
     if json_out:
-        _emit_json({"format": fmt, "out": str(out_dir), "files": [str(p) for p in written]})
+        emit_json({"format": fmt, "out": str(out_dir), "files": [str(p) for p in written]})
 
 
-from crystal_studio.cli_design import register as _register_design  # noqa: E402, I001
-from crystal_studio.cli_ml import register as _register_ml  # noqa: E402, I001
-
-_register_ml(app)
-_register_design(app)
-
-
-def main() -> None:
-    """Console entry point: user errors print a message and exit 2, never a traceback.
-
-    typer runs in standalone mode, so usage errors exit 2 with click's message and ``typer.Exit``
-    codes pass through.
-    """
-    try:
-        app()
-    except CrystalStudioError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
-    except (Cancelled, KeyboardInterrupt):
-        err.print("cancelled; nothing was written")
-        sys.exit(130)
+def register(app: typer.Typer) -> None:
+    """Add the data verbs to ``app``."""
+    app.command()(new)
+    app.command("import")(import_)
+    app.command()(datasets)
+    app.command()(info)
+    app.command()(export)

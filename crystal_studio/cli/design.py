@@ -1,4 +1,7 @@
-"""Design verbs of the command line: optimize, candidates, relax (registered on the main app)."""
+"""Design verbs of the command line: ``methods``, ``optimize``, ``candidates`` and ``relax``.
+
+:func:`register` adds them to the main typer app.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +11,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from crystal_studio.cli import JsonOpt, ProjectArg, _emit_json, _open, err, out
+from crystal_studio.cli.common import JsonOpt, ProjectArg, emit_json, err, open_project, out, parse_ids
 from crystal_studio.core.errors import CrystalStudioError
 
-
-def _ids(text: str, option: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise CrystalStudioError(f"{option} must be comma-separated integers (got '{text}')") from None
+RunOpt = Annotated[int, typer.Option(help="Optimization run id.")]
+OnlySuccessOpt = Annotated[bool, typer.Option(help="Only candidates meeting every criterion.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 
 
 def _print_summary(summary: dict) -> None:
@@ -42,7 +42,7 @@ def optimize(
     candidates: Annotated[int, typer.Option(help="Number of candidates.")] = 256,
     steps: Annotated[int, typer.Option(help="Optimization steps.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     dataset: Annotated[str | None, typer.Option(
         help="Dataset to screen (screen) and to judge novelty against (default: the model's training set).")] = None,
     set_: Annotated[list[str] | None, typer.Option(
@@ -63,14 +63,14 @@ def optimize(
     from crystal_studio.jobs.cli_runner import run_with_progress
     from crystal_studio.store.models import get_model
 
-    proj = _open(project)
+    proj = open_project(project)
     if repeat is not None:
         result = run_with_progress(f"repeating run {repeat}", lambda progress, cancel: repeat_optimization(
             proj, repeat, device, progress, cancel))
     else:
         if spec is None or models is None:
             raise CrystalStudioError("say what to optimize: --spec FILE --models IDS (or --repeat RUN_ID)")
-        model_ids = _ids(models, "--models")
+        model_ids = parse_ids(models, "--models")
         known = {t for mid in model_ids for t in get_model(proj, mid, with_checkpoint=False).targets}
         design = load_spec(spec, known_properties=known)
         settings = parse_assignments(set_ or [])
@@ -81,23 +81,23 @@ def optimize(
     err.print(f"run {result.run_id}: {result.n_candidates} candidates stored "
               f"(see 'crystal-studio candidates {project} --run {result.run_id}')")
     if json_out:
-        _emit_json(result.as_json())
+        emit_json(result.as_json())
 
 
 def candidates(
     project: ProjectArg,
-    run: Annotated[int, typer.Option(help="Optimization run id.")],
-    only_success: Annotated[bool, typer.Option(help="Only candidates meeting every criterion.")] = False,
+    run: RunOpt,
+    only_success: OnlySuccessOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """List the candidates of an optimization run with their checks and predicted properties."""
     from crystal_studio.design.job import run_summary
     from crystal_studio.store.candidates import list_candidates
 
-    proj = _open(project)
+    proj = open_project(project)
     records = list_candidates(proj, run, only_success)
     if json_out:
-        _emit_json({"run_id": run, "summary": run_summary(proj, run), "candidates": [r.as_json() for r in records]})
+        emit_json({"run_id": run, "summary": run_summary(proj, run), "candidates": [r.as_json() for r in records]})
         return
     if not records:
         err.print("no candidates")
@@ -117,10 +117,10 @@ def candidates(
 
 def relax(
     project: ProjectArg,
-    run: Annotated[int, typer.Option(help="Optimization run id.")],
-    only_success: Annotated[bool, typer.Option(help="Only candidates meeting every criterion.")] = False,
+    run: RunOpt,
+    only_success: OnlySuccessOpt = False,
     ids: Annotated[str | None, typer.Option(help="Comma-separated candidate ids.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOpt = "auto",
     fmax: Annotated[float, typer.Option(help="Force criterion, eV/Å.")] = 0.05,
     max_steps: Annotated[int, typer.Option(help="Most FIRE steps per candidate.")] = 300,
     json_out: JsonOpt = False,
@@ -129,8 +129,8 @@ def relax(
     from crystal_studio.design.relaxation import relax_candidates
     from crystal_studio.jobs.cli_runner import run_with_progress
 
-    proj = _open(project)
-    chosen = _ids(ids, "--ids") if ids else None
+    proj = open_project(project)
+    chosen = parse_ids(ids, "--ids") if ids else None
     results = run_with_progress("relaxing with CHGNet", lambda progress, cancel: relax_candidates(
         proj, run, only_success, chosen, device, fmax, max_steps, progress, cancel))
     if not results:
@@ -140,7 +140,7 @@ def relax(
     err.print(f"relaxed {len(results)} candidates ({sum(r['converged'] for r in results)} converged); "
               f"success kept by {survived} of {before} successful ones")
     if json_out:
-        _emit_json({"run_id": run, "relaxed": results})
+        emit_json({"run_id": run, "relaxed": results})
 
 
 def methods(json_out: JsonOpt = False) -> None:
@@ -149,7 +149,7 @@ def methods(json_out: JsonOpt = False) -> None:
 
     docs = [info.describe() for info in METHODS.values()]
     if json_out:
-        _emit_json({"methods": docs})
+        emit_json({"methods": docs})
         return
     for doc in docs:
         table = Table(title=f"{doc['name']} ({doc['family']}; needs {', '.join(doc['needs'])}): {doc['title']}",

@@ -1,0 +1,61 @@
+"""Command line: `crystal-studio VERB ...`. Thin: parses arguments and calls the same functions the
+GUI calls. `crystal-studio` alone launches the GUI.
+
+The verbs live in :mod:`.data`, :mod:`.models` and :mod:`.design`, which share :mod:`.common` and
+nothing else; this module builds the typer ``app`` from them and defines the entry point
+:func:`main`. Conventions: see :mod:`.common` and DESIGN.md ("Command line conventions").
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from crystal_studio import __version__
+from crystal_studio.cli import data, design, models
+from crystal_studio.cli.common import EXIT_CANCELLED, EXIT_USAGE, err, out
+from crystal_studio.core.errors import Cancelled, CrystalStudioError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    invoke_without_command=True,
+    pretty_exceptions_enable=False,
+    help="Crystal Studio: data-driven inverse design of inorganic crystals. Run without a command to open the app.",
+)
+
+
+@app.callback()
+def root(ctx: typer.Context,
+         version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
+    """Open the desktop application when no command is given."""
+    if version:
+        out.print(f"crystal-studio {__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        from crystal_studio.gui.app import run_app
+
+        raise typer.Exit(run_app())
+
+
+data.register(app)
+models.register(app)
+design.register(app)
+
+
+def main() -> None:
+    """Console entry point: user errors print a message and exit 2, never a traceback.
+
+    typer runs in standalone mode, so usage errors exit 2 with click's message and ``typer.Exit``
+    codes pass through.
+    """
+    try:
+        app()
+    except CrystalStudioError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(EXIT_USAGE)
+    except (Cancelled, KeyboardInterrupt):
+        err.print("cancelled; nothing was written")
+        sys.exit(EXIT_CANCELLED)
