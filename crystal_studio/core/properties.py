@@ -17,6 +17,8 @@ UNITS: dict[str, str] = {
     "tolerance_factor": "",
     "magnetic_moment": "μB/cell",
     "efermi": "eV",
+    # derived by store/derived.py from a dataset's own convex hull (e_above_hull above is the same unit)
+    "decomposition_components": "",
 }
 
 # Normalized column name (lower case, non-alphanumerics collapsed to '_') -> canonical name.

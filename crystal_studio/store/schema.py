@@ -64,5 +64,17 @@ def _v2(db: sqlite_utils.Database) -> None:
     structures.create_index(["dataset_id", "spacegroup_number"])
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2}
+def _v3(db: sqlite_utils.Database) -> None:
+    """Decompositions relative to a dataset's own convex hull (store/derived.py): one row per structure
+    with its energy above that hull (eV/atom), number of products, and the products as JSON
+    (``[{"formula", "fraction", "structure_id"}]``, atom fractions summing to 1)."""
+    db["decompositions"].create(
+        {"structure_id": int, "dataset_id": int, "e_above_hull": float, "n_components": int, "products": str,
+         "source": str, "created": str},
+        pk="structure_id",
+        foreign_keys=[("structure_id", "structures", "id"), ("dataset_id", "datasets", "id")])
+    db["decompositions"].create_index(["dataset_id"])
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3}
 SCHEMA_VERSION = max(MIGRATIONS)
