@@ -1,4 +1,4 @@
-"""Data verbs of the command line: ``new``, ``import``, ``datasets``, ``info`` and ``export``.
+"""Data verbs of the command line: ``new``, ``import``, ``datasets``, ``info``, ``export`` and ``hull``.
 
 :func:`register` adds them to the main typer app.
 """
@@ -157,6 +157,29 @@ def export(
         emit_json({"format": fmt, "out": str(out_dir), "files": [str(p) for p in written]})
 
 
+def hull(
+    project: ProjectArg,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset whose formation energies make the hull.")],
+    replace_imported: Annotated[bool, typer.Option(
+        help="Overwrite e_above_hull values that came with the imported data.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Energy above this dataset's own convex hull and decomposition products of every entry (from its
+    formation_energy_per_atom), stored as derived properties e_above_hull and decomposition_components."""
+    from crystal_studio.jobs.cli_runner import run_with_progress
+    from crystal_studio.store.derived import compute_dataset_hull
+
+    proj = open_project(project)
+    summary = run_with_progress("hull", lambda progress, cancel: compute_dataset_hull(
+        proj, dataset, progress, cancel, replace_imported=replace_imported))
+    if json_out:
+        emit_json(summary.as_json())
+        return
+    err.print(f"{summary.entries} entries of '{dataset}' in {summary.chemical_systems} chemical systems: "
+              f"{summary.stable} on the dataset's hull ({summary.seconds:.1f} s); values are relative to this "
+              f"dataset's hull, not to a reference database")
+
+
 def register(app: typer.Typer) -> None:
     """Add the data verbs to ``app``."""
     app.command()(new)
@@ -164,3 +187,4 @@ def register(app: typer.Typer) -> None:
     app.command()(datasets)
     app.command()(info)
     app.command()(export)
+    app.command()(hull)

@@ -1,4 +1,5 @@
-"""Design verbs of the command line: ``methods``, ``optimize``, ``candidates`` and ``relax``.
+"""Design verbs of the command line: ``methods``, ``optimize``, ``candidates``, ``relax``, ``sample`` and
+``samples``.
 
 :func:`register` adds them to the main typer app.
 """
@@ -162,9 +163,69 @@ def methods(json_out: JsonOpt = False) -> None:
         out.print(table)
 
 
+def sample(
+    project: ProjectArg,
+    model: Annotated[int, typer.Option("--model", "-m", help="A generative model id (e.g. a composition_vae).")],
+    n: Annotated[int, typer.Option("--n", help="Number of samples to draw.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the draws.")] = 0,
+    around: Annotated[int | None, typer.Option(
+        help="Draw around this structure id's latent code instead of the prior N(0, I).")] = None,
+    sigma: Annotated[float, typer.Option(help="Spread of the draws around --around (latent units).")] = 1.0,
+    decomposition_class: Annotated[int | None, typer.Option(
+        "--class", help="Only this decomposition class (1: on the dataset hull, 2: two products, ...).")] = None,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Draw samples from a generative model, store them as a run and print the validity funnel."""
+    from crystal_studio.design.sampling import sample_model
+    from crystal_studio.jobs.cli_runner import run_with_progress
+
+    proj = open_project(project)
+    summary = run_with_progress("sampling", lambda progress, cancel: sample_model(
+        proj, model, n, seed, around, sigma, decomposition_class, device, progress, cancel))
+    doc = summary.as_json()
+    if json_out:
+        emit_json(doc)
+        return
+    table = Table(title=f"run {summary.run_id}: {n} samples from model {model}", title_justify="left")
+    table.add_column("stage")
+    table.add_column("count", justify="right")
+    for stage, count in summary.funnel.items():
+        table.add_row(stage, str(count))
+    out.print(table)
+    err.print(f"compositional validity {summary.compositional_validity:.1%}, unique {summary.unique_rate:.1%}, "
+              f"novel {summary.novel_rate:.1%} ({summary.note})")
+
+
+def samples(
+    project: ProjectArg,
+    run: Annotated[int, typer.Option(help="Sampling run id.")],
+    only_valid: Annotated[bool, typer.Option(help="Only compositionally valid formulas.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the formulas a sampling run drew, most frequent first, with their checks."""
+    from crystal_studio.store.samples import list_samples
+
+    rows = [r for r in list_samples(open_project(project), run)
+            if r.checks.get("compositionally_valid") or not only_valid]
+    if json_out:
+        emit_json({"run_id": run, "samples": [r.as_json() for r in rows]})
+        return
+    table = Table(title=f"run {run}: {len(rows)} formulas", title_justify="left")
+    for col in ("formula", "count", "valid", "novel", "elements", "class"):
+        table.add_column(col, justify="left" if col == "formula" else "right")
+    for r in rows:
+        c = r.checks
+        table.add_row(r.formula, str(r.count), "✔" if c.get("compositionally_valid") else "✘",
+                      "✔" if c.get("novel") else "✘", str(c.get("n_elements", "")), str(c.get("decomposition_class", "")))
+    out.print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add the design verbs to the main app."""
     app.command()(methods)
     app.command()(optimize)
     app.command()(candidates)
     app.command()(relax)
+    app.command()(sample)
+    app.command()(samples)

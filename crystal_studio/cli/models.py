@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -48,21 +49,21 @@ def train(
     project: ProjectArg,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset to train on.")] = None,
     model: Annotated[str, typer.Option(
-        help="Model kind: gnn (differentiable, what optimizers use) or chgnet_transfer (heads on frozen "
-             "CHGNet features; accurate judge and screener).")] = "gnn",
+        help="Model kind: gnn (differentiable, what optimizers use), chgnet_transfer (heads on frozen "
+             "CHGNet features; accurate judge and screener) or composition_vae (samples formulas; no targets).")] = "gnn",
     targets: Annotated[str, typer.Option(
         help="Comma-separated properties to predict, e.g. formation_energy_per_atom,band_gap.")] = "",
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs per ensemble member. Default: the kind's own (100 for gnn).")] = None,
-    ensemble: Annotated[int, typer.Option(help="Ensemble members (the spread of their predictions is reported).")] = 3,
+    ensemble: Annotated[int | None, typer.Option(help="Ensemble members (the spread of their predictions is reported). Default: 3.")] = None,
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the split, initialization and batch order.")] = 0,
     batch_size: Annotated[int | None, typer.Option(help="Crystals per batch. Default: the kind's own (64 for gnn).")] = None,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-3,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate. Default: 0.001.")] = None,
     patience: Annotated[int | None, typer.Option(help="Stop a member after this many epochs without improvement. Default: the kind's own (20 for gnn).")] = None,
-    loss: Annotated[str, typer.Option(help="l1, mse or huber (on standardized targets).")] = "l1",
+    loss: Annotated[str | None, typer.Option(help="l1, mse or huber (on standardized targets). Default: l1.")] = None,
     hidden: Annotated[int | None, typer.Option(help="Width of the atom states (gnn) or of the head's hidden layers (chgnet_transfer). Default: the kind's own (64 for gnn).")] = None,
     layers: Annotated[int | None, typer.Option(help="Message-passing layers (gnn) or hidden layers of the head (chgnet_transfer). Default: the kind's own (3 for gnn).")] = None,
-    cutoff: Annotated[float, typer.Option(help="Neighbour cutoff radius in Å.")] = 5.0,
+    cutoff: Annotated[float | None, typer.Option(help="Neighbour cutoff radius in Å. Default: 5.")] = None,
     threads: Annotated[int, typer.Option(help="CPU threads for torch (0: default).")] = 0,
     name: Annotated[str | None, typer.Option(help="Name of the stored model.")] = None,
     resume: Annotated[int | None, typer.Option(
@@ -72,12 +73,13 @@ def train(
                       "applied after the flags above.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train a property predictor on a dataset; prints the model id and test metrics."""
+    """Train a model on a dataset (a property predictor, or a generative model); prints the model id and
+    its test metrics."""
     from crystal_studio.core.options import apply_options, parse_assignments
     from crystal_studio.core.properties import canonical_name
     from crystal_studio.jobs.cli_runner import run_with_progress
-    from crystal_studio.ml.kinds import PREDICTOR_KINDS
-    from crystal_studio.ml.training import TrainConfig, resume_training, train_model
+    from crystal_studio.ml.kinds import KINDS, PREDICTOR_KINDS, config_class, config_for
+    from crystal_studio.ml.training import resume_training, train_model
     from crystal_studio.store import models as model_store
 
     proj = open_project(project)
@@ -86,16 +88,23 @@ def train(
             return resume_training(proj, resume, progress, cancel, device=None if device == "auto" else device,
                                    threads=threads or None)
     else:
-        if model not in PREDICTOR_KINDS:
-            raise CrystalStudioError(f"--model must be one of {', '.join(PREDICTOR_KINDS)} (got '{model}')")
+        if model not in KINDS:
+            raise CrystalStudioError(f"--model must be one of {', '.join(KINDS)} (got '{model}')")
         if not dataset:
             raise CrystalStudioError("say what to train on: --dataset NAME (or --resume RUN_ID)")
         names = [canonical_name(t) for t in targets.split(",") if t.strip()]
-        if not names:
+        if model in PREDICTOR_KINDS and not names:
             raise CrystalStudioError("say what to predict: --targets formation_energy_per_atom,band_gap")
-        config = TrainConfig.for_kind(model, names, epochs=epochs, ensemble=ensemble, seed=seed,
-                                      batch_size=batch_size, lr=lr, patience=patience, loss=loss, device=device,
-                                      threads=threads, hidden=hidden, layers=layers, cutoff=cutoff)
+        flags = {"epochs": epochs, "ensemble": ensemble, "seed": seed, "batch_size": batch_size, "lr": lr,
+                 "patience": patience, "loss": loss, "device": device, "threads": threads, "hidden": hidden,
+                 "layers": layers, "cutoff": cutoff}
+        settable = {f.name for f in dataclasses.fields(config_class(model))}
+        misplaced = [name for name, value in flags.items() if value is not None and name not in settable]
+        if misplaced:
+            raise CrystalStudioError(f"{', '.join('--' + m.replace('_', '-') for m in misplaced)} does not apply "
+                                     f"to a {model} model ('crystal-studio train --model {model} --set NAME=VALUE' "
+                                     "takes its own settings)")
+        config = config_for(model, names, **{k: v for k, v in flags.items() if k in settable})
         config = apply_options(config, parse_assignments(set_ or []), model)
         config.validate()
 
@@ -115,7 +124,16 @@ def train(
     if json_out:
         emit_json(result.as_json())
         return
-    out.print(_metrics_table(f"model {result.model_id} — test metrics", result.metrics))
+    if all("mae" in m for m in result.metrics.values()):
+        out.print(_metrics_table(f"model {result.model_id} — test metrics", result.metrics))
+        return
+    table = Table(title=f"model {result.model_id} — validation metrics", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for group in result.metrics.values():
+        for key, value in group.items():
+            table.add_row(key, _fmt(value))
+    out.print(table)
 
 
 def models(project: ProjectArg, json_out: JsonOpt = False) -> None:

@@ -84,3 +84,12 @@ def is_charge_neutral(composition: Composition) -> bool:
     if len(composition.elements) == 1:
         return True
     return guess_oxidation_states(composition) is not None
+
+
+def smact_valid(composition: Composition | str) -> bool:
+    """Compositional validity as in CDVAE/DiffCSP (SMACT): some combination of the elements' oxidation
+    states is charge neutral and, for ionic compounds, passes the Pauling electronegativity test
+    (cations less electronegative than anions); all-metal compositions count as valid alloys."""
+    from smact.screening import smact_validity
+
+    return bool(smact_validity(Composition(composition).reduced_formula))

@@ -481,7 +481,9 @@ def resume_training(project: Project, run_id: int, progress: ProgressCallback = 
         raise CrystalStudioError(f"run {run_id} is a '{run.kind}' run, not a training run")
     if run.status == "completed":
         raise CrystalStudioError(f"run {run_id} already completed; nothing to resume")
-    config = TrainConfig.from_dict(run.parameters["config"])
+    from crystal_studio.ml.kinds import config_class
+
+    config = config_class(run.parameters["config"].get("kind", "gnn")).from_dict(run.parameters["config"])
     if device is not None:
         config.device = device
     if threads is not None:

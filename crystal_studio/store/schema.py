@@ -76,5 +76,14 @@ def _v3(db: sqlite_utils.Database) -> None:
     db["decompositions"].create_index(["dataset_id"])
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3}
+def _v4(db: sqlite_utils.Database) -> None:
+    """Formulas sampled by a generative run (store/samples.py): one row per distinct decoded formula
+    with how often it was drawn and its checks as JSON."""
+    db["formula_samples"].create(
+        {"id": int, "run_id": int, "formula": str, "count": int, "checks": str},
+        pk="id", foreign_keys=[("run_id", "runs", "id")])
+    db["formula_samples"].create_index(["run_id"])
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -8,8 +8,9 @@ module defines:
 - ``rebuild(hyperparameters, targets, state, where)``: the model from its stored parts (eval mode);
 - ``save(project, model, name, metrics, training) -> model id``: store a model (e.g. one read from a file).
 
-``config`` is a :class:`~crystal_studio.ml.training.TrainConfig`; a kind's own defaults for it are in
-:attr:`KindInfo.defaults`. Adding a kind is one module in this package and one line below.
+``config`` is a :class:`~crystal_studio.ml.training.TrainConfig` (predictor kinds; a kind's own
+defaults for it are in :attr:`KindInfo.defaults`), or the kind's own settings dataclass when its module
+defines ``CONFIG`` (generative kinds). Adding a kind is one module in this package and one line below.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from types import ModuleType
 
 from crystal_studio.core.errors import CrystalStudioError
 
-ROLES = ("predictor", "differentiable")  # what a kind's models can do in a design run
+ROLES = ("predictor", "differentiable", "generator:composition")  # what a kind's models can do in a design run
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class KindInfo:
 
     name: str
     title: str
-    roles: tuple[str, ...]  # 'predictor': predicts properties; 'differentiable': optimizers follow its gradients
+    roles: tuple[str, ...]  # 'predictor': predicts properties; 'differentiable': optimizers follow its gradients;
+    # 'generator:composition': samples formulas
     module: str
     defaults: dict = field(default_factory=dict)  # TrainConfig values that differ from its own defaults
 
@@ -44,11 +46,15 @@ KINDS: dict[str, KindInfo] = {k.name: k for k in (
     KindInfo("chgnet_transfer", "CHGNet transfer (frozen CHGNet features + MLP heads; accurate, not differentiable)",
              ("predictor",), "crystal_studio.ml.kinds.chgnet_transfer",
              {"hidden": 256, "layers": 3, "batch_size": 256, "epochs": 100, "patience": 40}),
+    KindInfo("composition_vae", "Composition VAE (formula fraction vectors, decomposition-class head; samples formulas)",
+             ("generator:composition",), "crystal_studio.ml.kinds.composition_vae"),
 )}
 
 # views of the registry used by the CLI and the panels
 PREDICTOR_KINDS: dict[str, str] = {k.name: k.title for k in KINDS.values() if "predictor" in k.roles}
 DIFFERENTIABLE_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS.values() if "differentiable" in k.roles)
+GENERATOR_KINDS: dict[str, str] = {k.name: k.title for k in KINDS.values()
+                                   if any(r.startswith("generator") for r in k.roles)}
 KIND_DEFAULTS: dict[str, dict] = {k.name: dict(k.defaults) for k in KINDS.values()}
 
 
@@ -57,3 +63,26 @@ def get_kind(name: str) -> KindInfo:
     if name not in KINDS:
         raise CrystalStudioError(f"unknown model kind '{name}' (choose {', '.join(KINDS)})")
     return KINDS[name]
+
+
+def config_class(name: str) -> type:
+    """The settings dataclass of kind ``name``: its module's ``CONFIG``, else the predictors' TrainConfig."""
+    module = get_kind(name).load()
+    config = getattr(module, "CONFIG", None)
+    if config is None:
+        from crystal_studio.ml.training import TrainConfig
+
+        config = TrainConfig
+    return config
+
+
+def config_for(name: str, targets: list[str], **settings):
+    """A training config for kind ``name`` with ``settings`` (those that are None keep the defaults):
+    :meth:`TrainConfig.for_kind` for predictor kinds; the kind's own ``CONFIG`` otherwise, which has no
+    targets (CrystalStudioError if some are given)."""
+    cls = config_class(name)
+    if hasattr(cls, "for_kind"):
+        return cls.for_kind(name, targets, **settings)
+    if targets:
+        raise CrystalStudioError(f"a {name} model predicts no properties: leave out the targets")
+    return cls(**{k: v for k, v in settings.items() if v is not None})
