@@ -2,7 +2,7 @@
 
 A composition over an element list becomes the vector of its atom counts normalized to sum 1
 (NaCl → 0.5 at Na, 0.5 at Cl). Decoding a vector a model produced keeps the elements at or above a
-threshold T, renormalizes, and finds the smallest integer formula whose fractions match within T/2
+threshold T, renormalizes, and finds the smallest integer formula whose fractions match within T/4
 per element, searching totals up to 1/T atoms per formula unit, then divides by the GCD.
 """
 
@@ -38,7 +38,7 @@ def integer_formula(fractions: np.ndarray, symbols: Sequence[str], threshold: fl
     or None when no element reaches ``threshold``.
 
     Elements below ``threshold`` are dropped and the rest renormalized; the smallest total n ≤ 1/T
-    whose rounded counts (each ≥ 1) reproduce every fraction within T/2 is used, else the n with the
+    whose rounded counts (each ≥ 1) reproduce every fraction within T/4 is used, else the n with the
     smallest largest deviation.
     """
     fractions = np.asarray(fractions, dtype=float)
@@ -52,7 +52,7 @@ def integer_formula(fractions: np.ndarray, symbols: Sequence[str], threshold: fl
         error = float(np.abs(counts / counts.sum() - f).max())
         if error < best_error:
             best, best_error = counts, error
-        if error <= threshold / 2:
+        if error <= threshold / 4:
             break
     divisor = np.gcd.reduce(best)
     return {symbols[i]: int(c // divisor) for i, c in zip(kept, best, strict=True)}
