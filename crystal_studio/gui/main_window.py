@@ -1,6 +1,6 @@
 """The main window: menus, dock panels, the 3D viewer, and the project it shows.
 
-Layout: the Datasets panel (tabbed with Training, Targets, Optimization and Candidates) on the left,
+Layout: the Datasets panel (tabbed with Training, Targets, Optimization, Candidates and Generate) on the left,
 the 3D viewer and the compare view as central tabs, the structure details on the right and the
 property plots below. Geometry, dock layout, recent projects and compute settings persist in
 :class:`QSettings`. Everything slow (opening/creating the built-in project, imports, exports, plot
@@ -35,6 +35,7 @@ from crystal_studio.gui.compare import MAX_COMPARED, CompareView
 from crystal_studio.gui.datasets_panel import DatasetsPanel
 from crystal_studio.gui.details import StructureDetails
 from crystal_studio.gui.export_dialog import ExportDialog
+from crystal_studio.gui.generate_panel import GeneratePanel
 from crystal_studio.gui.import_dialog import ImportDialog
 from crystal_studio.gui.jobs import JobManager, JobsStatusWidget, show_error
 from crystal_studio.gui.optimization_panel import OptimizationPanel
@@ -143,11 +144,13 @@ class MainWindow(QMainWindow):
         self.optimization_panel = OptimizationPanel(self.jobs)
         self.candidates_panel = CandidatesPanel(self.jobs)
         self.training_panel = TrainingPanel(self.jobs)
+        self.generate_panel = GeneratePanel(self.jobs)
         panels = {"Training": self.training_panel, "Targets": self.targets_panel,
-                  "Optimization": self.optimization_panel, "Candidates": self.candidates_panel}
+                  "Optimization": self.optimization_panel, "Candidates": self.candidates_panel,
+                  "Generate": self.generate_panel}
         self.docks: dict[str, QDockWidget] = {}
         self._add_dock("Datasets", self.datasets_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
-        for name in ("Training", "Targets", "Optimization", "Candidates"):
+        for name in ("Training", "Targets", "Optimization", "Candidates", "Generate"):
             self._add_dock(name, panels[name], Qt.DockWidgetArea.LeftDockWidgetArea)
             self.tabifyDockWidget(self.docks["Datasets"], self.docks[name])
         self._add_dock("Structure", self.details, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -159,6 +162,7 @@ class MainWindow(QMainWindow):
         self._default_state = self.saveState()
 
         self.datasets_panel.current_changed.connect(self.show_structure)
+        self.datasets_panel.current_changed.connect(self.generate_panel.set_structure)
         self.datasets_panel.selection_changed.connect(self.plots.highlight)
         self.datasets_panel.query_changed.connect(self.plots.set_query)
         self.datasets_panel.properties_changed.connect(self.plots.set_properties)
@@ -171,6 +175,9 @@ class MainWindow(QMainWindow):
         self.optimization_panel.set_spec(self.targets_panel.spec)
         self.optimization_panel.set_device(self.compute_device())
         self.training_panel.set_device(self.compute_device())
+        self.generate_panel.set_device(self.compute_device())
+        self.generate_panel.structures_predicted.connect(self.show_predicted_structures)
+        self.generate_panel.hull_computed.connect(lambda _dataset: self.datasets_panel.refresh_datasets())
         self.training_panel.models_changed.connect(self._models_changed)
         self.optimization_panel.run_finished.connect(self.show_run_candidates)
         self.optimization_panel.run_opened.connect(self.candidates_panel.set_run)
@@ -325,6 +332,7 @@ class MainWindow(QMainWindow):
         self.device_actions[key].setChecked(True)
         self.optimization_panel.set_device(key)
         self.training_panel.set_device(key)
+        self.generate_panel.set_device(key)
         self.candidates_panel.device = "cuda" if key == "gpu" else key
         self.statusBar().showMessage(f"Compute device: {self.device_actions[key].text()}", 4000)
 
@@ -378,6 +386,7 @@ class MainWindow(QMainWindow):
         self.optimization_panel.set_project(project)
         self.candidates_panel.set_project(project)
         self.training_panel.set_project(project)
+        self.generate_panel.set_project(project)
         self._models_changed()
         has = project is not None
         for action in (self.import_action, self.export_action, self.compare_action):
@@ -394,6 +403,8 @@ class MainWindow(QMainWindow):
         self.targets_panel.set_known_properties({t for m in list_models(self.project) for t in m.targets})
         if not self.optimization_panel.running:
             self.optimization_panel.refresh()
+        if not self.generate_panel.running:
+            self.generate_panel.refresh()
 
     def _project_ready(self, path: Path) -> None:
         try:
@@ -471,6 +482,14 @@ class MainWindow(QMainWindow):
         self.candidates_panel.set_run(run_id)
         self.statusBar().showMessage(f"Optimization run #{run_id} finished: its candidates are in the Candidates "
                                      "panel", 10000)
+
+    def show_predicted_structures(self, run_id: int) -> None:
+        """After structure prediction from the Generate panel: its candidates in the Candidates panel, in view."""
+        self.candidates_panel.refresh_runs()
+        self.candidates_panel.set_run(run_id)
+        self.docks["Candidates"].raise_()
+        self.statusBar().showMessage(f"Structure prediction run #{run_id} finished: its candidates are in the "
+                                     "Candidates panel", 10000)
 
     def compare_ids(self, ids: list[int]) -> None:
         """Compare the structures ``ids`` side by side."""

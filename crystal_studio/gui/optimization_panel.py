@@ -35,8 +35,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -49,6 +47,7 @@ from crystal_studio.design.methods import METHODS
 from crystal_studio.design.spec import DesignSpec
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, PALETTE, LiveCurves, LiveJobMixin
+from crystal_studio.gui.settings_table import SettingsTable
 from crystal_studio.ml.kinds import DIFFERENTIABLE_KINDS, PREDICTOR_KINDS
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project
@@ -102,62 +101,6 @@ def summary_html(run_id: int, method: str, n: int, summary: dict) -> str:
                     for label, rate in rows_of(summary) if isinstance(rate, int | float))
     return (f"<b>Run #{run_id}</b> ({html.escape(method)}): {n} candidates"
             f"<table cellspacing='0'>{header}{cells}</table>")
-
-
-class SettingsTable(QTableWidget):
-    """The settings of one method: name, editable value (defaults shown), help as tooltip."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(0, 2, parent)
-        self.setObjectName("methodSettings")
-        self.setHorizontalHeaderLabels(["Setting", "Value"])
-        self.horizontalHeader().setStretchLastSection(True)
-        self.verticalHeader().setVisible(False)
-        self.setMinimumHeight(110)
-        self.setMaximumHeight(150)
-        self.verticalHeader().setDefaultSectionSize(22)
-        self._defaults: dict[str, str] = {}
-
-    def show_method(self, method: str) -> None:
-        self.setRowCount(0)
-        self._defaults = {}
-        for row, setting in enumerate(method_settings(method)):
-            self.insertRow(row)
-            name = QTableWidgetItem(setting["name"])
-            name.setFlags(name.flags() & ~Qt.ItemFlag.ItemIsEditable)
-            text = _setting_text(setting["default"])
-            value = QTableWidgetItem(text)
-            unit = f" [{setting['unit']}]" if setting["unit"] else ""
-            allowed = f"\none of: {', '.join(setting['choices'])}" if setting["choices"] else ""
-            for item in (name, value):
-                item.setToolTip(f"{setting['help']}{unit}{allowed}\n(default {text or 'none'})")
-            self.setItem(row, 0, name)
-            self.setItem(row, 1, value)
-            self._defaults[setting["name"]] = text
-        self.resizeColumnToContents(0)
-
-    def changed(self) -> dict[str, str]:
-        """Settings whose text differs from the default (name → text, parsed by the method)."""
-        out = {}
-        for row in range(self.rowCount()):
-            name, value = self.item(row, 0).text(), self.item(row, 1).text().strip()
-            if value != self._defaults.get(name):
-                out[name] = value
-        return out
-
-    def set_values(self, values: dict) -> None:
-        for row in range(self.rowCount()):
-            name = self.item(row, 0).text()
-            if name in values:
-                self.item(row, 1).setText(_setting_text(values[name]))
-
-
-def _setting_text(value) -> str:
-    if value is None:
-        return "auto"
-    if isinstance(value, tuple | list):
-        return ",".join(f"{v:g}" for v in value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class CurvePlots(LiveCurves):
@@ -476,7 +419,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
-        self.settings_table.show_method(self.method())
+        self.settings_table.show_options(method_settings(self.method()))
         self._sync_enabled()
 
     # ---------------------------------------------------------------- inputs
@@ -594,7 +537,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self.judge_combo.setCurrentIndex(max(self.judge_combo.findData(model_id), 0))
 
     def _method_changed(self) -> None:
-        self.settings_table.show_method(self.method())
+        self.settings_table.show_options(method_settings(self.method()))
         self._sync_enabled()
 
     def _update_scatter_axes(self) -> None:

@@ -1,4 +1,5 @@
-"""Training panel: train property predictors on a dataset, watch live curves, read parity plots, manage models.
+"""Training panel: train property predictors and generative models on a dataset, watch live curves, read
+parity plots, manage models.
 
 The run is :func:`crystal_studio.ml.training.train_model` (or :func:`~crystal_studio.ml.training.resume_training`
 for a cancelled, failed or killed run) in a :class:`~crystal_studio.gui.jobs.Job` thread; torch is only
@@ -12,6 +13,13 @@ After a run completes, the test ids stored with the run (``parameters['split']['
 again with the stored model (another job), and each target gets a parity plot (predicted vs true, MAE in
 the corner) and a histogram of its residuals. The models table lists every model with its test metrics,
 dataset and date; models can be renamed, deleted, exported to a file and imported from one (weights-only).
+
+The kinds on offer come from the registry (:mod:`crystal_studio.ml.kinds`). A generative kind (the
+composition VAE) predicts no properties: its targets list is disabled with a note, the predictor's
+split/ensemble/size fields give way to a table of the kind's own settings (built from
+``describe_options(config_class(kind))``, as the Optimization panel shows a method's settings), and
+the curves show its loss terms (reconstruction, KL, classification; validation solid, training dashed)
+and validation accuracies instead of MAE per target.
 """
 
 from __future__ import annotations
@@ -53,7 +61,8 @@ from crystal_studio.core.progress import CancelToken, ProgressCallback, Progress
 from crystal_studio.core.properties import unit_of
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, PALETTE, LiveCurves, LiveJobMixin
-from crystal_studio.ml.kinds import KIND_DEFAULTS, PREDICTOR_KINDS
+from crystal_studio.gui.settings_table import SettingsTable
+from crystal_studio.ml.kinds import GENERATOR_KINDS, KIND_DEFAULTS, KINDS, PREDICTOR_KINDS
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
 
@@ -61,6 +70,9 @@ RESUMABLE = ("cancelled", "failed", "running")  # 'running' without a live job: 
 MODEL_FILE_FILTER = "Crystal Studio model (*.pt);;All files (*)"
 ROLE_ID = Qt.ItemDataRole.UserRole
 MODEL_COLUMNS = ("ID", "Name", "Targets", "Test MAE", "Dataset", "Created")
+TRAINABLE_KINDS = {k: KINDS[k].title for k in KINDS if k in PREDICTOR_KINDS or k in GENERATOR_KINDS}
+KIND_FORM_SKIPS = ("kind", "device")  # a kind's own settings the form sets elsewhere (the kind box, Device)
+GENERATOR_TERMS = ("reconstruction", "kl", "classification")  # loss terms of a generative kind, per split
 
 
 def _with_unit(name: str) -> str:
@@ -94,6 +106,38 @@ def training_work(project: Project, dataset: str, config: dict, name: str | None
         return train_model(project, dataset, TrainConfig(**config), name or None, relay, cancel)
 
     return _close_after(project, fn)
+
+
+def kind_training_work(project: Project, dataset: str, kind: str, settings: dict, name: str | None, on_event):
+    """Job function: train a new model of a kind with its own settings class (a generative kind);
+    ``settings`` (name → value or text) are applied to the kind's defaults and checked."""
+
+    def fn(progress: ProgressCallback, cancel: CancelToken):
+        from crystal_studio.ml.training import train_model
+
+        def relay(event: ProgressEvent) -> None:
+            on_event(event)
+            progress(event)
+
+        return train_model(project, dataset, kind_config(kind, settings), name or None, relay, cancel)
+
+    return _close_after(project, fn)
+
+
+def kind_options(kind: str) -> list[dict]:
+    """The settings of ``kind`` the Training panel lists in its table (imports the kind's module)."""
+    from crystal_studio.core.options import describe_options
+    from crystal_studio.ml.kinds import config_class
+
+    return [o for o in describe_options(config_class(kind)) if o["name"] not in KIND_FORM_SKIPS]
+
+
+def kind_config(kind: str, settings: dict):
+    """The settings dataclass of ``kind`` with ``settings`` applied and checked (OptionsError naming a bad one)."""
+    from crystal_studio.core.options import apply_options
+    from crystal_studio.ml.kinds import config_for
+
+    return apply_options(config_for(kind, []), settings, kind)
 
 
 def resume_work(project: Project, run_id: int, device: str | None, on_event):
@@ -184,7 +228,9 @@ def import_work(project: Project, path: str):
 
 
 class TrainingCurves(LiveCurves):
-    """Two live plots vs epoch: train/val loss (and batch loss) and MAE per target (val solid, train dashed)."""
+    """Live plots vs epoch: train/val loss (and batch loss) and MAE per target (val solid, train dashed);
+    for a generative kind (:meth:`set_generator`) its loss terms instead of the MAE, and its validation
+    accuracies in a third plot."""
 
     X_LABEL = "epoch (ensemble members in turn)"
     X_OFFSET = 1  # stored steps count from 0, epochs from 1
@@ -192,7 +238,19 @@ class TrainingCurves(LiveCurves):
     def _make_plots(self) -> list[pg.PlotWidget]:
         self.loss_plot = self._plot("Loss (standardized)", "loss")
         self.mae_plot = self._plot("MAE per target", "MAE")
-        return [self.loss_plot, self.mae_plot]
+        self.accuracy_plot = self._plot("Validation accuracy", "fraction")
+        self.accuracy_plot.setYRange(-0.02, 1.02, padding=0)
+        self.accuracy_plot.setVisible(False)
+        self.generator = False
+        return [self.loss_plot, self.mae_plot, self.accuracy_plot]
+
+    def set_generator(self, generator: bool) -> None:
+        """Show the plots of a generative kind (loss terms, accuracies) or of a predictor (MAE per target)."""
+        self.generator = generator
+        self.loss_plot.setTitle("Loss (weighted sum)" if generator else "Loss (standardized)")
+        self.mae_plot.setTitle("Loss terms (val solid, train dashed)" if generator else "MAE per target")
+        self.mae_plot.setLabel("left", "loss" if generator else "MAE")
+        self.accuracy_plot.setVisible(generator)
 
     def add_epoch(self, step: int, metrics: dict[str, float]) -> None:
         """Queue one epoch's metrics (stored ``step``, from 0); drawn at x = step + 1 on the next redraw."""
@@ -209,6 +267,11 @@ class TrainingCurves(LiveCurves):
             return self.loss_plot
         if name.startswith(("val_mae/", "train_mae/")):
             return self.mae_plot
+        split, _, term = name.partition("_")
+        if split in ("train", "val") and term in GENERATOR_TERMS:
+            return self.mae_plot
+        if name in ("val_formula_accuracy", "val_class_accuracy"):
+            return self.accuracy_plot
         return None  # e.g. lr: stored, not plotted
 
     def _draw_order(self) -> list[str]:
@@ -222,6 +285,16 @@ class TrainingCurves(LiveCurves):
             return plot.plot([], [], pen=pg.mkPen("#1f4e8c", width=2), name="train")
         if name == "val_loss":
             return plot.plot([], [], pen=pg.mkPen("#d62728", width=2), name="validation")
+        if plot is self.accuracy_plot:
+            color = PALETTE[2] if name == "val_formula_accuracy" else PALETTE[4]
+            label = "exact formula (reconstruction)" if name == "val_formula_accuracy" else "decomposition class"
+            return plot.plot([], [], pen=pg.mkPen(color, width=2), name=label)
+        if "/" not in name:  # a loss term of a generative kind: train_kl, val_reconstruction, ...
+            split, term = name.split("_", 1)
+            color = PALETTE[GENERATOR_TERMS.index(term) % len(PALETTE)]
+            if split == "val":
+                return plot.plot([], [], pen=pg.mkPen(color, width=2), name=term)
+            return plot.plot([], [], pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine))
         split, target = name.split("/", 1)
         targets = sorted({n.split("/", 1)[1] for n in self.series if n.startswith(("val_mae/", "train_mae/"))})
         color = PALETTE[targets.index(target) % len(PALETTE)] if target in targets else PALETTE[0]
@@ -329,6 +402,15 @@ class ParityPlots(pg.GraphicsLayoutWidget):
                 self.calibration[target] = c
 
 
+def _generator_scores(metrics: dict) -> tuple[str, str]:
+    """(table cell, tooltip) of a generative model's stored validation metrics."""
+    values = next((v for v in metrics.values() if isinstance(v, dict)), {})
+    accuracy = values.get("val_formula_accuracy")
+    cell = f"recon. {accuracy:.0%} (val)" if isinstance(accuracy, int | float) else ""
+    details = "\n".join(f"{k}: {v:.4g}" for k, v in values.items() if isinstance(v, int | float))
+    return cell, details
+
+
 class TrainingPanel(LiveJobMixin, QWidget):
     """Dataset, targets and settings; start/cancel/resume; live curves; parity plots; trained models.
     See the module docstring."""
@@ -359,8 +441,17 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.dataset_combo.currentIndexChanged.connect(self._fill_targets)
         self.kind_combo = QComboBox()
         self.kind_combo.setObjectName("trainingKind")
-        for kind, text in PREDICTOR_KINDS.items():
-            self.kind_combo.addItem(text, kind)
+        for kind, text in TRAINABLE_KINDS.items():
+            self.kind_combo.addItem(text.split(" (")[0], kind)
+            self.kind_combo.setItemData(self.kind_combo.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
+        self.targets_note = QLabel("")
+        self.targets_note.setObjectName("targetsNote")
+        self.targets_note.setWordWrap(True)
+        self.targets_note.setStyleSheet("color:#555")
+        self.targets_note.setVisible(False)
+        self.kind_settings = SettingsTable(object_name="kindSettings")
+        self.kind_settings.setMaximumHeight(190)
+        self._kind_shown: str | None = None  # kind whose settings the table lists
         self.targets_list = QListWidget()
         self.targets_list.setObjectName("trainingTargets")
         self.targets_list.setMaximumHeight(72)
@@ -388,12 +479,17 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.name_edit.setPlaceholderText("(automatic)")
 
         form = QFormLayout()
+        self.form = form
         dataset_row = QHBoxLayout()
         dataset_row.addWidget(self.dataset_combo, 1)
         dataset_row.addWidget(QLabel("Model"))
         dataset_row.addWidget(self.kind_combo, 1)
         form.addRow("Dataset", dataset_row)
-        form.addRow("Targets", self.targets_list)
+        targets_box = QVBoxLayout()
+        targets_box.setSpacing(2)
+        targets_box.addWidget(self.targets_list)
+        targets_box.addWidget(self.targets_note)
+        form.addRow("Targets", targets_box)
         split_row = QHBoxLayout()
         split_row.addWidget(self.train_label)
         split_row.addWidget(QLabel("val"))
@@ -414,6 +510,8 @@ class TrainingPanel(LiveJobMixin, QWidget):
             model_settings.addWidget(QLabel(label))
             model_settings.addWidget(widget, 1)
         form.addRow(model_settings)
+        self._predictor_rows = (split_row, run_settings, model_settings)
+        form.addRow("Settings", self.kind_settings)
         device_row = QHBoxLayout()
         device_row.addWidget(self.device_combo)
         device_row.addWidget(QLabel("Name"))
@@ -495,6 +593,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
         top = QVBoxLayout(controls)
         top.setContentsMargins(4, 4, 4, 4)
         box = QGroupBox("Train a property predictor")
+        self.settings_box = box
         box.setLayout(form)
         top.addWidget(box)
         top.addLayout(run_row)
@@ -508,6 +607,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
+        self._show_kind_form()
         self._sync_enabled()
 
     @staticmethod
@@ -597,11 +697,51 @@ class TrainingPanel(LiveJobMixin, QWidget):
         return config
 
     def _apply_kind_defaults(self) -> None:
-        """Put the chosen kind's default sizes, batch and epochs into the form."""
-        defaults = KIND_DEFAULTS[self.kind_combo.currentData()]
+        """Put the chosen kind's default sizes, batch and epochs into the form (a generative kind: its own
+        settings, with their defaults, into the settings table)."""
+        defaults = KIND_DEFAULTS.get(self.kind(), {})
         for key, spin in (("hidden", self.hidden_spin), ("layers", self.layers_spin), ("batch_size", self.batch_spin),
                           ("epochs", self.epochs_spin)):
-            spin.setValue(defaults[key])
+            if key in defaults:
+                spin.setValue(defaults[key])
+        self._show_kind_form()
+
+    def kind(self) -> str:
+        return self.kind_combo.currentData()
+
+    def set_kind(self, kind: str) -> None:
+        index = self.kind_combo.findData(kind)
+        if index < 0:
+            raise CrystalStudioError(f"the Training panel cannot train '{kind}' models")
+        self.kind_combo.setCurrentIndex(index)
+
+    def is_generator(self) -> bool:
+        """Whether the chosen kind is generative (no targets; its own settings table)."""
+        return self.kind() in GENERATOR_KINDS
+
+    def _show_kind_form(self) -> None:
+        """Show the form rows of the chosen kind: targets, split, ensemble and sizes for a predictor; a
+        note and the kind's own settings for a generative kind."""
+        generator = self.is_generator()
+        for row in self._predictor_rows:
+            self.form.setRowVisible(row, not generator)
+        self.form.setRowVisible(self.kind_settings, generator)
+        self.targets_note.setVisible(generator)
+        self.targets_list.setVisible(not generator)
+        if generator:
+            self.targets_note.setText(f"{TRAINABLE_KINDS[self.kind()].split(' (')[0]} learns the dataset's formulas: "
+                                      "it predicts no properties, so there are no targets. Its settings are below "
+                                      "(hover a row for its meaning).")
+            if self._kind_shown != self.kind():
+                self.kind_settings.show_options(kind_options(self.kind()))
+                self._kind_shown = self.kind()
+        self.settings_box.setTitle("Train a generative model" if generator else "Train a property predictor")
+        self.curves.set_generator(generator)
+        self._sync_enabled()
+
+    def kind_settings_changed(self) -> dict[str, str]:
+        """The generative kind's settings edited in the table (name → text) and the chosen device."""
+        return {**self.kind_settings.changed(), "device": self.device_combo.currentText()}
 
     def _selected_run(self) -> model_store.RunRecord | None:
         run_id = self.runs_combo.currentData()
@@ -619,10 +759,15 @@ class TrainingPanel(LiveJobMixin, QWidget):
         idle = not running and self.project is not None
         for widget in (self.dataset_combo, self.kind_combo, self.targets_list, self.val_spin, self.test_spin,
                        self.epochs_spin, self.ensemble_spin, self.seed_spin, self.device_combo, self.hidden_spin,
-                       self.layers_spin, self.batch_spin, self.lr_spin, self.name_edit, self.runs_combo):
+                       self.layers_spin, self.batch_spin, self.lr_spin, self.name_edit, self.runs_combo,
+                       self.kind_settings):
             widget.setEnabled(idle)
-        split_ok = self.val_spin.value() + self.test_spin.value() < 100
-        self.start_button.setEnabled(idle and bool(self.targets()) and split_ok)
+        if self.is_generator():
+            self.targets_list.setEnabled(False)
+            self.start_button.setEnabled(idle and self.dataset_combo.currentData() is not None)
+        else:
+            split_ok = self.val_spin.value() + self.test_spin.value() < 100
+            self.start_button.setEnabled(idle and bool(self.targets()) and split_ok)
         self.cancel_button.setEnabled(running)
         run = self._selected_run() if idle else None
         self.show_run_button.setEnabled(run is not None)
@@ -673,6 +818,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
             return
         run, metrics = loaded
         self.run_id = run_id
+        self.curves.set_generator(run.parameters.get("kind", "gnn") in GENERATOR_KINDS)
         self.curves.set_history(metrics)
         self.select_run(run_id)
         self.status_label.setText(f"Run #{run_id}: {run.status}" + (f" — {run.message}" if run.message else ""))
@@ -691,6 +837,8 @@ class TrainingPanel(LiveJobMixin, QWidget):
         if not dataset:
             self.status_label.setText("Choose a dataset (import one first).")
             return None
+        if self.is_generator():
+            return self._start_kind(dataset)
         config = self.config()
         if not config["targets"]:
             self.status_label.setText("Check at least one target.")
@@ -700,6 +848,20 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.progress_bar.setRange(0, total)
         work = training_work(self.project, dataset, config, self.name_edit.text().strip(), self._relay.push)
         return self._launch(f"Training ({dataset})", work)
+
+    def _start_kind(self, dataset: str) -> Job | None:
+        """Train a generative kind with the settings table's values."""
+        kind, settings = self.kind(), self.kind_settings_changed()
+        try:
+            config = kind_config(kind, settings)  # bad settings are reported here, before a job starts
+        except CrystalStudioError as exc:
+            self.status_label.setText(str(exc))
+            return None
+        self._begin(None, f"Training a {kind} on {dataset}: reading formulas…")
+        self.progress_bar.setRange(0, config.epochs)
+        work = kind_training_work(self.project, dataset, kind, settings, self.name_edit.text().strip(),
+                                  self._relay.push)
+        return self._launch(f"Training {kind} ({dataset})", work)
 
     def resume(self, run_id: int | None) -> Job | None:
         """Continue a cancelled, failed or killed training run; returns the job."""
@@ -714,6 +876,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
             self.status_label.setText(f"Run #{run_id} is {run.status}: nothing to resume.")
             return None
         self._begin(run_id, f"Resuming run #{run_id} from its last checkpoint…")
+        self.curves.set_generator(run.parameters.get("kind", "gnn") in GENERATOR_KINDS)
         self.curves.set_history(model_store.run_metrics(self.project, run_id))
         cfg = run.parameters.get("config") or {}
         self.progress_bar.setRange(0, max(1, int(cfg.get("epochs", 1)) * int(cfg.get("ensemble", 1))))
@@ -769,17 +932,21 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.last_result = result
         self.run_id = result.run_id
         self.progress_bar.setValue(self.progress_bar.maximum())
-        maes = ", ".join(f"{t} {m['mae']:.3g} {unit_of(t)}".rstrip() for t, m in result.metrics.items()
-                         if isinstance(m.get("mae"), int | float))
-        self.status_label.setText(f"Done: model #{result.model_id} (run #{result.run_id}); test MAE: {maes}. "
-                                  f"{result.message}")
+        if result.kind in GENERATOR_KINDS:
+            self.status_label.setText(f"Done: model #{result.model_id} (run #{result.run_id}). {result.message}")
+        else:
+            maes = ", ".join(f"{t} {m['mae']:.3g} {unit_of(t)}".rstrip() for t, m in result.metrics.items()
+                             if isinstance(m.get("mae"), int | float))
+            self.status_label.setText(f"Done: model #{result.model_id} (run #{result.run_id}); test MAE: {maes}. "
+                                      f"{result.message}")
         self.refresh_runs()
         self.select_run(result.run_id)
         self.refresh_models()
         self.select_model(result.model_id)
         self.model_trained.emit(result.model_id)
         self.models_changed.emit()
-        self.show_parity(result.model_id)
+        if result.kind not in GENERATOR_KINDS:
+            self.show_parity(result.model_id)
 
     def _stopped(self, text: str) -> None:
         self._finish_curves()
@@ -796,6 +963,9 @@ class TrainingPanel(LiveJobMixin, QWidget):
             return None
         try:
             record = model_store.get_model(self.project, model_id, with_checkpoint=False)
+            if record.kind in GENERATOR_KINDS:
+                raise CrystalStudioError(f"model #{model_id} ({record.name}) is a {record.kind}: it predicts no "
+                                         "properties, so there is no parity plot (sample it in the Generate panel)")
             stored_test_ids(self.project, record)
         except CrystalStudioError as exc:
             self.parity.show_message(str(exc))
@@ -827,14 +997,19 @@ class TrainingPanel(LiveJobMixin, QWidget):
         models = model_store.list_models(self.project)
         self.models_table.setRowCount(len(models))
         for row, m in enumerate(models):
-            maes = "; ".join(f"{v['mae']:.3g} {unit_of(t)}".rstrip() for t, v in m.metrics.items()
-                             if isinstance(v, dict) and isinstance(v.get("mae"), int | float))
             members = m.hyperparameters.get("members")
-            details = "\n".join(f"{_with_unit(t)}: MAE {v.get('mae', float('nan')):.4g}, RMSE "
-                                f"{v.get('rmse', float('nan')):.4g}, R² {v.get('r2', float('nan')):.3f}"
-                                for t, v in m.metrics.items() if isinstance(v, dict))
+            if m.kind in GENERATOR_KINDS:
+                scores, details = _generator_scores(m.metrics)
+                targets = "(formulas)"
+            else:
+                scores = "; ".join(f"{v['mae']:.3g} {unit_of(t)}".rstrip() for t, v in m.metrics.items()
+                                   if isinstance(v, dict) and isinstance(v.get("mae"), int | float))
+                details = "\n".join(f"{_with_unit(t)}: MAE {v.get('mae', float('nan')):.4g}, RMSE "
+                                    f"{v.get('rmse', float('nan')):.4g}, R² {v.get('r2', float('nan')):.3f}"
+                                    for t, v in m.metrics.items() if isinstance(v, dict))
+                targets = ", ".join(m.targets)
             cells = (str(m.id), m.name or m.kind + (f" ×{members}" if members and members > 1 else ""),
-                     ", ".join(m.targets), maes or "—", m.dataset or "(imported)", m.created[:16].replace("T", " "))
+                     targets, scores or "—", m.dataset or "(imported)", m.created[:16].replace("T", " "))
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(ROLE_ID, m.id)

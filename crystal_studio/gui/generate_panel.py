@@ -1,0 +1,883 @@
+"""Generate panel: sample formulas from a composition VAE, filter them, compare them with the data, and send
+the chosen ones on to crystal-structure prediction.
+
+Sampling is :func:`crystal_studio.design.sampling.sample_model` in a :class:`~crystal_studio.gui.jobs.Job`
+(progress and cancel), which stores a ``sampling`` run. The same job reads the run's distinct formulas back
+(:func:`crystal_studio.store.samples.list_samples`) and computes what the plots need, so nothing slow runs
+on the GUI thread: the element prevalence (share of formulas containing each element) of the model's
+training dataset (its distinct formulas) against the compositionally valid draws, and the distribution
+of the number of elements of both. Past sampling runs can be reopened the same way.
+
+The result shows the validity funnel (sampled → decoded → compositionally valid → unique → novel), a
+sortable table of the distinct formulas (formula, how often drawn, valid, novel, number of elements,
+decomposition class) narrowed by filters (elements that must / must not be present, through the
+periodic-table picker of the Datasets panel; a range of the number of elements; only valid; only
+novel), and the two plots. **Compute dataset hull** runs
+:func:`crystal_studio.store.derived.compute_dataset_hull` for the chosen dataset (the decomposition
+classes a new model is trained on). **Predict structures** sends the selected formulas to
+:func:`crystal_studio.design.csp.predict_structures`; the finished run is announced with
+:attr:`GeneratePanel.structures_predicted` and the main window shows its candidates in the Candidates panel.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableView,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from crystal_studio.core.errors import CrystalStudioError
+from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent
+from crystal_studio.gui.jobs import Job, JobManager
+from crystal_studio.gui.live_plots import DEVICES, LiveJobMixin
+from crystal_studio.gui.periodic_table import ElementFilterButton
+from crystal_studio.ml.kinds import GENERATOR_KINDS
+from crystal_studio.store import models as model_store
+from crystal_studio.store.project import Project, StructureQuery
+
+FUNNEL_LABELS = (("sampled", "sampled"), ("decoded", "decoded"), ("compositionally_valid", "valid"),
+                 ("unique", "unique"), ("novel", "novel"))
+SAMPLE_COLUMNS = ("Formula", "Count", "Valid", "Novel", "Elements", "Class")
+PREVALENCE_TOP = 40  # elements shown in the prevalence chart (most common in the data first)
+DATA_COLOR = (120, 120, 120, 190)
+SAMPLE_COLOR = (31, 119, 180, 210)
+
+
+@dataclass
+class SampleRow:
+    """One distinct sampled formula as the table shows it."""
+
+    formula: str
+    count: int
+    valid: bool
+    novel: bool
+    n_elements: int
+    decomposition_class: int | None
+    elements: frozenset[str]
+
+
+@dataclass
+class GenerateResult:
+    """What a sampling job hands the panel: the run, its funnel, its formulas and the plot data."""
+
+    run_id: int
+    model_id: int
+    dataset: str | None
+    funnel: dict[str, int]
+    rows: list[SampleRow]
+    symbols: list[str] = field(default_factory=list)  # elements of the prevalence chart, data order
+    data_prevalence: list[float] = field(default_factory=list)
+    sample_prevalence: list[float] = field(default_factory=list)
+    data_counts: dict[int, float] = field(default_factory=dict)  # number of elements → share of formulas
+    sample_counts: dict[int, float] = field(default_factory=dict)  # ... share of valid draws
+    note: str = ""
+
+
+def _close_after(project: Project, fn):
+    def work(progress: ProgressCallback, cancel: CancelToken):
+        try:
+            return fn(progress, cancel)
+        finally:
+            project.close()
+
+    return work
+
+
+def _dataset_formulas(project: Project, dataset: str | None) -> list[str]:
+    if dataset is None or dataset not in project.dataset_names():
+        return []
+    query = StructureQuery(dataset=dataset)
+    rows = project.page(query, limit=project.count(query), with_properties=False)
+    return sorted({r["reduced_formula"] for r in rows})
+
+
+def _shares(counter: Counter) -> dict[int, float]:
+    total = sum(counter.values())
+    return {k: v / total for k, v in sorted(counter.items())} if total else {}
+
+
+def build_result(project: Project, run_id: int, progress: ProgressCallback, cancel: CancelToken,
+                 funnel: dict[str, int] | None = None, note: str = "") -> GenerateResult:
+    """The stored formulas of sampling run ``run_id`` with the plot data (runs in the worker thread)."""
+    from pymatgen.core import Composition
+
+    from crystal_studio.design.sampling import element_prevalence
+    from crystal_studio.ml.elements import ELEMENTS
+    from crystal_studio.store.samples import list_samples
+
+    run = model_store.get_run(project, run_id)
+    if run.kind != "sampling":
+        raise CrystalStudioError(f"run #{run_id} is a '{run.kind}' run, not a sampling run")
+    p = run.parameters
+    samples = list_samples(project, run_id)
+    progress(ProgressEvent(0, 3, "reading the sampled formulas"))
+    rows = []
+    for k, s in enumerate(samples):
+        if k % 500 == 0:
+            cancel.check()
+        c = s.checks
+        rows.append(SampleRow(s.formula, s.count, bool(c.get("compositionally_valid")), bool(c.get("novel")),
+                              int(c.get("n_elements", 0)), c.get("decomposition_class"),
+                              frozenset(e.symbol for e in Composition(s.formula).elements)))
+    if funnel is None:  # a reopened run: the funnel again from its stored formulas
+        valid = [r for r in rows if r.valid]
+        funnel = {"sampled": int(p.get("n", sum(r.count for r in rows))), "decoded": sum(r.count for r in rows),
+                  "compositionally_valid": sum(r.count for r in valid), "unique": len(valid),
+                  "novel": sum(1 for r in valid if r.novel)}
+    progress(ProgressEvent(1, 3, "element statistics of the training data"))
+    cancel.check()
+    dataset = p.get("dataset")
+    data_formulas = [f for f in _dataset_formulas(project, dataset)
+                     if all(e.symbol in ELEMENTS for e in Composition(f).elements)]
+    data_prev = element_prevalence(data_formulas, ELEMENTS) if data_formulas else np.zeros(len(ELEMENTS))
+    index = {s: i for i, s in enumerate(ELEMENTS)}
+    sample_prev = np.zeros(len(ELEMENTS))
+    valid_draws = 0
+    sample_counts: Counter = Counter()
+    for r in rows:
+        if r.valid:
+            for e in r.elements:
+                if e in index:
+                    sample_prev[index[e]] += r.count
+            valid_draws += r.count
+            sample_counts[r.n_elements] += r.count
+    sample_prev /= max(valid_draws, 1)
+    progress(ProgressEvent(2, 3, "element counts"))
+    data_counts = Counter(len(Composition(f).elements) for f in data_formulas)
+    order = np.argsort(-(data_prev + 1e-9 * sample_prev), kind="stable")  # by data; ties by samples
+    if not data_formulas:
+        order = np.argsort(-sample_prev, kind="stable")
+    top = [int(i) for i in order[:PREVALENCE_TOP] if data_prev[i] > 0 or sample_prev[i] > 0]
+    progress(ProgressEvent(3, 3, "done"))
+    return GenerateResult(run_id=run_id, model_id=int(p.get("model_id", -1)), dataset=dataset, funnel=funnel,
+                          rows=rows, symbols=[ELEMENTS[i] for i in top],
+                          data_prevalence=[float(data_prev[i]) for i in top],
+                          sample_prevalence=[float(sample_prev[i]) for i in top],
+                          data_counts=_shares(data_counts), sample_counts=_shares(sample_counts), note=note)
+
+
+def sampling_work(project: Project, model_id: int, n: int, seed: int, around: int | None, sigma: float,
+                  decomposition_class: int | None, device: str):
+    """Job function: sample ``n`` formulas from model ``model_id`` (a stored run), then :func:`build_result`."""
+
+    def fn(progress: ProgressCallback, cancel: CancelToken) -> GenerateResult:
+        from crystal_studio.design.sampling import sample_model
+
+        summary = sample_model(project, model_id, n, seed=seed, around=around, sigma=sigma,
+                               decomposition_class=decomposition_class, device=device, progress=progress,
+                               cancel=cancel)
+        return build_result(project, summary.run_id, progress, cancel, dict(summary.funnel), summary.note)
+
+    return _close_after(project, fn)
+
+
+def open_run_work(project: Project, run_id: int):
+    """Job function: a stored sampling run as a :class:`GenerateResult`."""
+    return _close_after(project, lambda progress, cancel: build_result(project, run_id, progress, cancel))
+
+
+def hull_work(project: Project, dataset: str):
+    """Job function: :func:`~crystal_studio.store.derived.compute_dataset_hull` of ``dataset``."""
+
+    def fn(progress: ProgressCallback, cancel: CancelToken):
+        from crystal_studio.store.derived import compute_dataset_hull
+
+        return compute_dataset_hull(project, dataset, progress, cancel)
+
+    return _close_after(project, fn)
+
+
+def csp_work(project: Project, formulas: list[str], trials: int, seed: int, device: str):
+    """Job function: predict structures for ``formulas`` (:mod:`crystal_studio.design.csp`); returns its result."""
+
+    def fn(progress: ProgressCallback, cancel: CancelToken):
+        try:
+            from crystal_studio.design.csp import predict_structures
+        except ImportError as exc:
+            raise CrystalStudioError(f"structure prediction is not available in this installation ({exc})") from None
+        return predict_structures(project, formulas, trials=trials, seed=seed, device=device, progress=progress,
+                                  cancel=cancel)
+
+    return _close_after(project, fn)
+
+
+class SamplesModel(QAbstractTableModel):
+    """The distinct sampled formulas that pass the filters, sortable by any column."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.all_rows: list[SampleRow] = []
+        self.rows: list[SampleRow] = []
+        self._sort: tuple[int, Qt.SortOrder] = (1, Qt.SortOrder.DescendingOrder)
+
+    def set_rows(self, rows: list[SampleRow]) -> None:
+        self.all_rows = list(rows)
+
+    def apply(self, keep) -> None:
+        """Show the rows for which ``keep(row)`` is true, in the current sort order."""
+        self.beginResetModel()
+        self.rows = [r for r in self.all_rows if keep(r)]
+        self._sort_rows()
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802, B008 - Qt override
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802, B008 - Qt override
+        return 0 if parent.isValid() else len(SAMPLE_COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802 - Qt override
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return SAMPLE_COLUMNS[section]
+        return None
+
+    @staticmethod
+    def _value(row: SampleRow, column: int):
+        return (row.formula, row.count, row.valid, row.novel, row.n_elements,
+                -1 if row.decomposition_class is None else row.decomposition_class)[column]
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        row, column = self.rows[index.row()], index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if column in (2, 3):
+                return "✓" if self._value(row, column) else "✗"
+            if column == 5:
+                return "" if row.decomposition_class is None else str(row.decomposition_class)
+            return str(self._value(row, column))
+        if role == Qt.ItemDataRole.ForegroundRole and column in (2, 3):
+            return pg.mkColor("#2e7d32" if self._value(row, column) else "#b00020")
+        if role == Qt.ItemDataRole.TextAlignmentRole and column:
+            return int(Qt.AlignmentFlag.AlignCenter)
+        if role == Qt.ItemDataRole.ToolTipRole and column == 5:
+            return ("decomposition class the formula was drawn with: 1 = on the hull, k = decomposes into k "
+                    "phases (the last class: that many or more)")
+        return None
+
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        self._sort = (column, order)
+        self.layoutAboutToBeChanged.emit()
+        self._sort_rows()
+        self.layoutChanged.emit()
+
+    def _sort_rows(self) -> None:
+        column, order = self._sort
+        self.rows.sort(key=lambda r: (self._value(r, column), r.formula),
+                       reverse=order == Qt.SortOrder.DescendingOrder)
+
+    def formulas(self) -> list[str]:
+        return [r.formula for r in self.rows]
+
+
+class GenerationPlots(QWidget):
+    """Element prevalence (data vs samples, top elements by data prevalence) and the distribution of the
+    number of elements (data vs samples), as grouped bar charts."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        pg.setConfigOptions(antialias=True, background="w", foreground="#333")
+        self.prevalence_plot = pg.PlotWidget(title="Element prevalence: share of formulas containing the element")
+        self.prevalence_plot.setLabel("left", "share of formulas")
+        self.counts_plot = pg.PlotWidget(title="Number of elements per formula")
+        self.counts_plot.setLabel("left", "share of formulas")
+        self.counts_plot.setLabel("bottom", "elements in the formula")
+        for plot in (self.prevalence_plot, self.counts_plot):
+            plot.showGrid(y=True, alpha=0.2)
+            plot.setMouseEnabled(x=True, y=False)
+            plot.setMinimumHeight(150)
+        self.bars: dict[str, pg.BarGraphItem] = {}
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.prevalence_plot)
+        splitter.addWidget(self.counts_plot)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+
+    def clear(self) -> None:
+        for plot in (self.prevalence_plot, self.counts_plot):
+            plot.clear()
+            if plot.plotItem.legend is not None:
+                plot.plotItem.legend.scene().removeItem(plot.plotItem.legend)
+                plot.plotItem.legend = None
+        self.bars = {}
+
+    def _grouped(self, plot: pg.PlotWidget, xs: list[float], data: list[float], samples: list[float],
+                 key: str, data_label: str, sample_label: str) -> None:
+        legend = plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        width = 0.4
+        data_bars = pg.BarGraphItem(x=np.asarray(xs) - width / 2, height=data, width=width,
+                                    brush=pg.mkBrush(DATA_COLOR), pen=pg.mkPen(None))
+        sample_bars = pg.BarGraphItem(x=np.asarray(xs) + width / 2, height=samples, width=width,
+                                      brush=pg.mkBrush(SAMPLE_COLOR), pen=pg.mkPen(None))
+        plot.addItem(data_bars)
+        plot.addItem(sample_bars)
+        legend.addItem(data_bars, data_label)
+        legend.addItem(sample_bars, sample_label)
+        self.bars[f"{key}/data"] = data_bars
+        self.bars[f"{key}/samples"] = sample_bars
+
+    def set_result(self, result: GenerateResult) -> None:
+        self.clear()
+        data_label = f"data ({result.dataset})" if result.dataset else "data"
+        n = len(result.symbols)
+        xs = list(range(n))
+        self._grouped(self.prevalence_plot, xs, result.data_prevalence, result.sample_prevalence, "prevalence",
+                      data_label, "samples (valid draws)")
+        axis = self.prevalence_plot.getAxis("bottom")
+        axis.setTicks([[(i, s) for i, s in enumerate(result.symbols)]])
+        axis.setStyle(tickFont=_small_font())
+        self.prevalence_plot.setXRange(-0.6, max(n, 1) - 0.4, padding=0)
+        top = max([*result.data_prevalence, *result.sample_prevalence, 0.01])
+        self.prevalence_plot.setYRange(0, top * 1.08, padding=0)
+        ks = sorted(set(result.data_counts) | set(result.sample_counts))
+        self._grouped(self.counts_plot, ks, [result.data_counts.get(k, 0.0) for k in ks],
+                      [result.sample_counts.get(k, 0.0) for k in ks], "counts", data_label, "samples")
+        self.counts_plot.getAxis("bottom").setTicks([[(k, str(k)) for k in ks]])
+        if ks:
+            self.counts_plot.setXRange(min(ks) - 0.6, max(ks) + 0.6, padding=0)
+            top = max([*result.data_counts.values(), *result.sample_counts.values(), 0.01])
+            self.counts_plot.setYRange(0, top * 1.12, padding=0)
+
+
+def _small_font():
+    from PySide6.QtGui import QFont
+
+    font = QFont()
+    font.setPointSize(7)
+    return font
+
+
+def funnel_html(result: GenerateResult) -> str:
+    """The validity funnel as one row of counts with each stage's share of the previous one."""
+    cells, previous = [], None
+    for key, label in FUNNEL_LABELS:
+        value = result.funnel.get(key, 0)
+        share = f"<br><span style='color:#666'>{value / previous:.0%}</span>" if previous else "<br>&nbsp;"
+        cells.append(f"<td align='center'>&nbsp;{label}<br><b>{value}</b>{share}&nbsp;</td>")
+        previous = value if value else None
+    arrows = "<td valign='middle'>→</td>".join(cells)
+    return (f"<b>Run #{result.run_id}</b> (model #{result.model_id}): "
+            f"<table cellspacing='0'><tr>{arrows}</tr></table>"
+            + (f"<span style='color:#666'>{html.escape(result.note)}</span>" if result.note else ""))
+
+
+class GeneratePanel(LiveJobMixin, QWidget):
+    """Model, number of samples, seed, class and centre; sample/cancel; funnel, filtered formulas, plots;
+    dataset hull; structure prediction for the selected formulas. See the module docstring."""
+
+    sampled = Signal(int)  # run id of a sampling run just stored
+    structures_predicted = Signal(int)  # run id of a finished structure-prediction run (its candidates)
+    hull_computed = Signal(str)  # dataset whose hull was just stored
+
+    def __init__(self, jobs: JobManager, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.jobs = jobs
+        self.project: Project | None = None
+        self.job: Job | None = None
+        self.side_job: Job | None = None  # hull or structure prediction
+        self.result: GenerateResult | None = None
+        self.last_csp_result = None
+        self.last_hull = None
+        self.structure_id: int | None = None  # the structure selected in the Datasets panel
+        self._init_live()
+
+        # ---- sampling settings
+        self.model_combo = QComboBox()
+        self.model_combo.setObjectName("generateModel")
+        self.model_combo.setToolTip("Models of generative kinds (train one in the Training panel)")
+        self.model_combo.currentIndexChanged.connect(self._model_changed)
+        self.n_spin = self._spin(1, 1_000_000, 1000)
+        self.n_spin.setSingleStep(100)
+        self.seed_spin = self._spin(0, 2**31 - 1, 0)
+        self.class_combo = QComboBox()
+        self.class_combo.setObjectName("decompositionClass")
+        self.class_combo.setToolTip("Draw only formulas of this decomposition class (1: on the dataset's hull; k: "
+                                    "decomposes into k phases), or as often as in the training data")
+        self.around_check = QCheckBox("around the selected structure")
+        self.around_check.setToolTip("Draw around the latent mean of the formula of the structure selected in the "
+                                     "Datasets panel, with spread σ, instead of from the prior")
+        self.around_check.toggled.connect(lambda _on: self._sync_enabled())
+        self.around_label = QLabel("(select a structure in Datasets)")
+        self.around_label.setStyleSheet("color:#555")
+        self.sigma_spin = QDoubleSpinBox()
+        self.sigma_spin.setRange(0.01, 10.0)
+        self.sigma_spin.setSingleStep(0.1)
+        self.sigma_spin.setValue(1.0)
+        self.sigma_spin.setPrefix("σ ")
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(list(DEVICES))
+
+        form = QFormLayout()
+        form.addRow("Model", self.model_combo)
+        budget = QHBoxLayout()
+        for label, widget in (("Samples", self.n_spin), ("Seed", self.seed_spin), ("Class", self.class_combo)):
+            budget.addWidget(QLabel(label))
+            budget.addWidget(widget, 1)
+        form.addRow(budget)
+        around = QHBoxLayout()
+        around.addWidget(self.around_check)
+        around.addWidget(self.around_label, 1)
+        around.addWidget(self.sigma_spin)
+        form.addRow("Centre", around)
+        device_row = QHBoxLayout()
+        device_row.addWidget(self.device_combo)
+        device_row.addStretch(1)
+        form.addRow("Device", device_row)
+
+        self.start_button = QPushButton("▶ Sample")
+        self.start_button.setObjectName("startSampling")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("■ Cancel")
+        run_row = self._build_run_row()
+        self.status_label.setObjectName("generateStatus")
+
+        self.runs_combo = QComboBox()
+        self.runs_combo.setObjectName("samplingRuns")
+        self.open_button = QPushButton("Open")
+        self.open_button.setToolTip("Show this sampling run's formulas, funnel and plots")
+        self.open_button.clicked.connect(lambda: self.open_run(self.runs_combo.currentData()))
+        runs_row = QHBoxLayout()
+        runs_row.addWidget(QLabel("Past runs"))
+        runs_row.addWidget(self.runs_combo, 1)
+        runs_row.addWidget(self.open_button)
+
+        # ---- dataset hull
+        self.hull_dataset_combo = QComboBox()
+        self.hull_dataset_combo.setObjectName("hullDataset")
+        self.hull_button = QPushButton("Compute dataset hull")
+        self.hull_button.setObjectName("computeHull")
+        self.hull_button.setToolTip("Energy above this dataset's own convex hull and the decomposition of every "
+                                    "structure with a formation energy (stored as derived properties; a composition "
+                                    "VAE trained afterwards learns these decomposition classes)")
+        self.hull_button.clicked.connect(lambda: self.compute_hull(self.hull_dataset_combo.currentData()))
+        hull_row = QHBoxLayout()
+        hull_row.addWidget(QLabel("Dataset"))
+        hull_row.addWidget(self.hull_dataset_combo, 1)
+        hull_row.addWidget(self.hull_button)
+
+        # ---- results: funnel, filters, table, plots
+        self.funnel_label = QLabel("Sample a model to see the validity funnel.")
+        self.funnel_label.setObjectName("funnel")
+        self.funnel_label.setWordWrap(True)
+        self.funnel_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.element_filter = ElementFilterButton()
+        self.element_filter.setObjectName("generateElements")
+        self.element_filter.changed.connect(self.apply_filters)
+        self.min_elements = self._spin(1, 20, 1)
+        self.max_elements = self._spin(1, 20, 20)
+        self.min_elements.setPrefix("≥ ")
+        self.max_elements.setPrefix("≤ ")
+        for spin in (self.min_elements, self.max_elements):
+            spin.valueChanged.connect(self.apply_filters)
+        self.valid_check = QCheckBox("valid")
+        self.valid_check.setToolTip("Only compositionally valid formulas (SMACT charge neutrality and "
+                                    "electronegativity)")
+        self.novel_check = QCheckBox("novel")
+        self.novel_check.setToolTip("Only formulas that are not in the training dataset")
+        for check in (self.valid_check, self.novel_check):
+            check.toggled.connect(self.apply_filters)
+        self.count_label = QLabel("")
+        self.count_label.setStyleSheet("color:#555")
+        filters = QHBoxLayout()
+        filters.addWidget(self.element_filter, 2)
+        filters.addWidget(QLabel("Elements"))
+        filters.addWidget(self.min_elements)
+        filters.addWidget(self.max_elements)
+        filters.addWidget(QLabel("Only"))
+        filters.addWidget(self.valid_check)
+        filters.addWidget(self.novel_check)
+        filters.addWidget(self.count_label, 1)
+
+        self.samples_model = SamplesModel(self)
+        self.table = QTableView()
+        self.table.setObjectName("samplesTable")
+        self.table.setModel(self.samples_model)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(1, Qt.SortOrder.DescendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.selectionModel().selectionChanged.connect(lambda *_a: self._sync_enabled())
+
+        self.trials_spin = self._spin(1, 1000, 8)
+        self.trials_spin.setToolTip("Random trial structures per formula (relaxed, the best kept)")
+        self.csp_button = QPushButton("Predict structures…")
+        self.csp_button.setObjectName("predictStructures")
+        self.csp_button.setToolTip("Predict crystal structures of the selected formulas (random trials relaxed with "
+                                   "the universal potential); the candidates appear in the Candidates panel")
+        self.csp_button.clicked.connect(self.predict_selected)
+        self.side_cancel = QPushButton("■")
+        self.side_cancel.setToolTip("Cancel the hull computation or structure prediction")
+        self.side_cancel.setFixedWidth(28)
+        self.side_cancel.clicked.connect(self.cancel_side_job)
+        self.side_label = QLabel("")
+        self.side_label.setObjectName("generateSideStatus")
+        self.side_label.setWordWrap(True)
+        self.side_label.setStyleSheet("color:#555")
+        csp_row = QHBoxLayout()
+        csp_row.addWidget(QLabel("Trials"))
+        csp_row.addWidget(self.trials_spin)
+        csp_row.addWidget(self.csp_button)
+        csp_row.addWidget(self.side_cancel)
+        csp_row.addWidget(self.side_label, 1)
+
+        self.plots = GenerationPlots()
+
+        controls = QWidget()
+        top = QVBoxLayout(controls)
+        top.setContentsMargins(4, 4, 4, 4)
+        box = QGroupBox("Sample a composition model")
+        box.setLayout(form)
+        top.addWidget(box)
+        top.addLayout(run_row)
+        top.addWidget(self.status_label)
+        top.addLayout(runs_row)
+        top.addLayout(hull_row)
+
+        table_page = QWidget()
+        table_layout = QVBoxLayout(table_page)
+        table_layout.setContentsMargins(2, 2, 2, 2)
+        table_layout.addLayout(filters)
+        table_layout.addWidget(self.table, 1)
+        table_layout.addLayout(csp_row)
+        self.results_tabs = QTabWidget()
+        self.results_tabs.setDocumentMode(True)
+        self.results_tabs.addTab(table_page, "Formulas")
+        self.results_tabs.addTab(self.plots, "Data vs samples")
+        results = QWidget()
+        results_layout = QVBoxLayout(results)
+        results_layout.setContentsMargins(0, 0, 0, 0)
+        results_layout.addWidget(self.funnel_label)
+        results_layout.addWidget(self.results_tabs, 1)
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(controls)
+        splitter.addWidget(results)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+        self._sync_enabled()
+
+    @staticmethod
+    def _spin(lo: int, hi: int, value: int) -> QSpinBox:
+        spin = QSpinBox()
+        spin.setRange(lo, hi)
+        spin.setValue(value)
+        return spin
+
+    # ---------------------------------------------------------------- project and inputs
+
+    def set_project(self, project: Project | None) -> None:
+        if self.running:
+            self.job.cancel()
+        self.project = project
+        self.result = None
+        self.structure_id = None
+        self.samples_model.set_rows([])
+        self.samples_model.apply(lambda _r: True)
+        self.plots.clear()
+        self.funnel_label.setText("Sample a model to see the validity funnel.")
+        self.status_label.setText("")
+        self.side_label.setText("")
+        self.set_structure(-1)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read generative models, datasets and past sampling runs from the project."""
+        current = self.model_combo.currentData()
+        dataset = self.hull_dataset_combo.currentData()
+        run = self.runs_combo.currentData()
+        for combo in (self.model_combo, self.hull_dataset_combo, self.runs_combo):
+            combo.blockSignals(True)
+            combo.clear()
+        if self.project is not None:
+            for m in model_store.list_models(self.project):
+                if m.kind not in GENERATOR_KINDS:
+                    continue
+                self.model_combo.addItem(f"#{m.id} {m.name or m.kind}" + (f" · {m.dataset}" if m.dataset else ""),
+                                         m.id)
+                values = next((v for v in m.metrics.values() if isinstance(v, dict)), {})
+                accuracy = values.get("val_formula_accuracy")
+                tip = f"{m.kind}, trained {m.created[:16].replace('T', ' ')}"
+                if isinstance(accuracy, int | float):
+                    tip += f"; validation exact-formula reconstruction {accuracy:.1%}"
+                self.model_combo.setItemData(self.model_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+            for name in self.project.dataset_names():
+                self.hull_dataset_combo.addItem(name, name)
+            for r in model_store.list_runs(self.project, "sampling"):
+                p = r.parameters
+                self.runs_combo.addItem(f"#{r.id} model #{p.get('model_id', '?')} · {p.get('n', '?')} samples · "
+                                        f"seed {p.get('seed', '?')} · {r.status}", r.id)
+                self.runs_combo.setItemData(self.runs_combo.count() - 1, r.message or r.started,
+                                            Qt.ItemDataRole.ToolTipRole)
+        for combo, value in ((self.model_combo, current), (self.hull_dataset_combo, dataset), (self.runs_combo, run)):
+            index = combo.findData(value)
+            if index >= 0:
+                combo.setCurrentIndex(index)
+            elif combo is self.model_combo and combo.count():
+                combo.setCurrentIndex(combo.count() - 1)  # the newest model
+            combo.blockSignals(False)
+        self._model_changed()
+
+    def model_ids(self) -> list[int]:
+        return [self.model_combo.itemData(i) for i in range(self.model_combo.count())]
+
+    def set_model(self, model_id: int) -> None:
+        index = self.model_combo.findData(model_id)
+        if index < 0:
+            raise CrystalStudioError(f"model #{model_id} is not a generative model of this project")
+        self.model_combo.setCurrentIndex(index)
+
+    def _model_changed(self, *_args) -> None:
+        """Offer the chosen model's decomposition classes; default the hull's dataset to its training data."""
+        model_id = self.model_combo.currentData()
+        n_classes, dataset = 1, None
+        if self.project is not None and model_id is not None:
+            try:
+                record = model_store.get_model(self.project, model_id, with_checkpoint=False)
+                n_classes = int((record.hyperparameters.get("model") or {}).get("n_classes", 1))
+                dataset = record.dataset
+            except CrystalStudioError:
+                pass
+        current = self.class_combo.currentData()
+        self.class_combo.clear()
+        self.class_combo.addItem("as in training", None)
+        for k in range(1, n_classes + 1 if n_classes > 1 else 1):
+            text = "1 · on the hull" if k == 1 else f"{k}{'+' if k == n_classes else ''} · phases"
+            self.class_combo.addItem(text, k)
+        self.class_combo.setCurrentIndex(max(self.class_combo.findData(current), 0))
+        if dataset is not None and self.hull_dataset_combo.findData(dataset) >= 0:
+            self.hull_dataset_combo.setCurrentIndex(self.hull_dataset_combo.findData(dataset))
+        self._sync_enabled()
+
+    def set_structure(self, structure_id: int) -> None:
+        """The structure selected in the Datasets panel (-1: none), the centre of 'around' sampling."""
+        self.structure_id = structure_id if structure_id is not None and structure_id >= 0 else None
+        text = "(select a structure in Datasets)"
+        if self.project is not None and self.structure_id is not None:
+            rows = self.project.page(StructureQuery(ids=[self.structure_id]), limit=1, with_properties=False)
+            if rows:
+                text = f"#{self.structure_id} {rows[0]['reduced_formula']}"
+        self.around_label.setText(text)
+        if self.structure_id is None:
+            self.around_check.setChecked(False)
+        self._sync_enabled()
+
+    def _sync_enabled(self) -> None:
+        if not hasattr(self, "csp_button"):
+            return  # still building
+        idle = not self.running and self.project is not None
+        has_model = self.model_combo.currentData() is not None
+        for widget in (self.model_combo, self.n_spin, self.seed_spin, self.class_combo, self.device_combo,
+                       self.runs_combo):
+            widget.setEnabled(idle)
+        self.around_check.setEnabled(idle and self.structure_id is not None)
+        self.sigma_spin.setEnabled(idle and self.around_check.isChecked())
+        self.start_button.setEnabled(idle and has_model)
+        self.cancel_button.setEnabled(self.running)
+        self.open_button.setEnabled(idle and self.runs_combo.count() > 0)
+        side_busy = self.side_job is not None and self.side_job.running
+        self.hull_button.setEnabled(self.project is not None and not side_busy
+                                    and self.hull_dataset_combo.count() > 0)
+        self.csp_button.setEnabled(self.project is not None and not side_busy and bool(self.selected_formulas()))
+        self.trials_spin.setEnabled(not side_busy)
+        self.side_cancel.setVisible(side_busy)
+
+    # ---------------------------------------------------------------- sampling
+
+    def start(self) -> Job | None:
+        """Sample the chosen model with the form's settings; returns the job (None if it cannot start)."""
+        if self.running or self.project is None:
+            return None
+        model_id = self.model_combo.currentData()
+        if model_id is None:
+            self.status_label.setText("Train a composition VAE in the Training panel first.")
+            return None
+        around = self.structure_id if self.around_check.isChecked() else None
+        n = self.n_spin.value()
+        self.progress_bar.setRange(0, n)
+        self.progress_bar.setValue(0)
+        self.status_label.setText(f"Sampling {n} formulas from model #{model_id}…")
+        work = sampling_work(self.project, model_id, n, self.seed_spin.value(), around, self.sigma_spin.value(),
+                             self.class_combo.currentData(), self.device_combo.currentText())
+        return self._launch_live(f"Sampling model #{model_id}", work, "Cancelled; nothing was stored.")
+
+    def open_run(self, run_id: int | None) -> Job | None:
+        """Show a stored sampling run (read in a job)."""
+        if self.project is None or run_id is None or self.running:
+            return None
+        self.status_label.setText(f"Reading sampling run #{run_id}…")
+        return self._launch_live(f"Opening sampling run #{run_id}", open_run_work(self.project, run_id),
+                                 "Cancelled.")
+
+    def _drain(self) -> None:
+        self._relay.take()  # no live curves: progress arrives through the job's own signal
+
+    def _tick(self) -> None:
+        pass
+
+    def _progress(self, event: ProgressEvent) -> None:
+        if event.total:
+            self.progress_bar.setRange(0, event.total)
+            self.progress_bar.setValue(min(event.step, event.total))
+        if event.message:
+            self.status_label.setText(event.message)
+
+    def _succeeded(self, result: GenerateResult) -> None:
+        self._finish_curves()
+        self.progress_bar.setValue(self.progress_bar.maximum())
+        self.show_result(result)
+        f = result.funnel
+        self.status_label.setText(f"Done: run #{result.run_id}: {f.get('compositionally_valid', 0)} of "
+                                  f"{f.get('sampled', 0)} draws valid, {f.get('unique', 0)} unique, "
+                                  f"{f.get('novel', 0)} novel.")
+        self.refresh()
+        index = self.runs_combo.findData(result.run_id)
+        if index >= 0:
+            self.runs_combo.setCurrentIndex(index)
+        self.sampled.emit(result.run_id)
+
+    def _stopped(self, text: str) -> None:
+        self._finish_curves()
+        self.status_label.setText(text)
+        self.refresh()
+
+    def show_result(self, result: GenerateResult) -> None:
+        """Show a sampling result: funnel, table (through the filters) and plots."""
+        self.result = result
+        self.funnel_label.setText(funnel_html(result))
+        self.samples_model.set_rows(result.rows)
+        self.apply_filters()
+        self.plots.set_result(result)
+
+    # ---------------------------------------------------------------- filters
+
+    def filter_state(self) -> dict:
+        return {"required": list(self.element_filter.required), "excluded": list(self.element_filter.excluded),
+                "min_elements": self.min_elements.value(), "max_elements": self.max_elements.value(),
+                "valid": self.valid_check.isChecked(), "novel": self.novel_check.isChecked()}
+
+    def apply_filters(self, *_args) -> None:
+        state = self.filter_state()
+        required, excluded = set(state["required"]), set(state["excluded"])
+        lo, hi = state["min_elements"], state["max_elements"]
+
+        def keep(row: SampleRow) -> bool:
+            return (required <= row.elements and not (excluded & row.elements) and lo <= row.n_elements <= hi
+                    and (row.valid or not state["valid"]) and (row.novel or not state["novel"]))
+
+        self.samples_model.apply(keep)
+        total = len(self.samples_model.all_rows)
+        shown = len(self.samples_model.rows)
+        draws = sum(r.count for r in self.samples_model.rows)
+        self.count_label.setText(f"{shown} of {total} formulas ({draws} draws)" if total else "")
+        self._sync_enabled()
+
+    def shown_formulas(self) -> list[str]:
+        return self.samples_model.formulas()
+
+    def selected_formulas(self) -> list[str]:
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        return [self.samples_model.rows[r].formula for r in rows if r < len(self.samples_model.rows)]
+
+    def select_formulas(self, formulas: list[str]) -> None:
+        from PySide6.QtCore import QItemSelection, QItemSelectionModel
+
+        wanted = set(formulas)
+        selection = QItemSelection()
+        for r, row in enumerate(self.samples_model.rows):
+            if row.formula in wanted:
+                selection.select(self.samples_model.index(r, 0),
+                                 self.samples_model.index(r, len(SAMPLE_COLUMNS) - 1))
+        self.table.selectionModel().select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self._sync_enabled()
+
+    # ---------------------------------------------------------------- hull and structure prediction
+
+    def _side_job(self, title: str, work, on_success) -> Job:
+        self.side_job = self.jobs.start(title, work, on_success)
+        self.side_job.progress.connect(self._side_progress)
+        self.side_job.failed.connect(lambda message, _d: self.side_label.setText(f"{title} failed: {message}"))
+        self.side_job.cancelled.connect(lambda: self.side_label.setText(f"{title}: cancelled."))
+        self.side_job.done.connect(self._sync_enabled)
+        self.side_label.setText(f"{title}…")
+        self._sync_enabled()
+        return self.side_job
+
+    def _side_progress(self, event: ProgressEvent) -> None:
+        if self.side_job is None:
+            return
+        where = f" ({event.step}/{event.total})" if event.total else ""
+        self.side_label.setText(f"{self.side_job.title}{where}: {event.message}" if event.message else
+                                f"{self.side_job.title}{where}")
+
+    def cancel_side_job(self) -> None:
+        if self.side_job is not None and self.side_job.running:
+            self.side_job.cancel()
+            self.side_label.setText(f"{self.side_job.title}: cancelling…")
+
+    def compute_hull(self, dataset: str | None) -> Job | None:
+        """Compute ``dataset``'s own convex hull (a job); the result is stored with the dataset."""
+        if self.project is None or not dataset or (self.side_job is not None and self.side_job.running):
+            return None
+        return self._side_job(f"Hull of {dataset}", hull_work(self.project, dataset), self._hull_done)
+
+    def _hull_done(self, summary) -> None:
+        self.last_hull = summary
+        self.side_label.setText(f"Hull of {summary.dataset}: {summary.entries} entries, {summary.stable} on the hull, "
+                                f"{summary.chemical_systems} chemical systems, {summary.skipped} without a "
+                                f"formation energy ({summary.seconds:.1f} s). Models trained from now on learn "
+                                "its decomposition classes.")
+        self.hull_computed.emit(summary.dataset)
+
+    def predict_selected(self) -> Job | None:
+        """Predict structures for the selected formulas (a job); see :attr:`structures_predicted`."""
+        formulas = self.selected_formulas()
+        if not formulas:
+            self.side_label.setText("Select formulas in the table first.")
+            return None
+        return self.predict_structures(formulas)
+
+    def predict_structures(self, formulas: list[str]) -> Job | None:
+        if self.project is None or not formulas or (self.side_job is not None and self.side_job.running):
+            return None
+        work = csp_work(self.project, formulas, self.trials_spin.value(), self.seed_spin.value(),
+                        self.device_combo.currentText())
+        title = f"Predicting structures of {len(formulas)} formula{'s' if len(formulas) != 1 else ''}"
+        return self._side_job(title, work, self._csp_done)
+
+    def _csp_done(self, result) -> None:
+        self.last_csp_result = result
+        self.side_label.setText(f"Structure prediction run #{result.run_id} finished: its candidates are in the "
+                                "Candidates panel.")
+        self.structures_predicted.emit(result.run_id)
