@@ -54,7 +54,8 @@ class CompositionVAETrainConfig:
     hidden: int = option(100, "width of the hidden layers of encoder, decoder and classifier", minimum=1)
     latent: int = option(10, "latent dimensions", minimum=1)
     beta: float = option(1.0, "weight of the KL term", minimum=0.0)
-    recon_weight: float = option(1.0, "weight of the reconstruction cross-entropy", minimum=0.0)
+    recon_weight: float = option(100.0, "weight of the reconstruction cross-entropy (as if the formula were that many "
+                                        "atom draws; near 1 the KL term collapses the latent space)", minimum=0.0)
     class_weight: float = option(1.0, "weight of the decomposition-class cross-entropy", minimum=0.0)
     max_classes: int = option(4, "decomposition classes 1..N (N = N or more products; 1 = unconditioned)",
                               minimum=1, maximum=12)
