@@ -1,5 +1,7 @@
 """Sampling a generative model as a stored run, with the field-standard funnel of checks.
 
+:func:`sample_model` dispatches on the model's kind.
+
 For a composition VAE: draw z ~ N(0, I) (or N(μ(x), σ² I) around a structure's formula), decode to
 fraction vectors and to integer formulas, then count the funnel
 
@@ -8,6 +10,19 @@ fraction vectors and to integer formulas, then count the funnel
 
 Structural validity does not apply to formulas; the summary says so (``validity`` is None). The
 distinct formulas, with how often each was drawn and its checks, are stored with the run.
+
+For a crystal VAE (Crystal-LSBO): draw z ~ N(0, I) in the material latent space (or around a
+structure's encoded latent with spread σ), decode to structures, then count the funnel
+
+    sampled → decoded (a Structure, not a decode failure) → structurally valid (all distances ≥ 0.5 Å,
+    volume ≥ 0.1 Å³) → compositionally valid (SMACT, on top) → unique (StructureMatcher stol 0.5,
+    angle_tol 10, ltol 0.3 within the set) → novel (matches no training structure of its reduced formula)
+
+``validity`` is the structural validity rate and ``compositional_validity`` the SMACT rate of all
+draws, each on its own (the field-standard numbers); the funnel applies the checks one after the
+other. Every decoded structure is stored as a candidate of the run (evaluation JSON as the Candidates
+panel reads it, with the property heads' predictions at the drawn latent as ``properties``);
+``success`` means it survived the funnel up to *unique*.
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ from crystal_studio.store import samples as sample_store
 from crystal_studio.store.project import Project, StructureQuery
 
 FUNNEL = ("sampled", "decoded", "compositionally_valid", "unique", "novel")
+CRYSTAL_FUNNEL = ("sampled", "decoded", "structurally_valid", "compositionally_valid", "unique", "novel")
 SAMPLE_BATCH = 2048  # formulas decoded per step (progress and cancellation between steps)
 
 
@@ -32,7 +48,9 @@ SAMPLE_BATCH = 2048  # formulas decoded per step (progress and cancellation betw
 class SampleSummary:
     """What a sampling run produced: ``compositional_validity`` is valid draws / n, ``unique_rate``
     distinct valid formulas / valid draws, ``novel_rate`` distinct valid formulas not in the training
-    dataset / distinct valid formulas."""
+    dataset / distinct valid formulas. For crystals, ``validity`` is structurally valid draws / n,
+    ``unique_rate`` unique structures / draws valid both ways, ``novel_rate`` novel / unique, and
+    ``failures`` counts the draws that decoded to no structure by reason."""
 
     run_id: int
     model_id: int
@@ -44,6 +62,7 @@ class SampleSummary:
     funnel: dict[str, int]
     element_count_histogram: dict[int, int] = field(default_factory=dict)  # elements per valid formula → count
     note: str = ""
+    failures: dict[str, int] = field(default_factory=dict)  # decode failures by reason (crystals)
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -52,11 +71,12 @@ class SampleSummary:
 def sample_model(project: Project, model_id: int, n: int, seed: int = 0, around: int | None = None,
                  sigma: float = 1.0, decomposition_class: int | None = None, device: str = "auto",
                  progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> SampleSummary:
-    """Draw ``n`` formulas from composition-VAE model ``model_id`` and store them as a ``sampling`` run.
+    """Draw ``n`` samples from generative model ``model_id`` and store them as a ``sampling`` run:
+    formulas from a composition VAE, crystals (as candidates) from a crystal VAE.
 
-    ``around``: a structure id whose formula's latent mean centres the draws (spread ``sigma``);
-    ``decomposition_class``: draw only this class (1 = on the hull, 2 = two products, ...), else the
-    training frequencies.
+    ``around``: a structure id whose latent mean (its formula's, or its crystal's) centres the draws
+    (spread ``sigma``); ``decomposition_class`` (composition VAEs only): draw only this class (1 = on
+    the hull, 2 = two products, ...), else the training frequencies.
     """
     import torch
 
@@ -72,11 +92,16 @@ def sample_model(project: Project, model_id: int, n: int, seed: int = 0, around:
     if sigma <= 0:
         raise CrystalStudioError(f"--sigma must be positive (got {sigma})")
     record = model_store.get_model(project, model_id)
-    if record.kind != "composition_vae":
-        raise CrystalStudioError(f"model {model_id} is a '{record.kind}' model; sampling needs a composition_vae")
+    if record.kind not in ("composition_vae", "crystal_vae"):
+        raise CrystalStudioError(f"model {model_id} is a '{record.kind}' model; sampling needs a composition_vae "
+                                 "or a crystal_vae")
     from crystal_studio.ml.kinds import get_kind
 
     torch_device = resolve_device(device)
+    if record.kind == "crystal_vae":
+        if decomposition_class is not None:
+            raise CrystalStudioError("--class applies to composition VAEs only")
+        return _sample_crystals(project, record, n, seed, around, sigma, torch_device, progress, cancel)
     model = get_kind(record.kind).load().rebuild(record.hyperparameters, record.targets,
                                                  load_state(record.checkpoint, f"model {model_id}"),
                                                  f"model {model_id}").to(torch_device)
@@ -116,6 +141,129 @@ def sample_model(project: Project, model_id: int, n: int, seed: int = 0, around:
                    f"{summary['funnel']['unique']} unique, {summary['funnel']['novel']} novel")
         sample_store.add_samples(project, run_id, rows, complete_run=message)
     return SampleSummary(run_id=run_id, model_id=model_id, n=n, **summary)
+
+
+def _sample_crystals(project: Project, record, n: int, seed: int, around: int | None, sigma: float, torch_device,
+                     progress: ProgressCallback, cancel: CancelToken) -> SampleSummary:
+    """The crystal-VAE branch of :func:`sample_model` (see the module docstring)."""
+    import torch
+
+    from crystal_studio.ml.kinds import get_kind
+    from crystal_studio.ml.predictor import load_state
+    from crystal_studio.ml.runtime import package_versions
+
+    where = f"model {record.id}"
+    model = get_kind(record.kind).load().rebuild(record.hyperparameters, record.targets,
+                                                 load_state(record.checkpoint, where), where).to(torch_device)
+    center = None
+    if around is not None:
+        structure = project.structure(around)
+        try:
+            center = model.encode_structures([structure])
+        except ValueError as exc:
+            raise CrystalStudioError(f"structure {around} cannot be encoded by {where}: {exc}") from None
+    parameters = {"model_id": record.id, "kind": record.kind, "n": n, "seed": seed, "around": around,
+                  "sigma": sigma, "dataset": record.dataset}
+    run_id = model_store.create_run(project, "sampling", parameters, seed, str(torch_device), package_versions())
+    model_store.announce_run(run_id, progress)
+    with model_store.guarded_run(project, run_id):
+        generator = torch.Generator(device=torch_device).manual_seed(seed)
+        drawn: list = []  # (structure or None, failure reason, latent, predicted properties)
+        while len(drawn) < n:
+            cancel.check()
+            k = min(SAMPLE_BATCH, n - len(drawn))
+            z = torch.randn((k, model.config.latent), generator=generator, device=torch_device)
+            if center is not None:
+                z = center + sigma * z
+            structures, reasons = model.decode(z)
+            predicted = model.predict(z)
+            for j, (s, r) in enumerate(zip(structures, reasons, strict=True)):
+                props = {} if predicted is None else {t: float(v) for t, v in zip(record.targets, predicted[j].tolist(),
+                                                                                   strict=True)}
+                drawn.append((s, r, z[j].tolist(), props))
+            progress(ProgressEvent(len(drawn), n, f"sampled {len(drawn)} of {n}"))
+        origin = "prior N(0, I)" if around is None else f"around structure {around} (σ {sigma:g})"
+        summary, items = _crystal_funnel(project, record.dataset, drawn, origin, progress, cancel)
+        from crystal_studio.store.candidates import add_candidates
+
+        add_candidates(project, run_id, items)
+        f = summary["funnel"]
+        model_store.update_run(project, run_id, status="completed",
+                               message=f"{f['structurally_valid']} of {n} crystals structurally valid, "
+                                       f"{f['compositionally_valid']} also compositionally, {f['unique']} unique, "
+                                       f"{f['novel']} novel")
+    return SampleSummary(run_id=run_id, model_id=record.id, n=n, **summary)
+
+
+def _crystal_funnel(project: Project, dataset: str | None, drawn: list, origin: str, progress: ProgressCallback,
+                    cancel: CancelToken) -> tuple[dict, list]:
+    """Checks of every decoded crystal, the summary and the (structure, evaluation JSON) candidates."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from crystal_studio.core.structures import min_periodic_distance, spacegroup
+    from crystal_studio.ml.models.crystal_vae import MIN_DISTANCE, MIN_VOLUME
+
+    n = len(drawn)
+    failures = Counter(r for s, r, _, _ in drawn if s is None)
+    smact: dict[str, bool] = {}
+    docs, structures = [], []
+    for k, (structure, _, latent, props) in enumerate(drawn):
+        if structure is None:
+            continue
+        if k % 200 == 0:
+            cancel.check()
+            progress(ProgressEvent(k, n, "checking crystals"))
+        formula = structure.composition.reduced_formula
+        if formula not in smact:
+            smact[formula] = smact_valid(formula)
+        dmin = min_periodic_distance(structure)
+        valid = bool(dmin >= MIN_DISTANCE and structure.volume >= MIN_VOLUME)
+        number, symbol = spacegroup(structure) if valid else (None, None)
+        docs.append({"formula": formula, "success": False,
+                     "criteria": {"structurally_valid": valid, "compositionally_valid": smact[formula]},
+                     "properties": props, "property_std": {}, "spacegroup": symbol, "spacegroup_number": number,
+                     "min_distance": dmin, "tolerance_factor": None, "valid": valid,
+                     "compositionally_valid": smact[formula], "site_charges": None, "unique": None, "novel": None,
+                     "origin": origin, "latent": [round(v, 5) for v in latent]})
+        structures.append(structure)
+    passing = [i for i, d in enumerate(docs) if d["valid"] and d["compositionally_valid"]]
+    matcher = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10)
+    kept: dict[str, list[int]] = {}
+    for j, i in enumerate(passing):
+        if j % 100 == 0:
+            cancel.check()
+            progress(ProgressEvent(j, len(passing), "finding duplicates"))
+        group = kept.setdefault(docs[i]["formula"], [])
+        docs[i]["unique"] = not any(matcher.fit(structures[i], structures[other]) for other in group)
+        if docs[i]["unique"]:
+            group.append(i)
+    unique = [i for group in kept.values() for i in group]
+    reference: dict[str, list] = {}
+    if dataset is not None and kept:
+        query = StructureQuery(dataset=dataset, reduced_formulas=sorted(kept))
+        for row, structure in project.iter_structures(query):
+            reference.setdefault(row["reduced_formula"], []).append(structure)
+    for j, i in enumerate(sorted(unique)):
+        if j % 100 == 0:
+            cancel.check()
+            progress(ProgressEvent(j, len(unique), "comparing with the training set"))
+        docs[i]["novel"] = not any(matcher.fit(structures[i], ref) for ref in reference.get(docs[i]["formula"], []))
+        docs[i]["success"] = True
+    n_valid = sum(d["valid"] for d in docs)
+    funnel = {"sampled": n, "decoded": len(docs), "structurally_valid": n_valid, "compositionally_valid": len(passing),
+              "unique": len(unique), "novel": sum(bool(docs[i]["novel"]) for i in unique)}
+    histogram = Counter(len(structures[i].composition.elements) for i in passing)
+    return {
+        "validity": n_valid / n,
+        "compositional_validity": sum(d["compositionally_valid"] for d in docs) / n,
+        "unique_rate": funnel["unique"] / max(len(passing), 1),
+        "novel_rate": funnel["novel"] / max(funnel["unique"], 1),
+        "funnel": funnel,
+        "element_count_histogram": dict(sorted(histogram.items())),
+        "note": "validity: structural (distances ≥ 0.5 Å, volume ≥ 0.1 Å³); compositional validity: SMACT, of all "
+                "draws; the funnel applies the checks in turn",
+        "failures": dict(failures),
+    }, list(zip(structures, docs, strict=True))
 
 
 def _dataset_formulas(project: Project, dataset: str | None) -> set[str]:

@@ -16,12 +16,12 @@ defines ``CONFIG`` (generative kinds). Adding a kind is one module in this packa
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import ModuleType
 
 from crystal_studio.core.errors import CrystalStudioError
 
-ROLES = ("predictor", "differentiable", "generator:composition")  # what a kind's models can do in a design run
+ROLES = ("predictor", "differentiable", "generator:composition", "generator:crystal")  # what a kind's models can do
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class KindInfo:
     name: str
     title: str
     roles: tuple[str, ...]  # 'predictor': predicts properties; 'differentiable': optimizers follow its gradients;
-    # 'generator:composition': samples formulas
+    # 'generator:composition': samples formulas; 'generator:crystal': samples and encodes whole crystals
     module: str
     defaults: dict = field(default_factory=dict)  # TrainConfig values that differ from its own defaults
 
@@ -48,6 +48,8 @@ KINDS: dict[str, KindInfo] = {k.name: k for k in (
              {"hidden": 256, "layers": 3, "batch_size": 256, "epochs": 100, "patience": 40}),
     KindInfo("composition_vae", "Composition VAE (formula fraction vectors, decomposition-class head; samples formulas)",
              ("generator:composition",), "crystal_studio.ml.kinds.composition_vae"),
+    KindInfo("crystal_vae", "Crystal VAE (Crystal-LSBO: lattice, coordinate and element VAEs + combined latent; "
+             "samples crystals)", ("generator:crystal",), "crystal_studio.ml.kinds.crystal_vae"),
 )}
 
 # views of the registry used by the CLI and the panels
@@ -78,11 +80,15 @@ def config_class(name: str) -> type:
 
 def config_for(name: str, targets: list[str], **settings):
     """A training config for kind ``name`` with ``settings`` (those that are None keep the defaults):
-    :meth:`TrainConfig.for_kind` for predictor kinds; the kind's own ``CONFIG`` otherwise, which has no
-    targets (CrystalStudioError if some are given)."""
+    :meth:`TrainConfig.for_kind` for predictor kinds; the kind's own ``CONFIG`` otherwise, which takes
+    ``targets`` only when it has a ``targets`` field (optional property heads; CrystalStudioError if
+    targets are given to a kind without one)."""
     cls = config_class(name)
     if hasattr(cls, "for_kind"):
         return cls.for_kind(name, targets, **settings)
+    chosen = {k: v for k, v in settings.items() if v is not None}
     if targets:
-        raise CrystalStudioError(f"a {name} model predicts no properties: leave out the targets")
-    return cls(**{k: v for k, v in settings.items() if v is not None})
+        if "targets" not in {f.name for f in fields(cls)}:
+            raise CrystalStudioError(f"a {name} model predicts no properties: leave out the targets")
+        chosen["targets"] = list(targets)
+    return cls(**chosen)
