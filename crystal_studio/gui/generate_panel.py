@@ -42,7 +42,6 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QTableView,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -208,8 +207,10 @@ def hull_work(project: Project, dataset: str):
     return _close_after(project, fn)
 
 
-def csp_work(project: Project, formulas: list[str], trials: int, seed: int, device: str):
-    """Job function: predict structures for ``formulas`` (:mod:`crystal_studio.design.csp`); returns its result."""
+def csp_work(project: Project, formulas: list[str], trials: int, seed: int, device: str,
+             dataset: str | None = None, source: dict | None = None):
+    """Job function: predict structures for ``formulas`` (:mod:`crystal_studio.design.csp`); returns its result.
+    ``dataset``: the novelty reference; ``source``: where the formulas came from (stored with the run)."""
 
     def fn(progress: ProgressCallback, cancel: CancelToken):
         try:
@@ -217,7 +218,7 @@ def csp_work(project: Project, formulas: list[str], trials: int, seed: int, devi
         except ImportError as exc:
             raise CrystalStudioError(f"structure prediction is not available in this installation ({exc})") from None
         return predict_structures(project, formulas, trials=trials, seed=seed, device=device, progress=progress,
-                                  cancel=cancel)
+                                  cancel=cancel, dataset=dataset, source=source)
 
     return _close_after(project, fn)
 
@@ -284,8 +285,8 @@ class SamplesModel(QAbstractTableModel):
 
     def _sort_rows(self) -> None:
         column, order = self._sort
-        self.rows.sort(key=lambda r: (self._value(r, column), r.formula),
-                       reverse=order == Qt.SortOrder.DescendingOrder)
+        self.rows.sort(key=lambda r: r.formula)  # ties stay alphabetical (the sort is stable)
+        self.rows.sort(key=lambda r: self._value(r, column), reverse=order == Qt.SortOrder.DescendingOrder)
 
     def formulas(self) -> list[str]:
         return [r.formula for r in self.rows]
@@ -298,24 +299,25 @@ class GenerationPlots(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         pg.setConfigOptions(antialias=True, background="w", foreground="#333")
-        self.prevalence_plot = pg.PlotWidget(title="Element prevalence: share of formulas containing the element")
-        self.prevalence_plot.setLabel("left", "share of formulas")
-        self.counts_plot = pg.PlotWidget(title="Number of elements per formula")
-        self.counts_plot.setLabel("left", "share of formulas")
-        self.counts_plot.setLabel("bottom", "elements in the formula")
+        self.prevalence_plot = pg.PlotWidget(title=f"Element prevalence (top {PREVALENCE_TOP} in the data)")
+        self.prevalence_plot.setLabel("left", "formulas containing it (%)")
+        self.counts_plot = pg.PlotWidget(title="Elements per formula")
+        self.counts_plot.setLabel("left", "formulas (%)")
+        self.counts_plot.setLabel("bottom", "number of elements")
         for plot in (self.prevalence_plot, self.counts_plot):
             plot.showGrid(y=True, alpha=0.2)
             plot.setMouseEnabled(x=True, y=False)
             plot.setMinimumHeight(150)
+            for axis in ("left", "bottom"):
+                plot.getAxis(axis).enableAutoSIPrefix(False)
+        self.prevalence_plot.setMinimumWidth(260)
+        self.counts_plot.setMinimumWidth(190)
         self.bars: dict[str, pg.BarGraphItem] = {}
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.prevalence_plot)
-        splitter.addWidget(self.counts_plot)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 1)
-        layout = QVBoxLayout(self)
+        layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(splitter)
+        layout.setSpacing(4)
+        layout.addWidget(self.prevalence_plot, 5)
+        layout.addWidget(self.counts_plot, 2)
 
     def clear(self) -> None:
         for plot in (self.prevalence_plot, self.counts_plot):
@@ -329,9 +331,9 @@ class GenerationPlots(QWidget):
                  key: str, data_label: str, sample_label: str) -> None:
         legend = plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
         width = 0.4
-        data_bars = pg.BarGraphItem(x=np.asarray(xs) - width / 2, height=data, width=width,
+        data_bars = pg.BarGraphItem(x=np.asarray(xs) - width / 2, height=100 * np.asarray(data), width=width,
                                     brush=pg.mkBrush(DATA_COLOR), pen=pg.mkPen(None))
-        sample_bars = pg.BarGraphItem(x=np.asarray(xs) + width / 2, height=samples, width=width,
+        sample_bars = pg.BarGraphItem(x=np.asarray(xs) + width / 2, height=100 * np.asarray(samples), width=width,
                                       brush=pg.mkBrush(SAMPLE_COLOR), pen=pg.mkPen(None))
         plot.addItem(data_bars)
         plot.addItem(sample_bars)
@@ -352,7 +354,7 @@ class GenerationPlots(QWidget):
         axis.setStyle(tickFont=_small_font())
         self.prevalence_plot.setXRange(-0.6, max(n, 1) - 0.4, padding=0)
         top = max([*result.data_prevalence, *result.sample_prevalence, 0.01])
-        self.prevalence_plot.setYRange(0, top * 1.08, padding=0)
+        self.prevalence_plot.setYRange(0, 100 * top * 1.08, padding=0)
         ks = sorted(set(result.data_counts) | set(result.sample_counts))
         self._grouped(self.counts_plot, ks, [result.data_counts.get(k, 0.0) for k in ks],
                       [result.sample_counts.get(k, 0.0) for k in ks], "counts", data_label, "samples")
@@ -360,7 +362,7 @@ class GenerationPlots(QWidget):
         if ks:
             self.counts_plot.setXRange(min(ks) - 0.6, max(ks) + 0.6, padding=0)
             top = max([*result.data_counts.values(), *result.sample_counts.values(), 0.01])
-            self.counts_plot.setYRange(0, top * 1.12, padding=0)
+            self.counts_plot.setYRange(0, 100 * top * 1.12, padding=0)
 
 
 def _small_font():
@@ -377,11 +379,12 @@ def funnel_html(result: GenerateResult) -> str:
     for key, label in FUNNEL_LABELS:
         value = result.funnel.get(key, 0)
         share = f"<br><span style='color:#666'>{value / previous:.0%}</span>" if previous else "<br>&nbsp;"
-        cells.append(f"<td align='center'>&nbsp;{label}<br><b>{value}</b>{share}&nbsp;</td>")
+        cells.append(f"<td align='center'>{label}<br><b>{value}</b>{share}</td>")
         previous = value if value else None
-    arrows = "<td valign='middle'>→</td>".join(cells)
-    return (f"<b>Run #{result.run_id}</b> (model #{result.model_id}): "
-            f"<table cellspacing='0'><tr>{arrows}</tr></table>"
+    arrows = "<td valign='middle' style='color:#888'>&nbsp;→&nbsp;</td>".join(cells)
+    return (f"<b>Run #{result.run_id}</b> (model #{result.model_id}) · validity funnel "
+            "<span style='color:#666'>(share of the previous stage)</span>"
+            f"<table cellspacing='0' cellpadding='3'><tr>{arrows}</tr></table>"
             + (f"<span style='color:#666'>{html.escape(result.note)}</span>" if result.note else ""))
 
 
@@ -442,11 +445,9 @@ class GeneratePanel(LiveJobMixin, QWidget):
         around.addWidget(self.around_check)
         around.addWidget(self.around_label, 1)
         around.addWidget(self.sigma_spin)
+        around.addWidget(QLabel("Device"))
+        around.addWidget(self.device_combo)
         form.addRow("Centre", around)
-        device_row = QHBoxLayout()
-        device_row.addWidget(self.device_combo)
-        device_row.addStretch(1)
-        form.addRow("Device", device_row)
 
         self.start_button = QPushButton("▶ Sample")
         self.start_button.setObjectName("startSampling")
@@ -568,15 +569,17 @@ class GeneratePanel(LiveJobMixin, QWidget):
         table_layout.addLayout(filters)
         table_layout.addWidget(self.table, 1)
         table_layout.addLayout(csp_row)
-        self.results_tabs = QTabWidget()
-        self.results_tabs.setDocumentMode(True)
-        self.results_tabs.addTab(table_page, "Formulas")
-        self.results_tabs.addTab(self.plots, "Data vs samples")
+        self.results_split = QSplitter(Qt.Orientation.Vertical)
+        self.results_split.addWidget(table_page)
+        self.results_split.addWidget(self.plots)
+        self.results_split.setStretchFactor(0, 1)
+        self.results_split.setStretchFactor(1, 1)
+        self.results_split.setSizes([420, 260])
         results = QWidget()
         results_layout = QVBoxLayout(results)
         results_layout.setContentsMargins(0, 0, 0, 0)
         results_layout.addWidget(self.funnel_label)
-        results_layout.addWidget(self.results_tabs, 1)
+        results_layout.addWidget(self.results_split, 1)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(controls)
@@ -871,13 +874,18 @@ class GeneratePanel(LiveJobMixin, QWidget):
     def predict_structures(self, formulas: list[str]) -> Job | None:
         if self.project is None or not formulas or (self.side_job is not None and self.side_job.running):
             return None
+        dataset = self.result.dataset if self.result is not None else None
+        source = {"sampling_run": self.result.run_id} if self.result is not None else None
         work = csp_work(self.project, formulas, self.trials_spin.value(), self.seed_spin.value(),
-                        self.device_combo.currentText())
+                        self.device_combo.currentText(), dataset, source)
         title = f"Predicting structures of {len(formulas)} formula{'s' if len(formulas) != 1 else ''}"
         return self._side_job(title, work, self._csp_done)
 
     def _csp_done(self, result) -> None:
         self.last_csp_result = result
-        self.side_label.setText(f"Structure prediction run #{result.run_id} finished: its candidates are in the "
-                                "Candidates panel.")
+        failed = getattr(result, "failed", [])
+        note = "".join(f"\n{f.formula}: {f.reason}" for f in failed[:3]) + ("\n…" if len(failed) > 3 else "")
+        self.side_label.setText(f"Structure prediction run #{result.run_id} finished: {result.n_candidates} "
+                                f"candidate(s), in the Candidates panel"
+                                + (f"; {len(failed)} formula(s) failed:{note}" if failed else "."))
         self.structures_predicted.emit(result.run_id)

@@ -251,6 +251,8 @@ class TrainingCurves(LiveCurves):
         self.mae_plot.setTitle("Loss terms (val solid, train dashed)" if generator else "MAE per target")
         self.mae_plot.setLabel("left", "loss" if generator else "MAE")
         self.accuracy_plot.setVisible(generator)
+        for plot in self._plots:
+            plot.setLabel("bottom", "epoch" if generator else self.X_LABEL)
 
     def add_epoch(self, step: int, metrics: dict[str, float]) -> None:
         """Queue one epoch's metrics (stored ``step``, from 0); drawn at x = step + 1 on the next redraw."""
@@ -450,7 +452,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.targets_note.setStyleSheet("color:#555")
         self.targets_note.setVisible(False)
         self.kind_settings = SettingsTable(object_name="kindSettings")
-        self.kind_settings.setMaximumHeight(190)
+        self.kind_settings.setMaximumHeight(16777215)  # the rows a generative kind hides leave it room
         self._kind_shown: str | None = None  # kind whose settings the table lists
         self.targets_list = QListWidget()
         self.targets_list.setObjectName("trainingTargets")
@@ -485,11 +487,8 @@ class TrainingPanel(LiveJobMixin, QWidget):
         dataset_row.addWidget(QLabel("Model"))
         dataset_row.addWidget(self.kind_combo, 1)
         form.addRow("Dataset", dataset_row)
-        targets_box = QVBoxLayout()
-        targets_box.setSpacing(2)
-        targets_box.addWidget(self.targets_list)
-        targets_box.addWidget(self.targets_note)
-        form.addRow("Targets", targets_box)
+        form.addRow("Targets", self.targets_list)
+        form.addRow(self.targets_note)
         split_row = QHBoxLayout()
         split_row.addWidget(self.train_label)
         split_row.addWidget(QLabel("val"))
@@ -726,8 +725,8 @@ class TrainingPanel(LiveJobMixin, QWidget):
         for row in self._predictor_rows:
             self.form.setRowVisible(row, not generator)
         self.form.setRowVisible(self.kind_settings, generator)
-        self.targets_note.setVisible(generator)
-        self.targets_list.setVisible(not generator)
+        self.form.setRowVisible(self.targets_list, not generator)
+        self.form.setRowVisible(self.targets_note, generator)
         if generator:
             self.targets_note.setText(f"{TRAINABLE_KINDS[self.kind()].split(' (')[0]} learns the dataset's formulas: "
                                       "it predicts no properties, so there are no targets. Its settings are below "
@@ -818,7 +817,12 @@ class TrainingPanel(LiveJobMixin, QWidget):
             return
         run, metrics = loaded
         self.run_id = run_id
-        self.curves.set_generator(run.parameters.get("kind", "gnn") in GENERATOR_KINDS)
+        kind = run.parameters.get("kind", "gnn")
+        if kind in GENERATOR_KINDS and self.kind_combo.findData(kind) >= 0:
+            self.set_kind(kind)  # its settings back in the table, to repeat or vary the run
+            self.kind_settings.set_values({k: v for k, v in (run.parameters.get("config") or {}).items()
+                                           if k not in KIND_FORM_SKIPS})
+        self.curves.set_generator(kind in GENERATOR_KINDS)
         self.curves.set_history(metrics)
         self.select_run(run_id)
         self.status_label.setText(f"Run #{run_id}: {run.status}" + (f" — {run.message}" if run.message else ""))

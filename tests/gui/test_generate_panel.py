@@ -120,6 +120,11 @@ def test_training_panel_offers_the_composition_vae_from_the_registry(qtbot, trai
     row = [training.models_table.item(0, c).text() for c in range(training.models_table.columnCount())]
     assert row[2] == "(formulas)" and row[3].startswith("recon.") and row[4] == "syn"
 
+    # reopening the run puts its settings back in the table
+    _edit(training.kind_settings, {"hidden": "100"})
+    training.open_run(record.run_id)
+    assert training.kind_settings.changed()["hidden"] == "32"
+
     # back to a predictor: its form returns unchanged
     training.set_kind("gnn")
     assert training.targets_list.isVisible() and training.targets_list.isEnabled()
@@ -268,6 +273,7 @@ def test_compute_dataset_hull_from_the_panel(qtbot, generate, syn_project):
 
 def test_predict_structures_of_selected_formulas(qtbot, training, generate, syn_project):
     pytest.importorskip("crystal_studio.design.csp")
+    from crystal_studio.store import models as store
     from crystal_studio.store.candidates import list_candidates
 
     train_tiny_vae(qtbot, training)
@@ -277,13 +283,17 @@ def test_predict_structures_of_selected_formulas(qtbot, training, generate, syn_
     with qtbot.waitSignal(generate.sampled, timeout=60000):
         generate.start()
     generate.valid_check.setChecked(True)
-    formulas = generate.shown_formulas()[:1] or ["SrTiO3"]
-    generate.select_formulas(formulas)
-    generate.trials_spin.setValue(1)
+    generate.select_formulas(generate.shown_formulas()[:1])
+    assert generate.csp_button.isEnabled()
+    generate.trials_spin.setValue(2)
     with qtbot.waitSignal(generate.structures_predicted, timeout=300000) as done:
-        generate.predict_structures(formulas)
-    records = list_candidates(syn_project, done.args[0])
-    assert records and "Candidates panel" in generate.side_label.text()
+        generate.predict_structures(["NaF"])  # a formula PyXtal and CHGNet certainly manage
+    run_id = done.args[0]
+    records = list_candidates(syn_project, run_id)
+    assert len(records) == 1 and "Candidates panel" in generate.side_label.text()
+    parameters = store.get_run(syn_project, run_id).parameters
+    assert parameters["source"] == {"sampling_run": generate.result.run_id}
+    assert parameters["reference_dataset"] == "syn"
 
 
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="VTK needs an X display: run under xvfb-run")
@@ -303,4 +313,12 @@ def test_main_window_has_the_generate_dock(qtbot, syn_project, settings):
     sid = window.project.page(StructureQuery(dataset="syn"), limit=1)[0]["id"]
     window.datasets_panel.current_changed.emit(sid)  # the structure under the cursor is the 'around' centre
     assert window.generate_panel.structure_id == sid
+    # a finished structure prediction is handed to the Candidates panel, which comes into view
+    from crystal_studio.store import models as store
+
+    run_id = store.create_run(window.project, "optimization", {"method": "csp_random"}, 0, "cpu", {})
+    window.generate_panel.structures_predicted.emit(run_id)
+    assert window.candidates_panel.run_id == run_id
+    assert window.candidates_panel.runs_combo.currentData() == run_id
+    assert not window.docks["Candidates"].visibleRegion().isEmpty()
     window.close()
