@@ -51,13 +51,14 @@ from crystal_studio.core.progress import CancelToken, ProgressCallback, Progress
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, LiveJobMixin
 from crystal_studio.gui.periodic_table import ElementFilterButton
-from crystal_studio.ml.kinds import GENERATOR_KINDS
+from crystal_studio.ml.kinds import KINDS
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
 
 FUNNEL_LABELS = (("sampled", "sampled"), ("decoded", "decoded"), ("compositionally_valid", "valid"),
                  ("unique", "unique"), ("novel", "novel"))
 SAMPLE_COLUMNS = ("Formula", "Count", "Valid", "Novel", "Elements", "Class")
+FORMULA_GENERATOR_KINDS = tuple(k.name for k in KINDS.values() if "generator:composition" in k.roles)
 PREVALENCE_TOP = 40  # elements shown in the prevalence chart (most common in the data first)
 DATA_COLOR = (120, 120, 120, 190)
 SAMPLE_COLOR = (31, 119, 180, 210)
@@ -129,6 +130,9 @@ def build_result(project: Project, run_id: int, progress: ProgressCallback, canc
     if run.kind != "sampling":
         raise CrystalStudioError(f"run #{run_id} is a '{run.kind}' run, not a sampling run")
     p = run.parameters
+    if p.get("kind", "composition_vae") not in FORMULA_GENERATOR_KINDS:
+        raise CrystalStudioError(f"sampling run #{run_id} drew crystals, not formulas: its crystals are in the "
+                                 "Candidates panel")
     samples = list_samples(project, run_id)
     progress(ProgressEvent(0, 3, "reading the sampled formulas"))
     rows = []
@@ -411,7 +415,8 @@ class GeneratePanel(LiveJobMixin, QWidget):
         # ---- sampling settings
         self.model_combo = QComboBox()
         self.model_combo.setObjectName("generateModel")
-        self.model_combo.setToolTip("Models of generative kinds (train one in the Training panel)")
+        self.model_combo.setToolTip("Models that generate formulas, e.g. a composition VAE (train one in the Training "
+                                    "panel)")
         self.model_combo.currentIndexChanged.connect(self._model_changed)
         self.n_spin = self._spin(1, 1_000_000, 1000)
         self.n_spin.setSingleStep(100)
@@ -625,7 +630,7 @@ class GeneratePanel(LiveJobMixin, QWidget):
             combo.clear()
         if self.project is not None:
             for m in model_store.list_models(self.project):
-                if m.kind not in GENERATOR_KINDS:
+                if m.kind not in FORMULA_GENERATOR_KINDS:
                     continue
                 self.model_combo.addItem(f"#{m.id} {m.name or m.kind}" + (f" · {m.dataset}" if m.dataset else ""),
                                          m.id)
@@ -639,6 +644,8 @@ class GeneratePanel(LiveJobMixin, QWidget):
                 self.hull_dataset_combo.addItem(name, name)
             for r in model_store.list_runs(self.project, "sampling"):
                 p = r.parameters
+                if p.get("kind", "composition_vae") not in FORMULA_GENERATOR_KINDS:
+                    continue  # e.g. a crystal VAE's run: its crystals are candidates (Candidates panel)
                 self.runs_combo.addItem(f"#{r.id} model #{p.get('model_id', '?')} · {p.get('n', '?')} samples · "
                                         f"seed {p.get('seed', '?')} · {r.status}", r.id)
                 self.runs_combo.setItemData(self.runs_combo.count() - 1, r.message or r.started,

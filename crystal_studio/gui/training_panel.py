@@ -71,8 +71,9 @@ MODEL_FILE_FILTER = "Crystal Studio model (*.pt);;All files (*)"
 ROLE_ID = Qt.ItemDataRole.UserRole
 MODEL_COLUMNS = ("ID", "Name", "Targets", "Test MAE", "Dataset", "Created")
 TRAINABLE_KINDS = {k: KINDS[k].title for k in KINDS if k in PREDICTOR_KINDS or k in GENERATOR_KINDS}
-KIND_FORM_SKIPS = ("kind", "device")  # a kind's own settings the form sets elsewhere (the kind box, Device)
-GENERATOR_TERMS = ("reconstruction", "kl", "classification")  # loss terms of a generative kind, per split
+KIND_FORM_SKIPS = ("kind", "device", "targets")  # a kind's own settings the form sets elsewhere
+ACCURACY_WORDS = ("accuracy", "validity")  # a generative kind's metrics with these go to the accuracy plot
+ACCURACY_LABELS = {"formula_accuracy": "exact formula (reconstruction)", "class_accuracy": "decomposition class"}
 
 
 def _with_unit(name: str) -> str:
@@ -108,9 +109,11 @@ def training_work(project: Project, dataset: str, config: dict, name: str | None
     return _close_after(project, fn)
 
 
-def kind_training_work(project: Project, dataset: str, kind: str, settings: dict, name: str | None, on_event):
+def kind_training_work(project: Project, dataset: str, kind: str, settings: dict, name: str | None, on_event,
+                       targets: list[str] | None = None):
     """Job function: train a new model of a kind with its own settings class (a generative kind);
-    ``settings`` (name → value or text) are applied to the kind's defaults and checked."""
+    ``settings`` (name → value or text) are applied to the kind's defaults and checked; ``targets``: the
+    optional property heads of a kind that has them."""
 
     def fn(progress: ProgressCallback, cancel: CancelToken):
         from crystal_studio.ml.training import train_model
@@ -119,9 +122,17 @@ def kind_training_work(project: Project, dataset: str, kind: str, settings: dict
             on_event(event)
             progress(event)
 
-        return train_model(project, dataset, kind_config(kind, settings), name or None, relay, cancel)
+        return train_model(project, dataset, kind_config(kind, settings, targets), name or None, relay, cancel)
 
     return _close_after(project, fn)
+
+
+def kind_takes_targets(kind: str) -> bool:
+    """Whether the settings of generative ``kind`` have optional property targets (imports its module)."""
+    from crystal_studio.core.options import describe_options
+    from crystal_studio.ml.kinds import config_class
+
+    return any(o["name"] == "targets" for o in describe_options(config_class(kind)))
 
 
 def kind_options(kind: str) -> list[dict]:
@@ -132,12 +143,13 @@ def kind_options(kind: str) -> list[dict]:
     return [o for o in describe_options(config_class(kind)) if o["name"] not in KIND_FORM_SKIPS]
 
 
-def kind_config(kind: str, settings: dict):
-    """The settings dataclass of ``kind`` with ``settings`` applied and checked (OptionsError naming a bad one)."""
+def kind_config(kind: str, settings: dict, targets: list[str] | None = None):
+    """The settings dataclass of ``kind`` with ``targets`` and ``settings`` applied and checked (OptionsError
+    naming a bad one)."""
     from crystal_studio.core.options import apply_options
     from crystal_studio.ml.kinds import config_for
 
-    return apply_options(config_for(kind, []), settings, kind)
+    return apply_options(config_for(kind, list(targets or [])), settings, kind)
 
 
 def resume_work(project: Project, run_id: int, device: str | None, on_event):
@@ -270,10 +282,9 @@ class TrainingCurves(LiveCurves):
         if name.startswith(("val_mae/", "train_mae/")):
             return self.mae_plot
         split, _, term = name.partition("_")
-        if split in ("train", "val") and term in GENERATOR_TERMS:
-            return self.mae_plot
-        if name in ("val_formula_accuracy", "val_class_accuracy"):
-            return self.accuracy_plot
+        if self.generator and split in ("train", "val") and term and "/" not in term:
+            # a generative kind's loss terms (reconstruction, kl, ...) and accuracies (formula, class, validity)
+            return self.accuracy_plot if any(w in term for w in ACCURACY_WORDS) else self.mae_plot
         return None  # e.g. lr: stored, not plotted
 
     def _draw_order(self) -> list[str]:
@@ -287,15 +298,13 @@ class TrainingCurves(LiveCurves):
             return plot.plot([], [], pen=pg.mkPen("#1f4e8c", width=2), name="train")
         if name == "val_loss":
             return plot.plot([], [], pen=pg.mkPen("#d62728", width=2), name="validation")
-        if plot is self.accuracy_plot:
-            color = PALETTE[2] if name == "val_formula_accuracy" else PALETTE[4]
-            label = "exact formula (reconstruction)" if name == "val_formula_accuracy" else "decomposition class"
-            return plot.plot([], [], pen=pg.mkPen(color, width=2), name=label)
-        if "/" not in name:  # a loss term of a generative kind: train_kl, val_reconstruction, ...
+        if plot is self.accuracy_plot or "/" not in name:  # a generative kind's term: val_kl, train_kl, ...
             split, term = name.split("_", 1)
-            color = PALETTE[GENERATOR_TERMS.index(term) % len(PALETTE)]
+            terms = sorted({n.split("_", 1)[1] for n in self.series if self.plot_for(n) is plot})
+            color = PALETTE[(terms.index(term) if term in terms else 0) % len(PALETTE)]
+            label = ACCURACY_LABELS.get(term, term.replace("_", " "))
             if split == "val":
-                return plot.plot([], [], pen=pg.mkPen(color, width=2), name=term)
+                return plot.plot([], [], pen=pg.mkPen(color, width=2), name=label)
             return plot.plot([], [], pen=pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine))
         split, target = name.split("/", 1)
         targets = sorted({n.split("/", 1)[1] for n in self.series if n.startswith(("val_mae/", "train_mae/"))})
@@ -454,6 +463,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.kind_settings = SettingsTable(object_name="kindSettings")
         self.kind_settings.setMaximumHeight(16777215)  # the rows a generative kind hides leave it room
         self._kind_shown: str | None = None  # kind whose settings the table lists
+        self.optional_targets = False  # the chosen generative kind has optional property targets
         self.targets_list = QListWidget()
         self.targets_list.setObjectName("trainingTargets")
         self.targets_list.setMaximumHeight(72)
@@ -722,15 +732,20 @@ class TrainingPanel(LiveJobMixin, QWidget):
         """Show the form rows of the chosen kind: targets, split, ensemble and sizes for a predictor; a
         note and the kind's own settings for a generative kind."""
         generator = self.is_generator()
+        self.optional_targets = generator and kind_takes_targets(self.kind())
         for row in self._predictor_rows:
             self.form.setRowVisible(row, not generator)
         self.form.setRowVisible(self.kind_settings, generator)
-        self.form.setRowVisible(self.targets_list, not generator)
+        self.form.setRowVisible(self.targets_list, not generator or self.optional_targets)
         self.form.setRowVisible(self.targets_note, generator)
         if generator:
-            self.targets_note.setText(f"{TRAINABLE_KINDS[self.kind()].split(' (')[0]} learns the dataset's formulas: "
-                                      "it predicts no properties, so there are no targets. Its settings are below "
-                                      "(hover a row for its meaning).")
+            title = TRAINABLE_KINDS[self.kind()].split(" (")[0]
+            if self.optional_targets:
+                self.targets_note.setText(f"{title} is a generative model: the checked targets (optional) get "
+                                          "property heads. Its settings are below (hover a row for its meaning).")
+            else:
+                self.targets_note.setText(f"{title} learns the dataset's formulas: it predicts no properties, so "
+                                          "there are no targets. Its settings are below (hover a row for its meaning).")
             if self._kind_shown != self.kind():
                 self.kind_settings.show_options(kind_options(self.kind()))
                 self._kind_shown = self.kind()
@@ -762,7 +777,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
                        self.kind_settings):
             widget.setEnabled(idle)
         if self.is_generator():
-            self.targets_list.setEnabled(False)
+            self.targets_list.setEnabled(idle and self.optional_targets)
             self.start_button.setEnabled(idle and self.dataset_combo.currentData() is not None)
         else:
             split_ok = self.val_spin.value() + self.test_spin.value() < 100
@@ -856,15 +871,16 @@ class TrainingPanel(LiveJobMixin, QWidget):
     def _start_kind(self, dataset: str) -> Job | None:
         """Train a generative kind with the settings table's values."""
         kind, settings = self.kind(), self.kind_settings_changed()
+        targets = self.targets() if self.optional_targets else []
         try:
-            config = kind_config(kind, settings)  # bad settings are reported here, before a job starts
+            config = kind_config(kind, settings, targets)  # bad settings are reported here, before a job starts
         except CrystalStudioError as exc:
             self.status_label.setText(str(exc))
             return None
         self._begin(None, f"Training a {kind} on {dataset}: reading formulas…")
         self.progress_bar.setRange(0, config.epochs)
         work = kind_training_work(self.project, dataset, kind, settings, self.name_edit.text().strip(),
-                                  self._relay.push)
+                                  self._relay.push, targets)
         return self._launch(f"Training {kind} ({dataset})", work)
 
     def resume(self, run_id: int | None) -> Job | None:

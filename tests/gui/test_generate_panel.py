@@ -125,6 +125,13 @@ def test_training_panel_offers_the_composition_vae_from_the_registry(qtbot, trai
     training.open_run(record.run_id)
     assert training.kind_settings.changed()["hidden"] == "32"
 
+    # a generative kind with optional property heads (crystal VAE) keeps the targets list, optional
+    if "crystal_vae" in kinds:
+        training.set_kind("crystal_vae")
+        assert training.optional_targets and training.targets_list.isVisible() and training.targets_list.isEnabled()
+        assert "optional" in training.targets_note.text() and "targets" not in training.kind_settings.names()
+        assert {"lattice_latent", "coord_latent"} <= set(training.kind_settings.names())
+
     # back to a predictor: its form returns unchanged
     training.set_kind("gnn")
     assert training.targets_list.isVisible() and training.targets_list.isEnabled()
