@@ -1,5 +1,5 @@
-"""Design verbs of the command line: ``methods``, ``optimize``, ``candidates``, ``relax``, ``sample`` and
-``samples``.
+"""Design verbs of the command line: ``methods``, ``optimize``, ``candidates``, ``relax``, ``sample``,
+``samples`` and ``csp``.
 
 :func:`register` adds them to the main typer app.
 """
@@ -12,7 +12,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from crystal_studio.cli.common import JsonOpt, ProjectArg, emit_json, err, open_project, out, parse_ids
+from crystal_studio.cli.common import (
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    JsonOpt,
+    ProjectArg,
+    emit_json,
+    err,
+    open_project,
+    out,
+    parse_ids,
+)
 from crystal_studio.core.errors import CrystalStudioError
 
 RunOpt = Annotated[int, typer.Option(help="Optimization run id.")]
@@ -221,6 +231,71 @@ def samples(
     out.print(table)
 
 
+def csp(
+    project: ProjectArg,
+    formula: Annotated[list[str] | None, typer.Option(
+        "--formula", "-f", help="A formula to predict structures for, repeatable (e.g. -f Li2O -f NaCl).")] = None,
+    from_samples: Annotated[int | None, typer.Option(
+        help="Also take formulas from this sampling run (see 'crystal-studio samples').")] = None,
+    top: Annotated[int, typer.Option(
+        help="With --from-samples: the K most often drawn compositionally valid formulas.")] = 10,
+    trials: Annotated[int, typer.Option(help="Random symmetric crystals relaxed per formula.")] = 8,
+    models: Annotated[str | None, typer.Option(
+        help="Comma-separated property model ids whose predictions join the candidates' properties.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (a formula gets the same crystals for the same seed).")] = 0,
+    max_atoms: Annotated[int, typer.Option(help="Most atoms in a generated (conventional) cell.")] = 20,
+    relax_steps: Annotated[int, typer.Option(help="Most FIRE steps per relaxation.")] = 200,
+    fmax: Annotated[float, typer.Option(help="Force criterion of the relaxation, eV/Å.")] = 0.1,
+    keep: Annotated[str, typer.Option(
+        help="best: the lowest-energy structure per formula; distinct: every structurally distinct one.")] = "best",
+    dataset: Annotated[str | None, typer.Option(
+        help="Dataset to judge novelty against (default: the first model's training set).")] = None,
+    device: DeviceOpt = "auto",
+    repeat: Annotated[int | None, typer.Option(
+        help="Run this stored csp run again from its stored parameters (other options are ignored "
+             "except --device).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Predict crystal structures for formulas: random symmetric crystals (PyXtal) relaxed by CHGNet; the
+    lowest-energy structure per formula is stored as a candidate of a run ('crystal-studio candidates')."""
+    from crystal_studio.design.csp import formulas_from_samples, predict_structures, repeat_csp
+    from crystal_studio.jobs.cli_runner import run_with_progress
+
+    proj = open_project(project)
+    if repeat is not None:
+        result = run_with_progress(f"repeating run {repeat}", lambda progress, cancel: repeat_csp(
+            proj, repeat, device, progress, cancel))
+    else:
+        formulas = list(formula or [])
+        source = None
+        if from_samples is not None:
+            formulas += formulas_from_samples(proj, from_samples, top)
+            source = {"sampling_run": from_samples, "top": top}
+        if not formulas:
+            raise CrystalStudioError("say which formulas: --formula F (repeatable) or --from-samples RUN_ID --top K")
+        model_ids = parse_ids(models, "--models") if models else []
+        result = run_with_progress("structure prediction", lambda progress, cancel: predict_structures(
+            proj, formulas, trials, model_ids, seed, max_atoms, relax_steps, fmax, device, progress, cancel,
+            keep=keep, dataset=dataset, source=source))
+    table = Table(title=f"run {result.run_id}: {result.n_candidates} candidates", title_justify="left")
+    for col in ("formula", "status", "E (eV/atom)", "space group", "Z", "converged", "candidate", "note"):
+        table.add_column(col, justify="left" if col in ("formula", "status", "note") else "right")
+    for f in result.formulas:
+        table.add_row(f.formula, f.status, "" if f.energy_per_atom is None else f"{f.energy_per_atom:.3f}",
+                      f"{f.spacegroup} ({f.spacegroup_number})" if f.spacegroup else "", str(f.z or ""),
+                      "" if f.converged is None else ("✔" if f.converged else "✘"),
+                      str(f.candidate_id or ""), f.reason)
+    (err if json_out else out).print(table)
+    for f in result.failed:
+        err.print(f"[yellow]failed[/yellow] {f.input}: {f.reason}", markup=True, highlight=False, soft_wrap=True)
+    err.print(f"run {result.run_id}: {result.n_candidates} candidates stored "
+              f"(see 'crystal-studio candidates {project} --run {result.run_id}')")
+    if json_out:
+        emit_json(result.as_json())
+    if result.failed:
+        raise typer.Exit(EXIT_USAGE if len(result.failed) == len(result.formulas) else EXIT_PARTIAL)
+
+
 def register(app: typer.Typer) -> None:
     """Add the design verbs to the main app."""
     app.command()(methods)
@@ -229,3 +304,4 @@ def register(app: typer.Typer) -> None:
     app.command()(relax)
     app.command()(sample)
     app.command()(samples)
+    app.command()(csp)

@@ -84,7 +84,9 @@ class ChgnetOracle:
         if self._calculator is None:
             from chgnet.model.dynamics import CHGNetCalculator
 
-            self._calculator = CHGNetCalculator(model=self.model, use_device=self.device, on_isolated_atoms="ignore")
+            with contextlib.redirect_stdout(sys.stderr):  # it prints 'CHGNet will run on ...'; stdout is for --json
+                self._calculator = CHGNetCalculator(model=self.model, use_device=self.device,
+                                                    on_isolated_atoms="ignore")
         return self._calculator
 
     @property
