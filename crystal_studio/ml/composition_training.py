@@ -16,7 +16,6 @@ What a run does:
 
 from __future__ import annotations
 
-import io
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
@@ -30,7 +29,7 @@ from crystal_studio.core.options import option, range_problems
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.ml.elements import ELEMENTS, unsupported_elements
 from crystal_studio.ml.models.composition_vae import CompositionVAE, CompositionVAEConfig, decode_formulas
-from crystal_studio.ml.predictor import load_state
+from crystal_studio.ml.predictor import load_state, saved_bytes, state_bytes
 from crystal_studio.ml.runtime import describe_device, package_versions, resolve_device, set_threads
 from crystal_studio.store import models as store
 from crystal_studio.store.project import Project, StructureQuery
@@ -196,11 +195,6 @@ def _model_config(config: CompositionVAETrainConfig) -> CompositionVAEConfig:
                                 threshold=config.threshold)
 
 
-def _state_bytes(state: dict) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
-
 
 def _execute(project: Project, run_id: int, parameters: dict, config: CompositionVAETrainConfig,
              data: FormulaData, split: tuple[np.ndarray, np.ndarray], state: dict | None, device: torch.device,
@@ -263,7 +257,7 @@ def _execute(project: Project, run_id: int, parameters: dict, config: Compositio
                 bad += 1
             store.record_metrics(project, run_id, epoch, metrics)
             epoch += 1
-            store.save_run_state(project, run_id, _state_bytes({
+            store.save_run_state(project, run_id, saved_bytes({
                 "version": STATE_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "noise": noise.get_state(), "order": order.get_state(), "epoch": epoch, "best": best,
                 "best_val": best_val, "best_epoch": best_epoch, "bad": bad}))
@@ -321,9 +315,7 @@ def save_composition_vae(project: Project, model: CompositionVAE, name: str, met
                          training: dict | None = None, dataset_id: int | None = None, run_id: int | None = None,
                          complete_run: str | None = None) -> int:
     """Store a composition VAE as a model of kind ``composition_vae``; returns the model id."""
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
     return store.add_model(project, name=name, kind=KIND, targets=[], normalization={},
                            hyperparameters={"model": model.config.as_dict(), "training": training or {}},
-                           metrics=metrics, checkpoint=buffer.getvalue(), dataset_id=dataset_id, run_id=run_id,
+                           metrics=metrics, checkpoint=state_bytes(model), dataset_id=dataset_id, run_id=run_id,
                            complete_run=complete_run)

@@ -20,7 +20,6 @@ What a run does:
 
 from __future__ import annotations
 
-import io
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
@@ -41,7 +40,7 @@ from crystal_studio.ml.models.crystal_vae import (
     structurally_valid,
     structure_arrays,
 )
-from crystal_studio.ml.predictor import load_state
+from crystal_studio.ml.predictor import load_state, saved_bytes, state_bytes
 from crystal_studio.ml.runtime import describe_device, package_versions, resolve_device, set_threads
 from crystal_studio.store import models as store
 from crystal_studio.store.project import Project, StructureQuery
@@ -188,11 +187,6 @@ def resume_crystal_vae(project: Project, run_id: int, config: CrystalVAETrainCon
     return _execute(project, run_id, run.parameters, config, data, split, state, device, progress, cancel)
 
 
-def _state_bytes(state: dict) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
-
 
 def _weighted(terms: dict[str, torch.Tensor], config: CrystalVAETrainConfig) -> torch.Tensor:
     total = torch.zeros((), device=next(iter(terms.values())).device)
@@ -265,7 +259,7 @@ def _execute(project: Project, run_id: int, parameters: dict, config: CrystalVAE
                 bad += 1
             store.record_metrics(project, run_id, epoch, metrics)
             epoch += 1
-            store.save_run_state(project, run_id, _state_bytes({
+            store.save_run_state(project, run_id, saved_bytes({
                 "version": STATE_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "noise": noise.get_state(), "order": order.get_state(), "epoch": epoch, "best": best,
                 "best_val": best_val, "best_epoch": best_epoch, "bad": bad}))
@@ -377,13 +371,11 @@ def save_crystal_vae(project: Project, model: CrystalVAE, name: str, metrics: di
     if len(targets) != model.config.n_targets:
         raise CrystalStudioError(f"a crystal VAE with {model.config.n_targets} property heads needs as many "
                                  f"target names (got {len(targets)})")
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
     return store.add_model(project, name=name, kind=KIND, targets=targets,
                            normalization={"target_mean": model.target_mean.tolist(),
                                           "target_std": model.target_std.tolist()},
                            hyperparameters={"model": model.config.as_dict(), "training": training or {}},
-                           metrics=metrics, checkpoint=buffer.getvalue(), dataset_id=dataset_id, run_id=run_id,
+                           metrics=metrics, checkpoint=state_bytes(model), dataset_id=dataset_id, run_id=run_id,
                            complete_run=complete_run)
 
 

@@ -84,11 +84,16 @@ class CrystalPredictor(nn.Module):
 # --------------------------------------------------------------------------------------------------
 
 
+def saved_bytes(obj) -> bytes:
+    """Plain data (a state dict, a resumable training state) serialized with ``torch.save``."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
 def state_bytes(module: nn.Module) -> bytes:
     """The module's ``state_dict`` serialized with ``torch.save``."""
-    buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
-    return buffer.getvalue()
+    return saved_bytes(module.state_dict())
 
 
 def load_state(blob: bytes, where: str) -> dict:

@@ -19,7 +19,6 @@ Metrics per epoch use the GNN's names and steps (``train_loss``, ``val_loss``, `
 
 from __future__ import annotations
 
-import io
 import math
 
 import torch
@@ -31,7 +30,7 @@ from crystal_studio.core.properties import unit_of
 from crystal_studio.ml.data import load_labelled, split_ids
 from crystal_studio.ml.metrics import metrics_per_target, spread_scale
 from crystal_studio.ml.models.chgnet_transfer import TransferConfig, TransferPredictor, _mlp, prepare_inputs
-from crystal_studio.ml.predictor import load_state
+from crystal_studio.ml.predictor import load_state, saved_bytes, state_bytes
 from crystal_studio.ml.runtime import describe_device, package_versions, resolve_device, set_threads
 from crystal_studio.store import models as store
 from crystal_studio.store.project import Project
@@ -124,11 +123,6 @@ class _HeadTrainer:
         return best, info
 
 
-def _state_bytes(state: dict) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
-
 
 def train_transfer(project: Project, dataset: str, config, name: str | None = None,
                    progress: ProgressCallback = no_progress, cancel: CancelToken | None = None):
@@ -195,7 +189,7 @@ def _execute(project: Project, run_id: int, parameters: dict, config, data, stat
         ys = {key: torch.as_tensor(part.y, dtype=torch.float32) for key, part in parts.items()}
 
         def save_state() -> None:
-            store.save_run_state(project, run_id, _state_bytes({
+            store.save_run_state(project, run_id, saved_bytes({
                 "version": STATE_VERSION, "done": done, "infos": infos,
                 "inputs": {k: {"fractions": f, "features": x} for k, (f, x) in inputs.items()}}))
 
@@ -261,9 +255,7 @@ def save_transfer(project: Project, predictor: TransferPredictor, name: str, met
     normalization = {t: {"unit": unit_of(t)} for t in predictor.targets}
     hyperparameters = {"model": predictor.config.as_dict(), "members": len(predictor.members),
                        "training": training or {}}
-    buffer = io.BytesIO()
-    torch.save(predictor.state_dict(), buffer)
     return store.add_model(project, name=name, kind=KIND, targets=predictor.targets,
                            hyperparameters=hyperparameters, normalization=normalization, metrics=metrics,
-                           checkpoint=buffer.getvalue(), dataset_id=dataset_id, run_id=run_id,
+                           checkpoint=state_bytes(predictor), dataset_id=dataset_id, run_id=run_id,
                            complete_run=complete_run)
