@@ -10,7 +10,6 @@ import json
 from contextlib import closing
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from crystal_studio.cli import app
@@ -21,7 +20,7 @@ from crystal_studio.design.methods import METHODS
 from crystal_studio.ml.kinds import KINDS
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
-from tests.conftest import GOOD
+from tests.conftest import generator_for
 from tests.ml_synthetic import synthetic_crystals, write_csv
 
 SPEC = RESOURCES / "specs" / "smoacs_perovskite_gap_2.5eV.json"
@@ -55,21 +54,6 @@ class Recorder:
 # ------------------------------------------------------------------------------------------ methods
 
 
-@pytest.fixture
-def design_project(project, one_torch_thread):
-    from crystal_studio.ml.models.gnn import GNNConfig
-    from crystal_studio.ml.predictor import CrystalPredictor, save_predictor
-    from crystal_studio.store.importer import import_paths
-
-    import_paths(project, [GOOD], "good")
-    torch.manual_seed(0)
-    predictor = CrystalPredictor(GNNConfig(n_targets=2, hidden=16, layers=1, n_gaussians=8),
-                                 ["band_gap", "formation_energy_per_atom"], members=2)
-    predictor.set_normalization([1.0, -1.0], [1.0, 1.0])
-    model_id = save_predictor(project, predictor, "tiny", metrics={}, dataset_id=project.dataset_id("good"))
-    return project, model_id
-
-
 def _candidate_signature(project, run_id: int) -> list[tuple]:
     return [(c.formula, c.success, round(c.evaluation["properties"]["band_gap"], 5))
             for c in candidate_store.list_candidates(project, run_id)]
@@ -80,17 +64,18 @@ def test_method_contract(design_project, method):
     from crystal_studio.design.job import repeat_optimization, run_optimization
     from crystal_studio.design.spec import load_spec
 
-    project, model_id = design_project
+    project, model_id, vae_id = design_project
+    generator = generator_for(method, vae_id)
     cancelled = Recorder(cancel_at=2)
     with pytest.raises(Cancelled):
         run_optimization(project, load_spec(SPEC), method, [model_id], 4, 4, seed=2, device="cpu", dataset="good",
-                         progress=cancelled, cancel=cancelled.token)
+                         progress=cancelled, cancel=cancelled.token, generator_model=generator)
     [stopped] = model_store.list_runs(project, "optimization")
     assert stopped.status == "cancelled" and candidate_store.list_candidates(project, stopped.id) == []
 
     seen = Recorder()
     first = run_optimization(project, load_spec(SPEC), method, [model_id], 4, 4, seed=2, device="cpu",
-                             dataset="good", progress=seen)
+                             dataset="good", progress=seen, generator_model=generator)
     assert seen.events and seen.events[-1].total >= 1
     again = repeat_optimization(project, first.run_id, device="cpu")
     assert again.run_id != first.run_id and again.summary == first.summary

@@ -6,7 +6,6 @@ import json
 import math
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from crystal_studio.cli import app
@@ -15,25 +14,9 @@ from crystal_studio.design.csp import METHOD, formulas_from_samples, predict_str
 from crystal_studio.design.job import run_summary
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
-from crystal_studio.store.importer import import_paths
 from crystal_studio.store.samples import add_samples
-from tests.conftest import GOOD
 
 TINY = {"trials": 2, "relax_steps": 4, "device": "cpu"}
-
-
-@pytest.fixture
-def project_with_model(project):
-    from crystal_studio.ml.models.gnn import GNNConfig
-    from crystal_studio.ml.predictor import CrystalPredictor, save_predictor
-
-    import_paths(project, [GOOD], "good")
-    torch.manual_seed(0)
-    predictor = CrystalPredictor(GNNConfig(n_targets=2, hidden=16, layers=1, n_gaussians=8),
-                                 ["band_gap", "formation_energy_per_atom"], members=2)
-    predictor.set_normalization([1.0, -1.0], [1.0, 1.0])
-    model_id = save_predictor(project, predictor, "tiny", metrics={}, dataset_id=project.dataset_id("good"))
-    return project, model_id
 
 
 def cli(*args):
@@ -42,8 +25,8 @@ def cli(*args):
     return result.exit_code, doc, result.stderr
 
 
-def test_tiny_run_stores_relaxed_candidates_with_energies_and_predictions(project_with_model):
-    project, model_id = project_with_model
+def test_tiny_run_stores_relaxed_candidates_with_energies_and_predictions(design_project):
+    project, model_id, _ = design_project
     events = []
     result = predict_structures(project, ["NaCl", "LiF", "Xx2O", "Al2O3"], model_ids=[model_id], max_atoms=4,
                                 progress=events.append, **TINY)

@@ -62,6 +62,9 @@ def optimize(
     judge: Annotated[int | None, typer.Option(
         help="Independent model id that re-predicts every final candidate; its verdict is stored beside "
              "the optimizer's own.")] = None,
+    generator: Annotated[int | None, typer.Option(
+        help="Crystal VAE model id whose latent space the latent methods (lsbo, lca-lsbo, latent-random) "
+             "search.")] = None,
     repeat: Annotated[int | None, typer.Option(
         help="Run this stored optimization again from its stored parameters (other options are ignored "
              "except --device).")] = None,
@@ -87,7 +90,7 @@ def optimize(
         settings = parse_assignments(set_ or [])
         result = run_with_progress(f"{method}: {design.name}", lambda progress, cancel: run_optimization(
             proj, design, method, model_ids, candidates, steps, seed, device, dataset, progress, cancel,
-            settings=settings, judge_model=judge))
+            settings=settings, judge_model=judge, generator_model=generator))
     _print_summary(result.summary)
     err.print(f"run {result.run_id}: {result.n_candidates} candidates stored "
               f"(see 'crystal-studio candidates {project} --run {result.run_id}')")

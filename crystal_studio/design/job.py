@@ -65,12 +65,38 @@ def method_settings(method: str) -> list[dict]:
     return describe_options(get_method(method).config_class())
 
 
+def load_generator(project: Project, method: str, generator_model: int | None, device):
+    """(record, crystal VAE) for a method that needs a generator, (None, None) otherwise; a clear error
+    when the method needs one and none (or a model of another kind) is given."""
+    from crystal_studio.ml.kinds import get_kind
+    from crystal_studio.ml.predictor import load_state
+
+    if "generator" not in get_method(method).needs:
+        if generator_model is not None:
+            raise CrystalStudioError(f"{method} does not use a generator model (drop --generator)")
+        return None, None
+    if generator_model is None:
+        raise CrystalStudioError(f"{method} searches a crystal VAE's latent space: choose one with --generator "
+                                 "MODEL_ID (see 'crystal-studio models')")
+    record = model_store.get_model(project, generator_model)
+    if record.kind != "crystal_vae":
+        raise CrystalStudioError(f"model {generator_model} is a '{record.kind}' model; {method} needs a crystal_vae")
+    where = f"model {generator_model}"
+    model = get_kind(record.kind).load().rebuild(record.hyperparameters, record.targets,
+                                                 load_state(record.checkpoint, where), where)
+    return record, model.to(device)
+
+
 def make_optimizer(method: str, spec: DesignSpec, predictor, project: Project, n_candidates: int, n_steps: int,
-                   seed: int, device: str, dataset: str | None, settings: dict | None = None) -> Optimizer:
-    """The optimizer of ``method`` with its settings (name → value, see :func:`method_config`)."""
+                   seed: int, device: str, dataset: str | None, settings: dict | None = None,
+                   generator_model: int | None = None) -> Optimizer:
+    """The optimizer of ``method`` with its settings (name → value, see :func:`method_config`) and, for
+    latent-space methods, the crystal VAE ``generator_model``."""
     info = get_method(method)
-    request = MethodRequest(spec, predictor, project, n_candidates, n_steps, seed, device, dataset)
-    return info.load().build(request, method_config(method, settings))
+    config = method_config(method, settings)
+    record, generator = load_generator(project, method, generator_model, device)
+    request = MethodRequest(spec, predictor, project, n_candidates, n_steps, seed, device, dataset, generator, record)
+    return info.load().build(request, config)
 
 
 def judge_candidates(project: Project, judge_model: int, spec: DesignSpec, structures: list, docs: list[dict],
@@ -97,13 +123,14 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
                      n_steps: int, seed: int = 0, device: str = "auto", dataset: str | None = None,
                      progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
                      on_step: Callable[[StepReport], None] | None = None, settings: dict | None = None,
-                     judge_model: int | None = None) -> OptimizationResult:
+                     judge_model: int | None = None, generator_model: int | None = None) -> OptimizationResult:
     """Run ``method`` on ``spec`` with the stored models and store everything; see module docstring.
 
     ``dataset`` is screened by the 'screen' method and is the novelty reference (default: the first
     model's training dataset). ``settings`` are the method's options (name → value). A ``judge_model``
     re-predicts every final candidate: its verdict is stored per candidate and summarized under
-    ``summary["judge"]``, beside the optimizing model's own. Cancelling marks the run cancelled and
+    ``summary["judge"]``, beside the optimizing model's own. Latent-space methods search the crystal
+    VAE ``generator_model``. Cancelling marks the run cancelled and
     raises Cancelled.
     """
     import torch
@@ -122,9 +149,9 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
     if judge_model is not None:
         model_store.get_model(project, judge_model, with_checkpoint=False)  # fails early when it does not exist
     optimizer = make_optimizer(method, spec, predictor, project, n_candidates, n_steps, seed, torch_device, reference,
-                               settings)
+                               settings, generator_model)
     parameters = {**optimizer.parameters(), "spec": spec.to_dict(), "models": model_ids, "reference_dataset": reference,
-                  "settings": dict(settings or {}), "judge_model": judge_model}
+                  "settings": dict(settings or {}), "judge_model": judge_model, "generator_model": generator_model}
     run_id = model_store.create_run(project, "optimization", parameters, seed, str(torch_device), package_versions())
     pending: list[StepReport] = []
     model_store.announce_run(run_id, progress)
@@ -176,7 +203,8 @@ def repeat_optimization(project: Project, run_id: int, device: str = "auto", pro
     p = run.parameters
     return run_optimization(project, spec_from_dict(p["spec"]), p["method"], list(p["models"]), p["n_candidates"],
                             p["n_steps"], p["seed"], device, p.get("dataset") or p.get("reference_dataset"), progress,
-                            cancel, settings=p.get("settings") or {}, judge_model=p.get("judge_model"))
+                            cancel, settings=p.get("settings") or {}, judge_model=p.get("judge_model"),
+                            generator_model=p.get("generator_model"))
 
 
 def _flush(project: Project, run_id: int, pending: list[StepReport]) -> None:

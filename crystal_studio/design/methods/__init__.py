@@ -30,7 +30,7 @@ class MethodInfo:
     name: str
     title: str  # one line, shown in menus and 'crystal-studio methods'
     family: str  # one of FAMILIES
-    needs: tuple[str, ...]  # model roles and inputs: 'predictor' (differentiable), 'dataset'
+    needs: tuple[str, ...]  # model roles and inputs: 'predictor' (differentiable), 'dataset', 'generator' (a crystal VAE)
     module: str  # the implementing module (see the package docstring)
 
     def load(self) -> ModuleType:
@@ -57,11 +57,19 @@ class MethodRequest:
     seed: int
     device: object  # torch.device
     dataset: str | None  # the dataset to screen / judge novelty against
+    generator: object = None  # the loaded crystal VAE, for methods that need a 'generator'
+    generator_record: object = None  # its ModelRecord (training dataset, hyperparameters)
 
 
 METHODS: dict[str, MethodInfo] = {m.name: m for m in (
     MethodInfo("smoacs", "SMOACS: gradient optimization of soft perovskites through the predictor", "gradient",
                ("predictor",), "crystal_studio.design.methods.smoacs"),
+    MethodInfo("lsbo", "Crystal-LSBO: Bayesian optimization (GP + LogEI) in a crystal VAE's latent space", "latent",
+               ("predictor", "generator"), "crystal_studio.design.methods.lsbo"),
+    MethodInfo("lca-lsbo", "LCA-LSBO: LSBO retraining the VAE with latent-consistency augmentation at each new best",
+               "latent", ("predictor", "generator"), "crystal_studio.design.methods.lca_lsbo"),
+    MethodInfo("latent-random", "Random latent search: uniform draws in the crystal VAE's latent box, LSBO's budget",
+               "baseline", ("predictor", "generator"), "crystal_studio.design.methods.latent_random"),
     MethodInfo("random", "Random search: random neutral perovskites, best unique of the same prediction budget",
                "baseline", ("predictor",), "crystal_studio.design.methods.random_search"),
     MethodInfo("screen", "Dataset screening: the best existing structures of a dataset under the predictor",

@@ -245,6 +245,14 @@ class _VAE(nn.Module):
         return mu, logvar.clamp(-12.0, 8.0)
 
 
+def _coordinate_channels(coords: Tensor, occupied: Tensor) -> Tensor:
+    """(B, S, 3) fractional coordinates and (B, S) occupancy (0–1) → (B, 7, S) encoder channels:
+    sin and cos of 2π·x, y, z and the occupancy, zero in empty slots."""
+    angle = 2 * math.pi * coords
+    channels = torch.cat([angle.sin(), angle.cos(), occupied[..., None]], dim=2) * occupied[..., None]
+    return channels.transpose(1, 2)
+
+
 def _sample(mu: Tensor, logvar: Tensor, generator: torch.Generator | None) -> Tensor:
     noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + noise * (0.5 * logvar).exp()
@@ -294,10 +302,8 @@ class CrystalVAE(nn.Module):
         and element one-hot (B, N_CLASSES, S)."""
         lat = (lattice - self.lattice_mean) / self.lattice_std
         occupied = (species != EMPTY).to(coords.dtype)
-        angle = 2 * math.pi * coords
-        coord_in = torch.cat([angle.sin(), angle.cos(), occupied[..., None]], dim=2) * occupied[..., None]
         onehot = torch.nn.functional.one_hot(species, N_CLASSES).to(coords.dtype)
-        return lat, coord_in.transpose(1, 2), onehot.transpose(1, 2)
+        return lat, _coordinate_channels(coords, occupied), onehot.transpose(1, 2)
 
     def part_means(self, lattice: Tensor, coords: Tensor, species: Tensor) -> Tensor:
         """(B, 3 + 16 + 16) concatenated sub-latent means."""
@@ -395,6 +401,21 @@ class CrystalVAE(nn.Module):
         None ("non-finite decode", "non-physical lattice", "no occupied site"; None for a structure)."""
         lattice, coords, species = (t.cpu().numpy() for t in self.decode_arrays(z))
         return arrays_to_structures(lattice.astype(np.float64), coords.astype(np.float64), species)
+
+    def consistency_loss(self, z: Tensor) -> Tensor:
+        """Latent-consistency loss of LCA-LSBO: mean squared distance between combined latents ``z``
+        (B, latent) and the latent means of their own decodes, re-encoded. Differentiable through
+        decoders and encoders: element slots enter the encoder as their softmax probabilities and the
+        occupancy as one minus the empty-class probability."""
+        c = self.config
+        zl, zc, ze = self.combined.decoder(z).split([c.lattice_latent, c.coord_latent, c.element_latent], dim=1)
+        lat = self.lattice.decoder(zl)  # standardized, as the encoder sees it
+        coords = self.coord.decoder(zc).transpose(1, 2)
+        probabilities = self.element.decoder(ze).softmax(dim=1)  # (B, N_CLASSES, S)
+        occupied = 1.0 - probabilities[:, EMPTY]
+        parts = torch.cat([self.lattice.encode(lat)[0], self.coord.encode(_coordinate_channels(coords, occupied))[0],
+                           self.element.encode(probabilities)[0]], dim=1)
+        return (self.combined.encode(parts)[0] - z).square().sum(dim=1).mean()
 
     @torch.no_grad()
     def predict(self, z: Tensor) -> Tensor | None:

@@ -1,0 +1,21 @@
+"""LCA-LSBO (Boyar et al.): LSBO whose crystal VAE is briefly retrained with latent-consistency
+augmentation around every new best; see :mod:`crystal_studio.design.optimizers.lsbo`."""
+
+from crystal_studio.design.methods import MethodRequest
+from crystal_studio.design.methods.lsbo import build_latent_search
+from crystal_studio.design.optimizers.lsbo import LatentConsistencyRetrainer, LatentSearch, LCAConfig
+from crystal_studio.ml.crystal_vae_training import load_crystals
+
+CONFIG = LCAConfig
+
+
+def build(request: MethodRequest, config: LCAConfig) -> LatentSearch:
+    if request.generator is None:  # the same message as every latent method
+        return build_latent_search(request, config)
+    record = request.generator_record
+    training = record.hyperparameters.get("training", {})
+    weights = {"recon": training.get("recon_weight", 5.0), "kl": training.get("beta", 1.0),
+               "property": training.get("property_weight", 1.0)}
+    data = load_crystals(request.project, record.dataset, [], request.generator.config.max_sites)
+    retrain = LatentConsistencyRetrainer(request.generator, data.arrays, weights, config, request.seed)
+    return build_latent_search(request, config, retrain=retrain)
