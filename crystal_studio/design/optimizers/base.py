@@ -29,6 +29,8 @@ class StepReport:
     metrics: dict[str, float] = field(default_factory=dict)
     # (property name -> values) of the current proposals, for the live scatter; optional.
     proposals: dict[str, list[float]] = field(default_factory=dict)
+    # Latent codes of this step's queries (latent-space methods), for the live latent map; optional.
+    latents: list[list[float]] = field(default_factory=list)
 
 
 @dataclass

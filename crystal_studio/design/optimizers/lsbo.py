@@ -340,8 +340,10 @@ class LatentSearch(Optimizer):
     def steps(self) -> Iterator[StepReport]:
         self.initialize()
         for step in range(1, self.n_steps + 1):
+            before = len(self.loop.observations)
             metrics = self.step(step)
-            yield StepReport(step, self.n_steps, metrics, self._proposal_values())
+            queries = [o.z.tolist() for o in self.loop.observations[before:]]
+            yield StepReport(step, self.n_steps, metrics, self._proposal_values(), queries)
 
     def step(self, step: int) -> dict[str, float]:
         return {**self.loop.iterate(step), "loss/dataset_best": -self.dataset_best}
