@@ -9,13 +9,18 @@ from crystal_studio.ml.crystal_vae_training import load_crystals
 CONFIG = LCAConfig
 
 
-def build(request: MethodRequest, config: LCAConfig) -> LatentSearch:
-    if request.generator is None:  # the same message as every latent method
-        return build_latent_search(request, config)
+def retrainer(request: MethodRequest, config: LCAConfig) -> LatentConsistencyRetrainer:
+    """The retraining of the request's crystal VAE on its training dataset, with the loss weights it
+    was trained with."""
     record = request.generator_record
     training = record.hyperparameters.get("training", {})
     weights = {"recon": training.get("recon_weight", 5.0), "kl": training.get("beta", 1.0),
                "property": training.get("property_weight", 1.0)}
     data = load_crystals(request.project, record.dataset, [], request.generator.config.max_sites)
-    retrain = LatentConsistencyRetrainer(request.generator, data.arrays, weights, config, request.seed)
-    return build_latent_search(request, config, retrain=retrain)
+    return LatentConsistencyRetrainer(request.generator, data.arrays, weights, config, request.seed)
+
+
+def build(request: MethodRequest, config: LCAConfig) -> LatentSearch:
+    if request.generator is None:  # the same message as every latent method
+        return build_latent_search(request, config)
+    return build_latent_search(request, config, retrain=retrainer(request, config))
