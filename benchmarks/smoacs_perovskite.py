@@ -37,9 +37,10 @@ SHARED = ROOT.parent / "shared" / "data"
 SPECS = ROOT / "resources" / "specs"
 BUILTIN = ROOT / "resources" / "builtin" / "builtin.csv.gz"
 # target label -> (spec file, model family, methods, budget scale for candidates and steps)
+LATENT = ("lsbo", "lca-lsbo", "latent-random")  # need --generator (a crystal VAE in the project)
 TARGETS = {
     "gap 0.5 eV": ("smoacs_perovskite_gap_0.5eV.json", "mp", ("smoacs", "random", "screen"), 1.0),
-    "gap 2.5 eV": ("smoacs_perovskite_gap_2.5eV.json", "mp", ("smoacs", "random", "screen"), 1.0),
+    "gap 2.5 eV": ("smoacs_perovskite_gap_2.5eV.json", "mp", ("smoacs", "random", "screen", *LATENT), 1.0),
     "gap 2.5 eV 3x3x3": ("smoacs_perovskite_gap_2.5eV_3x3x3.json", "mp", ("smoacs", "random"), 0.25),
     "bulk modulus 160 GPa": ("builtin_bulk_modulus_160GPa.json", "bulk", ("smoacs", "random", "screen"), 1.0),
 }
@@ -56,8 +57,8 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def prepare(project, epochs: int, threads: int) -> None:
-    """Import the disjoint training subsets and train the four models (skipping those present)."""
+def prepare(project, epochs: int, threads: int, families: list[str]) -> None:
+    """Import the disjoint training subsets and train the models of ``families`` (skipping those present)."""
     import pandas as pd
 
     from crystal_studio.ml.training import TrainConfig, train_model
@@ -80,7 +81,7 @@ def prepare(project, epochs: int, threads: int) -> None:
     plan = [("mp-optimizer", "mp-A", "mp", 3, 0), ("mp-judge", "mp-B", "mp", 1, 1),
             ("bulk-optimizer", "builtin-A", "bulk", 3, 0), ("bulk-judge", "builtin-B", "bulk", 1, 1)]
     for name, dataset, family, members, seed in plan:
-        if name in have:
+        if name in have or family not in families:
             continue
         t0 = time.perf_counter()
         result = train_model(project, dataset, TrainConfig(targets=FAMILIES[family], epochs=epochs, ensemble=members,
@@ -116,7 +117,8 @@ def relaxation_survival(project, run_id: int, limit: int) -> dict:
             "median_abs_volume_change": round(volume[len(volume) // 2], 3)}
 
 
-def run_cell(project, label, spec, method, ids, candidates, steps, seed, relax: int, settings: dict) -> None:
+def run_cell(project, label, spec, method, ids, candidates, steps, seed, relax: int, settings: dict,
+             generator: int | None = None, latent_batch: int = 10) -> None:
     from crystal_studio.design.job import run_optimization
     from crystal_studio.store.candidates import list_candidates
 
@@ -124,9 +126,10 @@ def run_cell(project, label, spec, method, ids, candidates, steps, seed, relax: 
     optimizer, judge = ids[f"{family}-optimizer"], ids[f"{family}-judge"]
     dataset = f"{'mp' if family == 'mp' else 'builtin'}-A"
     t0 = time.perf_counter()
-    settings = settings if method == "smoacs" else {}
+    settings = settings if method == "smoacs" else {"batch": latent_batch} if method in LATENT else {}
     result = run_optimization(project, spec, method, [optimizer], candidates, steps, seed, "cpu", dataset,
-                              judge_model=judge, settings=settings)
+                              judge_model=judge, settings=settings,
+                              generator_model=generator if method in LATENT else None)
     seconds = time.perf_counter() - t0
     summary, verdict = result.summary, result.summary["judge"]
     formulas = {r.formula for r in list_candidates(project, result.run_id)}
@@ -137,7 +140,8 @@ def run_cell(project, label, spec, method, ids, candidates, steps, seed, relax: 
                   independent_judge={"success": round(verdict["success_rate"], 3),
                                      **{k: round(v, 3) for k, v in verdict["criteria"].items()}},
                   unique_rate=round(summary["unique_rate"], 3), distinct_compositions=len(formulas),
-                  n=result.n_candidates, settings=settings)
+                  n=result.n_candidates, settings=settings,
+                  predictions=steps * latent_batch if method in LATENT else candidates * steps)
     if relax and seed == 0:
         fields["relaxation"] = relaxation_survival(project, result.run_id, relax)
     emit(**fields)
@@ -158,6 +162,11 @@ def main() -> None:
     parser.add_argument("--relax", type=int, default=32, help="candidates relaxed with CHGNet per cell (seed 0)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], help="SMOACS setting NAME=VALUE (repeatable)")
+    parser.add_argument("--families", default="mp,bulk", help="model families --prepare trains")
+    parser.add_argument("--generator", type=int, help="crystal VAE id for the latent methods (lsbo, lca-lsbo, "
+                                                      "latent-random)")
+    parser.add_argument("--latent-steps", type=int, default=100, help="BO iterations of the latent methods")
+    parser.add_argument("--latent-batch", type=int, default=10, help="queries per BO iteration")
     args = parser.parse_args()
     settings = dict(pair.split("=", 1) for pair in args.set)
     warnings.simplefilter("ignore")
@@ -174,7 +183,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     project = Project.open(args.project) if args.project.exists() else Project.create(args.project)
     if args.prepare:
-        prepare(project, args.epochs, args.threads)
+        prepare(project, args.epochs, args.threads, args.families.split(","))
     ids = model_ids(project)
     methods = args.methods.split(",")
     for label in args.targets.split(","):
@@ -183,7 +192,8 @@ def main() -> None:
         candidates, steps = max(8, int(args.candidates * scale)), max(10, int(args.steps * scale))
         for method in (m for m in allowed if m in methods):
             for seed in ([0] if method == "screen" else [int(s) for s in args.seeds.split(",")]):
-                run_cell(project, label, spec, method, ids, candidates, steps, seed, args.relax, settings)
+                run_cell(project, label, spec, method, ids, candidates, args.latent_steps if method in LATENT else steps,
+                         seed, args.relax, settings, args.generator, args.latent_batch)
 
 
 if __name__ == "__main__":
