@@ -1,5 +1,10 @@
-"""Generate panel: sample formulas from a composition VAE, filter them, compare them with the data, and send
-the chosen ones on to crystal-structure prediction.
+"""Generate panel: sample formulas from a composition VAE (or whole crystals from a crystal VAE), filter
+them, compare them with the data, and send the chosen formulas on to crystal-structure prediction.
+
+A crystal VAE's draws are crystals: the run stores them as candidates (the Candidates panel shows them,
+announced with :attr:`GeneratePanel.structures_predicted`), the funnel adds the structural check
+(sampled → decoded → structurally valid → also compositionally valid → unique → novel) and the table
+lists the formulas of the structurally valid draws.
 
 Sampling is :func:`crystal_studio.design.sampling.sample_model` in a :class:`~crystal_studio.gui.jobs.Job`
 (progress and cancel), which stores a ``sampling`` run. The same job reads the run's distinct formulas back
@@ -57,8 +62,11 @@ from crystal_studio.store.project import Project, StructureQuery
 
 FUNNEL_LABELS = (("sampled", "sampled"), ("decoded", "decoded"), ("compositionally_valid", "valid"),
                  ("unique", "unique"), ("novel", "novel"))
+CRYSTAL_FUNNEL_LABELS = (("sampled", "sampled"), ("decoded", "decoded"), ("structurally_valid", "structurally valid"),
+                         ("compositionally_valid", "also compositionally"), ("unique", "unique"), ("novel", "novel"))
 SAMPLE_COLUMNS = ("Formula", "Count", "Valid", "Novel", "Elements", "Class")
 FORMULA_GENERATOR_KINDS = tuple(k.name for k in KINDS.values() if "generator:composition" in k.roles)
+CRYSTAL_GENERATOR_KINDS = tuple(k.name for k in KINDS.values() if "generator:crystal" in k.roles)
 PREVALENCE_TOP = 40  # elements shown in the prevalence chart (most common in the data first)
 DATA_COLOR = (120, 120, 120, 190)
 SAMPLE_COLOR = (31, 119, 180, 210)
@@ -92,6 +100,11 @@ class GenerateResult:
     data_counts: dict[int, float] = field(default_factory=dict)  # number of elements → share of formulas
     sample_counts: dict[int, float] = field(default_factory=dict)  # ... share of valid draws
     note: str = ""
+    crystals: bool = False  # a crystal VAE's run: the draws are crystals, stored as the run's candidates
+
+    @property
+    def funnel_labels(self) -> tuple[tuple[str, str], ...]:
+        return CRYSTAL_FUNNEL_LABELS if self.crystals else FUNNEL_LABELS
 
 
 def _close_after(project: Project, fn):
@@ -124,25 +137,17 @@ def build_result(project: Project, run_id: int, progress: ProgressCallback, canc
 
     from crystal_studio.design.sampling import element_prevalence
     from crystal_studio.ml.elements import ELEMENTS
-    from crystal_studio.store.samples import list_samples
-
     run = model_store.get_run(project, run_id)
     if run.kind != "sampling":
         raise CrystalStudioError(f"run #{run_id} is a '{run.kind}' run, not a sampling run")
     p = run.parameters
-    if p.get("kind", "composition_vae") not in FORMULA_GENERATOR_KINDS:
-        raise CrystalStudioError(f"sampling run #{run_id} drew crystals, not formulas: its crystals are in the "
-                                 "Candidates panel")
-    samples = list_samples(project, run_id)
+    crystals = p.get("kind", "composition_vae") in CRYSTAL_GENERATOR_KINDS
     progress(ProgressEvent(0, 3, "reading the sampled formulas"))
-    rows = []
-    for k, s in enumerate(samples):
-        if k % 500 == 0:
-            cancel.check()
-        c = s.checks
-        rows.append(SampleRow(s.formula, s.count, bool(c.get("compositionally_valid")), bool(c.get("novel")),
-                              int(c.get("n_elements", 0)), c.get("decomposition_class"),
-                              frozenset(e.symbol for e in Composition(s.formula).elements)))
+    if crystals:
+        rows, stored_funnel = _crystal_rows(project, run_id, int(p.get("n", 0)), cancel)
+        funnel = funnel or stored_funnel
+    else:
+        rows = _formula_rows(project, run_id, cancel)
     if funnel is None:  # a reopened run: the funnel again from its stored formulas
         valid = [r for r in rows if r.valid]
         funnel = {"sampled": int(p.get("n", sum(r.count for r in rows))), "decoded": sum(r.count for r in rows),
@@ -177,7 +182,54 @@ def build_result(project: Project, run_id: int, progress: ProgressCallback, canc
                           rows=rows, symbols=[ELEMENTS[i] for i in top],
                           data_prevalence=[float(data_prev[i]) for i in top],
                           sample_prevalence=[float(sample_prev[i]) for i in top],
-                          data_counts=_shares(data_counts), sample_counts=_shares(sample_counts), note=note)
+                          data_counts=_shares(data_counts), sample_counts=_shares(sample_counts), note=note,
+                          crystals=crystals)
+
+
+def _formula_rows(project: Project, run_id: int, cancel: CancelToken) -> list[SampleRow]:
+    """The distinct formulas a composition model's run stored, with their checks."""
+    from pymatgen.core import Composition
+
+    from crystal_studio.store.samples import list_samples
+
+    rows = []
+    for k, s in enumerate(list_samples(project, run_id)):
+        if k % 500 == 0:
+            cancel.check()
+        c = s.checks
+        rows.append(SampleRow(s.formula, s.count, bool(c.get("compositionally_valid")), bool(c.get("novel")),
+                              int(c.get("n_elements", 0)), c.get("decomposition_class"),
+                              frozenset(e.symbol for e in Composition(s.formula).elements)))
+    return rows
+
+
+def _crystal_rows(project: Project, run_id: int, n: int, cancel: CancelToken) -> tuple[list[SampleRow], dict]:
+    """The formulas of a crystal model's structurally valid draws (its stored candidates), one row per
+    formula (count of draws, compositional validity, novel when any of its unique crystals is), and
+    the run's funnel recounted from the candidates' checks (``n``: the draws)."""
+    from pymatgen.core import Composition
+
+    from crystal_studio.store.candidates import list_candidates
+
+    grouped: dict[str, list[dict]] = {}
+    funnel = dict.fromkeys(("decoded", "structurally_valid", "compositionally_valid", "unique", "novel"), 0)
+    for k, record in enumerate(list_candidates(project, run_id)):
+        if k % 500 == 0:
+            cancel.check()
+        doc = record.evaluation
+        funnel["decoded"] += 1
+        if doc.get("valid"):
+            funnel["structurally_valid"] += 1
+            funnel["compositionally_valid"] += bool(doc.get("compositionally_valid"))
+            funnel["unique"] += bool(doc.get("unique"))
+            funnel["novel"] += bool(doc.get("unique") and doc.get("novel"))
+            grouped.setdefault(record.formula, []).append(doc)
+    rows = []
+    for formula, docs in grouped.items():
+        elements = frozenset(e.symbol for e in Composition(formula).elements)
+        rows.append(SampleRow(formula, len(docs), bool(docs[0].get("compositionally_valid")),
+                              any(bool(d.get("novel")) for d in docs), len(elements), None, elements))
+    return rows, {"sampled": n, **funnel}
 
 
 def sampling_work(project: Project, model_id: int, n: int, seed: int, around: int | None, sigma: float,
@@ -380,7 +432,7 @@ def _small_font():
 def funnel_html(result: GenerateResult) -> str:
     """The validity funnel as one row of counts with each stage's share of the previous one."""
     cells, previous = [], None
-    for key, label in FUNNEL_LABELS:
+    for key, label in result.funnel_labels:
         value = result.funnel.get(key, 0)
         share = f"<br><span style='color:#666'>{value / previous:.0%}</span>" if previous else "<br>&nbsp;"
         cells.append(f"<td align='center'>{label}<br><b>{value}</b>{share}</td>")
@@ -397,7 +449,8 @@ class GeneratePanel(LiveJobMixin, QWidget):
     dataset hull; structure prediction for the selected formulas. See the module docstring."""
 
     sampled = Signal(int)  # run id of a sampling run just stored
-    structures_predicted = Signal(int)  # run id of a finished structure-prediction run (its candidates)
+    structures_predicted = Signal(int)  # run id of a finished run whose draws are crystals (structure prediction,
+    # crystal-VAE sampling): its candidates
     hull_computed = Signal(str)  # dataset whose hull was just stored
 
     def __init__(self, jobs: JobManager, parent: QWidget | None = None):
@@ -410,13 +463,14 @@ class GeneratePanel(LiveJobMixin, QWidget):
         self.last_csp_result = None
         self.last_hull = None
         self.structure_id: int | None = None  # the structure selected in the Datasets panel
+        self.crystal_model = False  # the chosen model draws crystals (a crystal VAE), not formulas
         self._init_live()
 
         # ---- sampling settings
         self.model_combo = QComboBox()
         self.model_combo.setObjectName("generateModel")
-        self.model_combo.setToolTip("Models that generate formulas, e.g. a composition VAE (train one in the Training "
-                                    "panel)")
+        self.model_combo.setToolTip("Generative models (train one in the Training panel): a composition VAE draws "
+                                    "formulas, a crystal VAE draws whole crystals (stored as candidates)")
         self.model_combo.currentIndexChanged.connect(self._model_changed)
         self.n_spin = self._spin(1, 1_000_000, 1000)
         self.n_spin.setSingleStep(100)
@@ -426,8 +480,9 @@ class GeneratePanel(LiveJobMixin, QWidget):
         self.class_combo.setToolTip("Draw only formulas of this decomposition class (1: on the dataset's hull; k: "
                                     "decomposes into k phases), or as often as in the training data")
         self.around_check = QCheckBox("around the selected structure")
-        self.around_check.setToolTip("Draw around the latent mean of the formula of the structure selected in the "
-                                     "Datasets panel, with spread σ, instead of from the prior")
+        self.around_check.setToolTip("Draw around the latent mean of the structure selected in the Datasets panel "
+                                     "(its formula for a composition VAE, the crystal itself for a crystal VAE), with "
+                                     "spread σ, instead of from the prior")
         self.around_check.toggled.connect(lambda _on: self._sync_enabled())
         self.around_label = QLabel("(select a structure in Datasets)")
         self.around_label.setStyleSheet("color:#555")
@@ -560,7 +615,7 @@ class GeneratePanel(LiveJobMixin, QWidget):
         controls = QWidget()
         top = QVBoxLayout(controls)
         top.setContentsMargins(4, 4, 4, 4)
-        box = QGroupBox("Sample a composition model")
+        box = QGroupBox("Sample a generative model")
         box.setLayout(form)
         top.addWidget(box)
         top.addLayout(run_row)
@@ -630,22 +685,21 @@ class GeneratePanel(LiveJobMixin, QWidget):
             combo.clear()
         if self.project is not None:
             for m in model_store.list_models(self.project):
-                if m.kind not in FORMULA_GENERATOR_KINDS:
+                if m.kind not in FORMULA_GENERATOR_KINDS + CRYSTAL_GENERATOR_KINDS:
                     continue
                 self.model_combo.addItem(f"#{m.id} {m.name or m.kind}" + (f" · {m.dataset}" if m.dataset else ""),
                                          m.id)
                 values = next((v for v in m.metrics.values() if isinstance(v, dict)), {})
-                accuracy = values.get("val_formula_accuracy")
                 tip = f"{m.kind}, trained {m.created[:16].replace('T', ' ')}"
-                if isinstance(accuracy, int | float):
-                    tip += f"; validation exact-formula reconstruction {accuracy:.1%}"
+                for key, text in (("val_formula_accuracy", "validation exact-formula reconstruction"),
+                                  ("val_prior_validity", "structural validity of prior draws")):
+                    if isinstance(values.get(key), int | float):
+                        tip += f"; {text} {values[key]:.1%}"
                 self.model_combo.setItemData(self.model_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
             for name in self.project.dataset_names():
                 self.hull_dataset_combo.addItem(name, name)
             for r in model_store.list_runs(self.project, "sampling"):
                 p = r.parameters
-                if p.get("kind", "composition_vae") not in FORMULA_GENERATOR_KINDS:
-                    continue  # e.g. a crystal VAE's run: its crystals are candidates (Candidates panel)
                 self.runs_combo.addItem(f"#{r.id} model #{p.get('model_id', '?')} · {p.get('n', '?')} samples · "
                                         f"seed {p.get('seed', '?')} · {r.status}", r.id)
                 self.runs_combo.setItemData(self.runs_combo.count() - 1, r.message or r.started,
@@ -672,11 +726,13 @@ class GeneratePanel(LiveJobMixin, QWidget):
         """Offer the chosen model's decomposition classes; default the hull's dataset to its training data."""
         model_id = self.model_combo.currentData()
         n_classes, dataset = 1, None
+        self.crystal_model = False
         if self.project is not None and model_id is not None:
             try:
                 record = model_store.get_model(self.project, model_id, with_checkpoint=False)
                 n_classes = int((record.hyperparameters.get("model") or {}).get("n_classes", 1))
                 dataset = record.dataset
+                self.crystal_model = record.kind in CRYSTAL_GENERATOR_KINDS
             except CrystalStudioError:
                 pass
         current = self.class_combo.currentData()
@@ -708,9 +764,9 @@ class GeneratePanel(LiveJobMixin, QWidget):
             return  # still building
         idle = not self.running and self.project is not None
         has_model = self.model_combo.currentData() is not None
-        for widget in (self.model_combo, self.n_spin, self.seed_spin, self.class_combo, self.device_combo,
-                       self.runs_combo):
+        for widget in (self.model_combo, self.n_spin, self.seed_spin, self.device_combo, self.runs_combo):
             widget.setEnabled(idle)
+        self.class_combo.setEnabled(idle and not self.crystal_model)
         self.around_check.setEnabled(idle and self.structure_id is not None)
         self.sigma_spin.setEnabled(idle and self.around_check.isChecked())
         self.start_button.setEnabled(idle and has_model)
@@ -719,7 +775,9 @@ class GeneratePanel(LiveJobMixin, QWidget):
         side_busy = self.side_job is not None and self.side_job.running
         self.hull_button.setEnabled(self.project is not None and not side_busy
                                     and self.hull_dataset_combo.count() > 0)
-        self.csp_button.setEnabled(self.project is not None and not side_busy and bool(self.selected_formulas()))
+        crystals_shown = self.result is not None and self.result.crystals  # they have structures already
+        self.csp_button.setEnabled(self.project is not None and not side_busy and not crystals_shown
+                                   and bool(self.selected_formulas()))
         self.trials_spin.setEnabled(not side_busy)
         self.side_cancel.setVisible(side_busy)
 
@@ -731,13 +789,14 @@ class GeneratePanel(LiveJobMixin, QWidget):
             return None
         model_id = self.model_combo.currentData()
         if model_id is None:
-            self.status_label.setText("Train a composition VAE in the Training panel first.")
+            self.status_label.setText("Train a composition or crystal VAE in the Training panel first.")
             return None
         around = self.structure_id if self.around_check.isChecked() else None
         n = self.n_spin.value()
         self.progress_bar.setRange(0, n)
         self.progress_bar.setValue(0)
-        self.status_label.setText(f"Sampling {n} formulas from model #{model_id}…")
+        what = "crystals" if self.crystal_model else "formulas"
+        self.status_label.setText(f"Sampling {n} {what} from model #{model_id}…")
         work = sampling_work(self.project, model_id, n, self.seed_spin.value(), around, self.sigma_spin.value(),
                              self.class_combo.currentData(), self.device_combo.currentText())
         return self._launch_live(f"Sampling model #{model_id}", work, "Cancelled; nothing was stored.")
@@ -768,14 +827,18 @@ class GeneratePanel(LiveJobMixin, QWidget):
         self.progress_bar.setValue(self.progress_bar.maximum())
         self.show_result(result)
         f = result.funnel
-        self.status_label.setText(f"Done: run #{result.run_id}: {f.get('compositionally_valid', 0)} of "
-                                  f"{f.get('sampled', 0)} draws valid, {f.get('unique', 0)} unique, "
-                                  f"{f.get('novel', 0)} novel.")
+        structural = f"{f.get('structurally_valid', 0)} structurally valid, " if result.crystals else ""
+        self.status_label.setText(f"Done: run #{result.run_id}: of {f.get('sampled', 0)} draws {structural}"
+                                  f"{f.get('compositionally_valid', 0)} valid, {f.get('unique', 0)} unique, "
+                                  f"{f.get('novel', 0)} novel"
+                                  + (" — the crystals are in the Candidates panel." if result.crystals else "."))
         self.refresh()
         index = self.runs_combo.findData(result.run_id)
         if index >= 0:
             self.runs_combo.setCurrentIndex(index)
         self.sampled.emit(result.run_id)
+        if result.crystals:
+            self.structures_predicted.emit(result.run_id)
 
     def _stopped(self, text: str) -> None:
         self._finish_curves()

@@ -329,3 +329,40 @@ def test_main_window_has_the_generate_dock(qtbot, syn_project, settings):
     assert window.candidates_panel.runs_combo.currentData() == run_id
     assert not window.docks["Candidates"].visibleRegion().isEmpty()
     window.close()
+
+
+def test_sample_a_crystal_vae_around_a_crystal(qtbot, generate, syn_project, tiny_crystal_vae):
+    """A crystal VAE in the same panel: class disabled, crystals drawn around the selected structure,
+    structural funnel, their formulas in the table, the run announced for the Candidates panel; the
+    run reopens with the same funnel."""
+    from crystal_studio.store import models as store
+    from crystal_studio.store.candidates import list_candidates
+    from crystal_studio.store.project import StructureQuery
+    from tests.conftest import add_generator
+
+    model_id = add_generator(syn_project, tiny_crystal_vae)
+    generate.refresh()
+    generate.set_model(model_id)
+    assert generate.crystal_model and not generate.class_combo.isEnabled()
+    sid = syn_project.page(StructureQuery(dataset="good", reduced_formulas=["NaCl"]), limit=1)[0]["id"]
+    generate.set_structure(sid)
+    generate.around_check.setChecked(True)
+    generate.n_spin.setValue(24)
+    generate.device_combo.setCurrentText("cpu")
+    with qtbot.waitSignal(generate.structures_predicted, timeout=60000) as done:
+        qtbot.mouseClick(generate.start_button, Qt.MouseButton.LeftButton)
+    run_id = done.args[0]
+    run = store.get_run(syn_project, run_id)
+    assert run.status == "completed" and run.parameters["around"] == sid
+    result = generate.result
+    assert result.crystals and result.funnel["sampled"] == 24
+    assert "structurally valid" in generate.funnel_label.text()
+    valid = [r for r in list_candidates(syn_project, run_id) if r.evaluation["valid"]]
+    assert sum(row.count for row in generate.samples_model.all_rows) == len(valid) == result.funnel["structurally_valid"]
+    assert not generate.csp_button.isEnabled()  # the draws have structures already
+    assert "Candidates panel" in generate.status_label.text()
+    funnel = dict(result.funnel)
+    qtbot.waitUntil(lambda: not generate.running, timeout=10000)
+    generate.open_run(run_id)
+    qtbot.waitUntil(lambda: not generate.running, timeout=30000)
+    assert generate.result.funnel == funnel
