@@ -19,6 +19,7 @@ from crystal_studio.design.evaluation import evaluate_structure, mark_unique_and
 from crystal_studio.design.optimizers.perovskite import PAPER_PATTERNS, PerovskiteSpace
 from crystal_studio.design.optimizers.smoacs import SmoacsConfig, SmoacsOptimizer
 from crystal_studio.design.spec import load_spec
+from crystal_studio.ml.elements import ELEMENTS
 
 SPEC = RESOURCES / "specs" / "smoacs_perovskite_gap_2.5eV.json"
 
@@ -212,3 +213,34 @@ def test_mutation_can_redraw_archived_successes(spec):
     hard.passes[[3, 7]] = True
     hard.loss[:] = np.arange(10, dtype=float)
     assert set(opt.mutate(hard).tolist()) == set(range(10)) - {0, 1}  # only the best fifth stays
+
+
+def test_generated_abx3_formulas_seed_the_site_logits(project_with_two_models, spec):
+    """A sampling run's valid ABX3 formulas become the initial assignment of the crystals (composition
+    VAE → SMOACS); invalid and non-ABX3 formulas are skipped, and a run without any is refused."""
+    from crystal_studio.core.errors import CrystalStudioError
+    from crystal_studio.core.formulas import perovskite_triple
+    from crystal_studio.design.job import make_optimizer
+    from crystal_studio.store import models as model_store
+    from crystal_studio.store.samples import add_samples
+
+    assert perovskite_triple("SrTiO3") == ("Sr", "Ti", "O") and perovskite_triple("KMgF3") == ("K", "Mg", "F")
+    assert perovskite_triple("NaCl") is None and perovskite_triple("Sr2TiO4") is None
+    project, ids = project_with_two_models
+    run = model_store.create_run(project, "sampling", {"n": 9}, 0, "cpu", {})
+    add_samples(project, run, [("BaZrO3", 4, {"compositionally_valid": True}),
+                               ("SrTiO3", 3, {"compositionally_valid": True}),
+                               ("NaTiO3", 1, {"compositionally_valid": False}),
+                               ("Li2O", 1, {"compositionally_valid": True})], complete_run="done")
+    optimizer = make_optimizer("smoacs", spec, tiny_predictor(), project, 4, 1, 0, "cpu", None,
+                               {"seed_run": str(run), "init_scale": "0"})
+    hard = optimizer.hard_crystals()
+    first = [ELEMENTS[i] for i in hard.elements[0]]
+    assert first[0] == "Ba" and first[1] == "Zr" and set(first[2:]) == {"O"}
+    assert [ELEMENTS[i] for i in hard.elements[1]][:2] == ["Sr", "Ti"]
+    assert [ELEMENTS[i] for i in hard.elements[2]][:2] == ["Ba", "Zr"]  # in turn
+
+    empty = model_store.create_run(project, "sampling", {"n": 1}, 0, "cpu", {})
+    add_samples(project, empty, [("NaCl", 1, {"compositionally_valid": True})], complete_run="done")
+    with pytest.raises(CrystalStudioError, match="no valid ABX3 formula"):
+        make_optimizer("smoacs", spec, tiny_predictor(), project, 4, 1, 0, "cpu", None, {"seed_run": str(empty)})

@@ -61,3 +61,17 @@ def integer_formula(fractions: np.ndarray, symbols: Sequence[str], threshold: fl
 def formula_text(counts: dict[str, int]) -> str:
     """A reduced formula string from element counts, in pymatgen's order (e.g. 'Li2O')."""
     return Composition(counts).reduced_formula
+
+
+def perovskite_triple(formula: str) -> tuple[str, str, str] | None:
+    """(A, B, X) of a three-element ABX3 formula (X: the element with three atoms per formula unit;
+    A: the cation with the larger average ionic radius), or None for any other formula."""
+    from pymatgen.core import Element
+
+    amounts = Composition(formula).reduced_composition.get_el_amt_dict()
+    if sorted(amounts.values()) != [1.0, 1.0, 3.0]:
+        return None
+    anion = next(e for e, n in amounts.items() if n == 3.0)
+    cations = sorted((e for e in amounts if e != anion),
+                     key=lambda e: -(Element(e).average_ionic_radius or 0.0))
+    return cations[0], cations[1], anion

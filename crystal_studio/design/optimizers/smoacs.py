@@ -41,6 +41,7 @@ from crystal_studio.core.chemistry import perovskite_lattice_from_radii, toleran
 from crystal_studio.core.options import OptionsError, option
 from crystal_studio.design.optimizers.base import Optimizer, Proposal, StepReport
 from crystal_studio.design.optimizers.perovskite import (
+    ROLES,
     HardCrystals,
     PerovskiteArchive,
     PerovskiteScorer,
@@ -49,7 +50,7 @@ from crystal_studio.design.optimizers.perovskite import (
 )
 from crystal_studio.design.spec import DesignSpec, SpecError
 from crystal_studio.ml.batching import batch_from_tensors
-from crystal_studio.ml.elements import N_ELEMENTS
+from crystal_studio.ml.elements import N_ELEMENTS, element_index
 from crystal_studio.ml.predictor import CrystalPredictor
 
 GEOMETRIES = ("a0", "free")
@@ -80,6 +81,9 @@ class SmoacsConfig(PerovskiteSearchConfig):
     restart_schedules: bool = option(True, "restart the temperature and learning-rate schedules after each mutation")
     archive_every: int = option(5, "steps between archiving the hard crystals", minimum=1)
     init_scale: float = option(0.5, "standard deviation of the initial logits", minimum=0.0)
+    seed_run: int | None = option(None, "sampling run (e.g. of a composition VAE) whose valid ABX3 formulas seed the "
+                                        "initial site logits, one formula per crystal in turn; none: random logits")
+    seed_strength: float = option(3.0, "logit added to a seeded crystal's formula element on each site", minimum=0.0)
     min_length: float = option(2.0, "shortest lattice length per 5-atom cell (geometry 'free')", unit="Å",
                                minimum=1e-9)
     max_length: float = option(10.0, "longest lattice length per 5-atom cell (geometry 'free')", unit="Å")
@@ -101,8 +105,12 @@ class SmoacsOptimizer(Optimizer):
     config_class = SmoacsConfig
 
     def __init__(self, spec: DesignSpec, predictor: CrystalPredictor, n_candidates: int = 256, n_steps: int = 200,
-                 seed: int = 0, device: str | torch.device = "cpu", config: SmoacsConfig | None = None):
+                 seed: int = 0, device: str | torch.device = "cpu", config: SmoacsConfig | None = None,
+                 seed_formulas: list[tuple[str, str, str]] | None = None):
+        """``seed_formulas``: (A, B, X) element triples that bias the initial site logits (see
+        :attr:`SmoacsConfig.seed_run`), crystal i taking triple i mod their number."""
         super().__init__(spec, n_candidates, n_steps, seed)
+        self.seed_formulas = list(seed_formulas or [])
         if spec.constraints.template.kind != "perovskite":
             raise SpecError(["constraints.template.kind: SMOACS here optimizes perovskite templates; use "
                              "'screen' or 'random' for free templates"])
@@ -127,8 +135,17 @@ class SmoacsOptimizer(Optimizer):
         g = torch.Generator().manual_seed(self.seed)
         b, s, p = self.n_candidates, self.space.n_sites, len(self.space.patterns)
         c, n, dev = self.config, self.space.supercell, self.device
-        self.pattern_logits = (torch.randn(b, p, generator=g) * c.init_scale).to(dev).requires_grad_()
-        self.site_logits = (torch.randn(b, s, N_ELEMENTS, generator=g) * c.init_scale).to(dev).requires_grad_()
+        pattern_logits = torch.randn(b, p, generator=g) * c.init_scale
+        site_logits = torch.randn(b, s, N_ELEMENTS, generator=g) * c.init_scale
+        for i in range(b) if self.seed_formulas else ():
+            columns = [element_index(e) for e in self.seed_formulas[i % len(self.seed_formulas)]]
+            for site, role in enumerate(self.space.roles):
+                site_logits[i, site, columns[ROLES.index(role)]] += c.seed_strength
+            # the oxidation patterns under which the formula is neutral and allowed
+            fits = self.space.mask[:, 0, columns[0]] & self.space.mask[:, 1, columns[1]] & self.space.mask[:, 2, columns[2]]
+            pattern_logits[i, fits] += c.seed_strength
+        self.pattern_logits = pattern_logits.to(dev).requires_grad_()
+        self.site_logits = site_logits.to(dev).requires_grad_()
         if c.geometry == "a0":  # strain in tanh space: lengths = a0 (1 + slack tanh(strain))
             self.lattice_param = (0.1 * torch.randn(b, 3, generator=g)).to(dev).requires_grad_()
         else:
@@ -304,4 +321,4 @@ class SmoacsOptimizer(Optimizer):
 
     def parameters(self) -> dict:
         return {**super().parameters(), "config": asdict(self.config), "caution": self.scorer.caution,
-                "patterns": self.space.patterns}
+                "patterns": self.space.patterns, "seed_formulas": len(self.seed_formulas)}
