@@ -117,7 +117,7 @@ def part_b(project, vae_id: int, seed: int, iterations: int) -> None:
         log(f"(b) {method} seed {seed}: {seeds_best:.3f} -> {best.score:.3f} ({best.structure.composition.reduced_formula})")
 
 
-def part_c(project, vae_id: int, seed: int, iterations: int, batch: int, relax: int) -> None:
+def part_c(project, vae_id: int, seed: int, iterations: int, batch: int, relax: int, settings: dict) -> None:
     from crystal_studio.design.job import run_optimization
     from crystal_studio.design.relaxation import relax_candidates
     from crystal_studio.design.spec import spec_from_dict
@@ -134,13 +134,14 @@ def part_c(project, vae_id: int, seed: int, iterations: int, batch: int, relax: 
     for method in METHODS:
         t0 = time.perf_counter()
         result = run_optimization(project, spec_from_dict(MINIMIZE_EF), method, [optimizer], 3, iterations, seed, "cpu",
-                                  "mp", settings={"batch": batch}, judge_model=judge, generator_model=vae_id)
+                                  "mp", settings={"batch": batch, **(settings if method != "latent-random" else {})},
+                                  judge_model=judge, generator_model=vae_id)
         seconds = time.perf_counter() - t0
         records = list_candidates(project, result.run_id)
         metrics = model_store.run_metrics(project, result.run_id)
         scale = float(model_store.get_model(project, optimizer).normalization[EF]["std"])
         fields = dict(part="formation_energy", method=method, seed=seed, vae=vae_id, calls=iterations * batch,
-                      run_id=result.run_id, seconds=round(seconds, 1),
+                      run_id=result.run_id, seconds=round(seconds, 1), settings=settings,
                       dataset_pool_best_predicted=round(metrics["loss/dataset_best"][-1][1] * scale, 3),
                       top3_predicted=[round(r.evaluation["properties"][EF], 3) for r in records],
                       top3_judge=[round(r.evaluation["judge"]["properties"][EF], 3) for r in records],
@@ -162,12 +163,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", type=Path, required=True)
     parser.add_argument("--vaes", required=True, help="comma-separated crystal VAE ids, one per seed (seed 0 first)")
+    parser.add_argument("--seeds", help="comma-separated seeds of the --vaes (default 0, 1, …)")
     parser.add_argument("--parts", default="a,b,c")
     parser.add_argument("--iterations-b", type=int, default=100)
     parser.add_argument("--iterations-c", type=int, default=100)
     parser.add_argument("--batch-c", type=int, default=10)
     parser.add_argument("--relax", type=int, default=3, help="top candidates relaxed with CHGNet in (c)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], help="LSBO setting NAME=VALUE for (c), repeatable")
     args = parser.parse_args()
     import torch
 
@@ -176,14 +179,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     project = Project.open(args.project)
     parts = args.parts.split(",")
-    for seed, vae_id in enumerate(int(v) for v in args.vaes.split(",")):
+    vaes = [int(v) for v in args.vaes.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(range(len(vaes)))
+    for seed, vae_id in zip(seeds, vaes, strict=True):
         torch.manual_seed(seed)
         if "a" in parts:
             part_a(project, vae_id, seed)
         if "b" in parts:
             part_b(project, vae_id, seed, args.iterations_b)
         if "c" in parts:
-            part_c(project, vae_id, seed, args.iterations_c, args.batch_c, args.relax)
+            part_c(project, vae_id, seed, args.iterations_c, args.batch_c, args.relax,
+                   dict(pair.split("=", 1) for pair in args.set))
 
 
 if __name__ == "__main__":
