@@ -1,7 +1,7 @@
 """The main window: menus, dock panels, the 3D viewer, and the project it shows.
 
 Layout: the Datasets panel (tabbed with Training, Targets, Optimization, Candidates and Generate) on the left,
-the 3D viewer and the compare view as central tabs, the structure details on the right and the
+the 3D viewer, the compare view and the latent map as central tabs, the structure details on the right and the
 property plots below. Geometry, dock layout, recent projects and compute settings persist in
 :class:`QSettings`. Everything slow (opening/creating the built-in project, imports, exports, plot
 data) runs as a :class:`~crystal_studio.gui.jobs.Job`.
@@ -38,6 +38,7 @@ from crystal_studio.gui.export_dialog import ExportDialog
 from crystal_studio.gui.generate_panel import GeneratePanel
 from crystal_studio.gui.import_dialog import ImportDialog
 from crystal_studio.gui.jobs import JobManager, JobsStatusWidget, show_error
+from crystal_studio.gui.latent_map import LatentMap
 from crystal_studio.gui.optimization_panel import OptimizationPanel
 from crystal_studio.gui.plots import PropertyPlots
 from crystal_studio.gui.targets_panel import TargetsPanel
@@ -131,10 +132,12 @@ class MainWindow(QMainWindow):
 
         self.viewer = StructureViewer(self)
         self.compare = CompareView(self)
+        self.latent_map = LatentMap(self.jobs)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.viewer, "3D Viewer")
         self.tabs.addTab(self.compare, "Compare")
+        self.tabs.addTab(self.latent_map, "Latent Map")
         self.setCentralWidget(self.tabs)
 
         self.datasets_panel = DatasetsPanel()
@@ -181,6 +184,9 @@ class MainWindow(QMainWindow):
         self.training_panel.models_changed.connect(self._models_changed)
         self.optimization_panel.run_finished.connect(self.show_run_candidates)
         self.optimization_panel.run_opened.connect(self.candidates_panel.set_run)
+        self.optimization_panel.latent_run_started.connect(self.follow_latent_run)
+        self.optimization_panel.latent_queries.connect(self.latent_map.add_queries)
+        self.latent_map.structure_clicked.connect(self.show_structure)
         self.candidates_panel.show_requested.connect(self.show_candidate)
         self.candidates_panel.compare_requested.connect(self.compare_structures)
         self.candidates_panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
@@ -387,6 +393,7 @@ class MainWindow(QMainWindow):
         self.candidates_panel.set_project(project)
         self.training_panel.set_project(project)
         self.generate_panel.set_project(project)
+        self.latent_map.set_project(project)
         self._models_changed()
         has = project is not None
         for action in (self.import_action, self.export_action, self.compare_action):
@@ -405,6 +412,7 @@ class MainWindow(QMainWindow):
             self.optimization_panel.refresh()
         if not self.generate_panel.running:
             self.generate_panel.refresh()
+        self.latent_map.refresh()
 
     def _project_ready(self, path: Path) -> None:
         try:
@@ -482,6 +490,11 @@ class MainWindow(QMainWindow):
         self.candidates_panel.set_run(run_id)
         self.statusBar().showMessage(f"Optimization run #{run_id} finished: its candidates are in the Candidates "
                                      "panel", 10000)
+
+    def follow_latent_run(self, generator_id: int) -> None:
+        """A latent-space optimization started: its queries go live onto the latent map, shown."""
+        self.latent_map.follow(generator_id)
+        self.tabs.setCurrentWidget(self.latent_map)
 
     def show_predicted_structures(self, run_id: int) -> None:
         """After structure prediction from the Generate panel: its candidates in the Candidates panel, in view."""

@@ -4,11 +4,16 @@ The run is :func:`crystal_studio.design.job.run_optimization` in a
 :class:`~crystal_studio.gui.jobs.Job` thread. Its ``on_step`` callback runs in that thread and only
 queues the :class:`~crystal_studio.design.optimizers.base.StepReport`; a signal (emitted at most once
 per batch of queued reports) brings them to the GUI thread, and a 10 Hz timer redraws the curves with
-``setData`` (one ``PlotDataItem`` per metric): total loss best/mean, each loss term, and each
+``setData`` (one ``PlotDataItem`` per metric): total loss best/mean, each loss term and BO metric
+(``bo/``, e.g. the log acquisition), and each
 ``rate/`` criterion's satisfaction rate vs step. The same timer redraws a scatter of the current
 candidates (``StepReport.proposals``) in the space of two chosen properties, with the spec's target
 window drawn. Past runs are listed and can be reopened from the
 store (their metrics, summary and candidates; the scatter then shows the stored candidates).
+
+Latent-space methods (those needing a 'generator') get a **Crystal VAE** choice; while such a run goes,
+the latent codes of its queries (``StepReport.latents``) are re-emitted as :attr:`OptimizationPanel.latent_queries`
+for the latent map.
 
 The method's settings are listed in a table (name, value, the help as tooltip) built from the
 method's config class; only edited values are passed on. An optional **judge** (a second model the
@@ -58,7 +63,8 @@ ROLE_TARGETS = Qt.ItemDataRole.UserRole + 1
 
 def optimization_work(project: Project, spec: DesignSpec, method: str, model_ids: list[int], n_candidates: int,
                       n_steps: int, seed: int, device: str, dataset: str | None, on_step,
-                      settings: dict | None = None, judge_model: int | None = None):
+                      settings: dict | None = None, judge_model: int | None = None,
+                      generator_model: int | None = None):
     """Job function running one optimization (closes the worker thread's store connection at the end)."""
 
     def work(progress: ProgressCallback, cancel: CancelToken):
@@ -67,7 +73,7 @@ def optimization_work(project: Project, spec: DesignSpec, method: str, model_ids
         try:
             return run_optimization(project, spec, method, model_ids, n_candidates, n_steps, seed, device, dataset,
                                     progress=progress, cancel=cancel, on_step=on_step, settings=settings,
-                                    judge_model=judge_model)
+                                    judge_model=judge_model, generator_model=generator_model)
         finally:
             project.close()
 
@@ -104,11 +110,12 @@ def summary_html(run_id: int, method: str, n: int, summary: dict) -> str:
 
 
 class CurvePlots(LiveCurves):
-    """Three live plots vs step: total loss (best, mean), loss terms, criteria satisfaction rates."""
+    """Three live plots vs step: total loss (best, mean), loss terms with the BO metrics (``bo/``), criteria
+    satisfaction rates."""
 
     def _make_plots(self) -> list[pg.PlotWidget]:
         self.loss_plot = self._plot("Total loss", "loss")
-        self.terms_plot = self._plot("Loss terms", "loss")
+        self.terms_plot = self._plot("Loss terms · BO acquisition", "value")
         self.rates_plot = self._plot("Criteria satisfied", "fraction of candidates")
         self.rates_plot.setYRange(-0.02, 1.05, padding=0)
         self.rates_plot.getViewBox().setLimits(yMin=-0.05, yMax=1.1)
@@ -117,7 +124,7 @@ class CurvePlots(LiveCurves):
     def plot_for(self, name: str) -> pg.PlotWidget | None:
         if name in ("loss/best", "loss/mean"):
             return self.loss_plot
-        if name.startswith("loss/"):
+        if name.startswith(("loss/", "bo/")):
             return self.terms_plot
         if name.startswith("rate/"):
             return self.rates_plot
@@ -307,6 +314,8 @@ class OptimizationPanel(LiveJobMixin, QWidget):
 
     run_finished = Signal(int)  # run id of a completed run
     run_opened = Signal(int)  # a past run reopened from the list
+    latent_run_started = Signal(int)  # a latent-space run started: its crystal VAE's model id
+    latent_queries = Signal(int, object)  # its crystal VAE's id, [(step, latents of the step's queries)]
 
     def __init__(self, jobs: JobManager, parent: QWidget | None = None):
         super().__init__(parent)
@@ -316,6 +325,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self.job: Job | None = None
         self.last_result = None
         self.reports_seen = 0
+        self.generator_running: int | None = None  # the crystal VAE of the running job
         self._init_live()
 
         self.spec_label = QLabel("No valid target: edit it in the Targets panel.")
@@ -332,6 +342,10 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self.judge_combo.setObjectName("judgeModel")
         self.judge_combo.setToolTip("A second model, not optimized against, that re-predicts the final candidates: "
                                     "its verdict is shown beside the optimizer's own")
+        self.generator_combo = QComboBox()
+        self.generator_combo.setObjectName("generatorModel")
+        self.generator_combo.setPlaceholderText("(no crystal VAE: train one in the Training panel)")
+        self.generator_combo.setToolTip("The crystal VAE whose latent space the method searches")
         self.dataset_combo = QComboBox()
         self.dataset_combo.setToolTip("Screened by 'Dataset screening'; the novelty reference of every method "
                                       "(default: the first model's training dataset)")
@@ -359,6 +373,8 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         form.addRow("Method", self.method_combo)
         form.addRow("Settings", self.settings_table)
         form.addRow("Models", self.models_list)
+        form.addRow("Crystal VAE", self.generator_combo)
+        self.form = form
         form.addRow("Judge", self.judge_combo)
         form.addRow(budget)
         device_row = QHBoxLayout()
@@ -419,8 +435,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
-        self.settings_table.show_options(method_settings(self.method()))
-        self._sync_enabled()
+        self._method_changed()
 
     # ---------------------------------------------------------------- inputs
 
@@ -453,6 +468,8 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self._judge_candidates = []
         self.dataset_combo.clear()
         self.runs_combo.clear()
+        generator = self.generator_combo.currentData()
+        self.generator_combo.clear()
         if self.project is not None:
             all_models = model_store.list_models(self.project)
             self._judge_candidates = [(m.id, self._model_label(m), list(m.targets)) for m in all_models
@@ -470,6 +487,11 @@ class OptimizationPanel(LiveJobMixin, QWidget):
                 self.models_list.addItem(item)
             if not checked and models:
                 self._check_default_model()
+            for m in (m for m in all_models if m.kind == "crystal_vae"):
+                self.generator_combo.addItem(f"#{m.id} {m.name or m.kind}" + (f" · {m.dataset}" if m.dataset else ""),
+                                             m.id)
+            self.set_generator(generator if generator is not None else self.generator_combo.itemData(
+                self.generator_combo.count() - 1))
             self.dataset_combo.addItem("(the first model's dataset)", None)
             for name in self.project.dataset_names():
                 self.dataset_combo.addItem(name, name)
@@ -536,8 +558,21 @@ class OptimizationPanel(LiveJobMixin, QWidget):
     def set_judge(self, model_id: int | None) -> None:
         self.judge_combo.setCurrentIndex(max(self.judge_combo.findData(model_id), 0))
 
+    def generator_model(self) -> int | None:
+        """The chosen crystal VAE when the method needs one, else None."""
+        return self.generator_combo.currentData() if self.needs_generator() else None
+
+    def set_generator(self, model_id: int | None) -> None:
+        index = self.generator_combo.findData(model_id)
+        if index >= 0:
+            self.generator_combo.setCurrentIndex(index)
+
+    def needs_generator(self) -> bool:
+        return "generator" in METHODS[self.method()].needs
+
     def _method_changed(self) -> None:
         self.settings_table.show_options(method_settings(self.method()))
+        self.form.setRowVisible(self.generator_combo, self.needs_generator())
         self._sync_enabled()
 
     def _update_scatter_axes(self) -> None:
@@ -570,7 +605,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         running = self.running
         for widget in (self.method_combo, self.models_list, self.candidates_spin, self.steps_spin, self.seed_spin,
                        self.device_combo, self.dataset_combo, self.runs_combo, self.open_button, self.settings_table,
-                       self.judge_combo):
+                       self.judge_combo, self.generator_combo):
             widget.setEnabled(not running and self.project is not None)
         self.steps_spin.setEnabled(not running and self.method() != "screen")
         self.start_button.setEnabled(not running and self.project is not None and self.spec is not None
@@ -592,6 +627,11 @@ class OptimizationPanel(LiveJobMixin, QWidget):
             self.status_label.setText("Check at least one model.")
             return None
         method = self.method()
+        generator = self.generator_model()
+        if self.needs_generator() and generator is None:
+            self.status_label.setText(f"{method} searches a crystal VAE's latent space, and this project has none: "
+                                      "train a Crystal VAE in the Training panel first.")
+            return None
         n_steps = self.steps_spin.value() if method != "screen" else 1
         settings = self.settings_table.changed()
         try:
@@ -610,14 +650,24 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self.status_label.setText(f"Starting {method} (loading models)…")
         work = optimization_work(self.project, self.spec, method, model_ids, self.candidates_spin.value(), n_steps,
                                  self.seed_spin.value(), self.device_combo.currentText(),
-                                 self.dataset_combo.currentData(), self._relay.push, settings, self.judge_model())
-        return self._launch_live(f"Optimizing ({method})", work, "Cancelled; the steps so far are stored with the run.")
+                                 self.dataset_combo.currentData(), self._relay.push, settings, self.judge_model(),
+                                 generator)
+        job = self._launch_live(f"Optimizing ({method})", work, "Cancelled; the steps so far are stored with the run.")
+        self.generator_running = generator
+        if generator is not None:
+            self.latent_run_started.emit(generator)
+        return job
 
     def _drain(self) -> None:
+        queries = []
         for report in self._relay.take():
             self.reports_seen += 1
             self.plots.add(report.step, report.metrics)
-            self.scatter.add(report.step, getattr(report, "proposals", None) or {})
+            self.scatter.add(report.step, report.proposals)
+            if report.latents:
+                queries.append((report.step, report.latents))
+        if queries and self.generator_running is not None:
+            self.latent_queries.emit(self.generator_running, queries)
 
     def _tick(self) -> None:
         self.plots.redraw()
@@ -683,6 +733,7 @@ class OptimizationPanel(LiveJobMixin, QWidget):
                 item.setCheckState(Qt.CheckState.Checked if item.data(ROLE_MODEL_ID) in p["models"]
                                    else Qt.CheckState.Unchecked)
         self.set_judge(p.get("judge_model"))
+        self.set_generator(p.get("generator_model"))
         self.plots.set_history(metrics)
         self._show_stored_candidates(run_id)
         self._select_run(run_id)
