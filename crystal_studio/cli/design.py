@@ -100,13 +100,15 @@ def optimize(
 
 def candidates(
     project: ProjectArg,
-    run: RunOpt,
+    run: Annotated[int, typer.Option(help="Run id: an optimization, structure-prediction or crystal-sampling run.")],
     only_success: OnlySuccessOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """List the candidates of an optimization run with their checks and predicted properties."""
+    """List the candidates of a run (optimization, structure prediction or crystal sampling) with their
+    checks and predicted properties."""
     from crystal_studio.design.job import run_summary
     from crystal_studio.store.candidates import list_candidates
+    from crystal_studio.store.models import get_run
 
     proj = open_project(project)
     records = list_candidates(proj, run, only_success)
@@ -116,16 +118,18 @@ def candidates(
     if not records:
         err.print("no candidates")
         return
-    props = list(records[0].evaluation.get("properties", {}))
-    criteria = list(records[0].evaluation.get("criteria", {}))
-    table = Table(title=f"run {run}: {len(records)} candidates", title_justify="left")
+    stored = get_run(proj, run)
+    props = list(records[0].evaluation.get("properties") or {})
+    criteria = list(records[0].evaluation.get("criteria") or {})
+    table = Table(title=f"run {run} ({stored.parameters.get('method', stored.kind)}): {len(records)} candidates",
+                  title_justify="left")
     for col in ("id", "formula", "success", *props, *criteria):
         table.add_column(col, justify="left" if col == "formula" else "right")
     for r in records:
-        ev = r.evaluation
+        ev_props, ev_criteria = r.evaluation.get("properties") or {}, r.evaluation.get("criteria") or {}
         table.add_row(str(r.id), r.formula, "✔" if r.success else "✘",
-                      *(f"{ev['properties'].get(p, float('nan')):.3g}" for p in props),
-                      *("✔" if ev["criteria"].get(c) else "✘" for c in criteria))
+                      *(f"{ev_props.get(p, float('nan')):.3g}" for p in props),
+                      *("✔" if ev_criteria.get(c) else "✘" for c in criteria))
     out.print(table)
 
 

@@ -230,10 +230,13 @@ def mark_unique_and_novel(structures: list[Structure], evaluations: list[Candida
         ev.novel = not any(matcher.fit(structure, other) for other in by_formula.get(ev.formula, []))
 
 
-def summarize(evaluations: list[dict], spec: DesignSpec) -> dict:
+def summarize(evaluations: list[dict], spec: DesignSpec | None = None) -> dict:
     """Run summary from candidates' :meth:`CandidateEvaluation.as_json` documents: success rate, each
-    criterion's rate, structural/compositional validity, uniqueness and novelty rates."""
+    criterion's rate, structural/compositional validity, uniqueness and novelty rates (fractions of
+    all candidates). Without ``spec`` (a run that has none, e.g. crystals sampled from a crystal VAE)
+    ``criteria`` is empty."""
     n = len(evaluations)
+    criteria = spec.criteria_names() if spec is not None else []
 
     def rate(get) -> float:
         return float(np.mean([bool(get(e)) for e in evaluations])) if n else 0.0
@@ -241,7 +244,7 @@ def summarize(evaluations: list[dict], spec: DesignSpec) -> dict:
     return {
         "n": n,
         "success_rate": rate(lambda e: e["success"]),
-        "criteria": {name: rate(lambda e, name=name: e["criteria"].get(name)) for name in spec.criteria_names()},
+        "criteria": {name: rate(lambda e, name=name: e["criteria"].get(name)) for name in criteria},
         "valid_rate": rate(lambda e: e["valid"]),
         "compositional_validity": rate(lambda e: e["compositionally_valid"]),
         "unique_rate": rate(lambda e: e["unique"]),

@@ -229,11 +229,13 @@ def _reference_structures(project: Project, dataset: str | None, evaluations) ->
 
 
 def run_summary(project: Project, run_id: int) -> dict:
-    """Summary of a stored run, recomputed from its candidates' stored checks."""
+    """Summary of a stored run, recomputed from its candidates' stored checks; without spec criteria
+    for a run that has no spec (crystals sampled from a crystal VAE)."""
     from crystal_studio.design.spec import spec_from_dict
 
-    spec = spec_from_dict(model_store.get_run(project, run_id).parameters["spec"])
-    return summarize_with_judge([r.evaluation for r in candidate_store.list_candidates(project, run_id)], spec)
+    spec = model_store.get_run(project, run_id).parameters.get("spec")
+    docs = [r.evaluation for r in candidate_store.list_candidates(project, run_id)]
+    return summarize(docs) if spec is None else summarize_with_judge(docs, spec_from_dict(spec))
 
 
 def summarize_with_judge(docs: list[dict], spec: DesignSpec) -> dict:
