@@ -242,7 +242,12 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
     ``{"sampling_run": 3, "top": 10}``). Cancelling marks the run cancelled (nothing stored) and
     raises Cancelled.
     """
-    from crystal_studio.design.evaluation import evaluate_structure, mark_unique_and_novel, summarize
+    from crystal_studio.design.evaluation import (
+        evaluate_structure,
+        mark_unique_and_novel,
+        structurally_valid,
+        summarize,
+    )
     from crystal_studio.design.job import _reference_structures
     from crystal_studio.design.relaxation import _displacements
     from crystal_studio.design.spec import spec_from_dict
@@ -312,7 +317,7 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
                     progress(ProgressEvent(done, total, f"{target.formula}: trial {i + 1} relaxation failed"))
                     continue
                 final = relaxation.final
-                valid = min_periodic_distance(final) >= 0.5 and final.volume > 0.1
+                valid = structurally_valid(min_periodic_distance(final), final.volume)
                 relaxed.append(_Trial(i + 1, number, z, generated, relaxation, valid))
                 done += 1
                 metrics = {"energy_per_atom": relaxation.energy_per_atom, "relax_steps": float(relaxation.steps),
@@ -342,7 +347,7 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
             evaluation.criteria["relaxation_converged"] = relaxation.converged
             evaluations.append(evaluation)
         mark_unique_and_novel(structures, evaluations, _reference_structures(project, reference, evaluations))
-        items, summaries = [], []
+        items = []
         for (_, trial), evaluation, (_, _, problems) in zip(kept, evaluations, predicted, strict=True):
             relaxation = trial.relaxation
             displacement = _displacements(trial.generated, relaxation.final)
@@ -361,10 +366,12 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
                 doc["prediction_errors"] = problems
             doc["relaxation"] = summary
             items.append((relaxation.final, doc))
-            summaries.append(summary)
-        ids = candidate_store.add_candidates(project, run_id, items)
-        for cid, (structure, _), summary in zip(ids, items, summaries, strict=True):
-            candidate_store.set_relaxation(project, cid, structure, summary["energy_per_atom"], summary)
+        ok = len({k for k, _ in kept})  # formulas with a stored structure
+        run_summary = summarize([doc for _, doc in items], spec)
+        ids = candidate_store.add_candidates(
+            project, run_id, items, relaxed_energies=[t.relaxation.energy_per_atom for _, t in kept],
+            complete_run=f"structures for {ok} of {len(outcomes)} formulas; {len(items)} candidates, "
+                         f"{run_summary['success_rate']:.0%} valid and converged")
         for (k, trial), cid, evaluation in zip(kept, ids, evaluations, strict=True):
             outcome = outcomes[k]
             outcome.candidate_ids.append(cid)
@@ -376,11 +383,6 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
                 outcome.spacegroup_number = evaluation.spacegroup_number
                 outcome.z = trial.z
                 outcome.converged = trial.relaxation.converged
-        ok = sum(o.status == "ok" for o in outcomes)
-        run_summary = summarize([doc for _, doc in items], spec)
-        model_store.update_run(project, run_id, status="completed",
-                               message=f"structures for {ok} of {len(outcomes)} formulas; {len(items)} candidates, "
-                                       f"{run_summary['success_rate']:.0%} valid and converged")
     return CspResult(run_id, METHOD, len(items), outcomes, run_summary)
 
 

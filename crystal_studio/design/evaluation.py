@@ -18,6 +18,9 @@ from crystal_studio.core.chemistry import guess_oxidation_states, perovskite_sit
 from crystal_studio.core.structures import min_periodic_distance, spacegroup
 from crystal_studio.design.spec import DesignSpec, Template
 
+MIN_DISTANCE = 0.5  # Å: structural validity needs every interatomic distance at least this
+MIN_VOLUME = 0.1  # Å³: and a cell volume above this
+
 # Ideal fractional positions of the 5-atom cubic ABX3 cell, by role.
 PEROVSKITE_SITES = {
     "A": np.array([[0.0, 0.0, 0.0]]),
@@ -62,6 +65,11 @@ def perovskite_roles(structure: Structure, template: Template) -> dict[str, list
         if not {species[i] for i in result["X"]} & {species[i] for i in result["A"] + result["B"]}:
             return result
     return None
+
+
+def structurally_valid(min_distance: float, volume: float) -> bool:
+    """Structural validity from the shortest interatomic distance (Å) and the cell volume (Å³)."""
+    return bool(min_distance >= MIN_DISTANCE and volume > MIN_VOLUME)
 
 
 def angles_ok(structure: Structure, template: Template) -> bool:
@@ -175,7 +183,7 @@ def evaluate_structure(structure: Structure, spec: DesignSpec, properties: dict[
         property_std=dict(property_std or {}),
         min_distance=dmin,
         tolerance_factor=t,
-        structurally_valid=dmin >= 0.5 and structure.volume > 0.1,
+        structurally_valid=structurally_valid(dmin, structure.volume),
         compositionally_valid=neutral,
         site_charges=site_charges,
         criteria=criteria,

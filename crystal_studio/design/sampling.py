@@ -186,12 +186,11 @@ def _sample_crystals(project: Project, record, n: int, seed: int, around: int | 
         summary, items = _crystal_funnel(project, record.dataset, drawn, origin, progress, cancel)
         from crystal_studio.store.candidates import add_candidates
 
-        add_candidates(project, run_id, items)
         f = summary["funnel"]
-        model_store.update_run(project, run_id, status="completed",
-                               message=f"{f['structurally_valid']} of {n} crystals structurally valid, "
-                                       f"{f['compositionally_valid']} also compositionally, {f['unique']} unique, "
-                                       f"{f['novel']} novel")
+        add_candidates(project, run_id, items,
+                       complete_run=f"{f['structurally_valid']} of {n} crystals structurally valid, "
+                                    f"{f['compositionally_valid']} also compositionally, {f['unique']} unique, "
+                                    f"{f['novel']} novel")
     return SampleSummary(run_id=run_id, model_id=record.id, n=n, **summary)
 
 

@@ -1,4 +1,5 @@
-"""Candidates of optimization runs: structure, predictions, checks, relaxation, user flags."""
+"""Candidates of runs (optimization, structure prediction, crystal sampling): structure, predictions,
+checks, relaxation, user flags."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pymatgen.core import Structure
 
 from crystal_studio.core import structures as cs
 from crystal_studio.core.errors import NotFoundError
-from crystal_studio.store.project import Project
+from crystal_studio.store.project import Project, now
 
 
 @dataclass
@@ -41,15 +42,27 @@ class CandidateRecord:
         return doc
 
 
-def add_candidates(project: Project, run_id: int, items: list[tuple[Structure, dict]]) -> list[int]:
-    """Store (structure, evaluation JSON) pairs of a run in one transaction; returns their ids."""
+def add_candidates(project: Project, run_id: int, items: list[tuple[Structure, dict]],
+                   relaxed_energies: list[float] | None = None, complete_run: str | None = None) -> list[int]:
+    """Store (structure, evaluation JSON) pairs of a run in one transaction; returns their ids.
+
+    ``relaxed_energies`` (CHGNet, eV/atom, one per item): the structures are already relaxed, so each
+    is also stored as its own relaxed structure with its energy. With ``complete_run`` (a message) the
+    run is marked completed in the same transaction, so a run is never completed without its candidates.
+    """
+    if relaxed_energies is not None and len(relaxed_energies) != len(items):
+        raise ValueError(f"{len(relaxed_energies)} energies for {len(items)} candidates")
     ids = []
     with project.transaction() as db:
-        for structure, evaluation in items:
-            ids.append(int(db["candidates"].insert({
-                "run_id": run_id, "structure": cs.to_json(structure), "formula": evaluation["formula"],
-                "predicted": json.dumps(evaluation.get("properties", {})), "checks": json.dumps(evaluation),
-                "success": int(bool(evaluation.get("success"))), "flag": "", "notes": ""}).last_pk))
+        for k, (structure, evaluation) in enumerate(items):
+            row = {"run_id": run_id, "structure": cs.to_json(structure), "formula": evaluation["formula"],
+                   "predicted": json.dumps(evaluation.get("properties", {})), "checks": json.dumps(evaluation),
+                   "success": int(bool(evaluation.get("success"))), "flag": "", "notes": ""}
+            if relaxed_energies is not None:
+                row.update(relaxed_structure=row["structure"], oracle_energy_per_atom=relaxed_energies[k])
+            ids.append(int(db["candidates"].insert(row).last_pk))
+        if complete_run is not None:
+            db["runs"].update(run_id, {"status": "completed", "message": complete_run, "finished": now()})
     return ids
 
 
