@@ -31,6 +31,7 @@ LATENT_KINDS = ("crystal_vae", "composition_vae")
 CHUNK = 500  # structures read and encoded at a time
 NO_COLOUR = "(none)"
 COLOUR_MAP = "viridis"
+COLOUR_PERCENTILES = (1, 99)  # the colour range, so that a few outliers do not wash out the map
 DATASET_ROLE = Qt.ItemDataRole.UserRole + 1  # a model's training dataset, in the model combo
 
 
@@ -163,9 +164,10 @@ def latent_map_work(project: Project, model_id: int, dataset: str, method: str, 
 
 
 def colours(values: np.ndarray, colour_map: pg.ColorMap) -> tuple[list, tuple[float, float]]:
-    """A brush per value (grey where NaN) on ``colour_map`` over the finite values' range, and that range."""
+    """A brush per value (grey where NaN) on ``colour_map`` over the 1st–99th percentile of the finite
+    values (outliers get the end colours), and that range."""
     finite = values[np.isfinite(values)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    low, high = (float(v) for v in np.percentile(finite, COLOUR_PERCENTILES)) if finite.size else (0.0, 1.0)
     span = high - low if high > low else 1.0
     mapped = colour_map.map(np.clip((np.nan_to_num(values, nan=low) - low) / span, 0, 1), mode="qcolor")
     grey = pg.mkBrush(170, 170, 170, 120)
@@ -185,6 +187,7 @@ class LatentMap(QWidget):
         self.project: Project | None = None
         self.codes: LatentCodes | None = None
         self.job: Job | None = None
+        self.job_model: int | None = None  # the model the job maps
         self.queries_model: int | None = None  # the crystal VAE whose latent space the queries are in
         self.queries: list[tuple[int, np.ndarray]] = []  # (step, latents (q, d)) of the followed run
         self._query_xy = np.zeros((0, 2))  # projected queries, in order
@@ -192,6 +195,8 @@ class LatentMap(QWidget):
 
         self.model_combo = QComboBox()
         self.model_combo.setObjectName("latentModel")
+        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(18)
         self.model_combo.currentIndexChanged.connect(self._model_changed)
         self.dataset_combo = QComboBox()
         self.dataset_combo.setObjectName("latentDataset")
@@ -199,7 +204,7 @@ class LatentMap(QWidget):
         self.projection_combo.addItems(projection_methods())
         self.colour_combo = QComboBox()
         self.colour_combo.setObjectName("latentColour")
-        self.colour_combo.setMinimumContentsLength(14)
+        self.colour_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.colour_combo.currentIndexChanged.connect(self._draw_dataset)
         self.map_button = QPushButton("Map")
         self.map_button.setObjectName("latentMapButton")
@@ -231,11 +236,13 @@ class LatentMap(QWidget):
 
         controls = QHBoxLayout()
         for label, widget in (("Model", self.model_combo), ("Dataset", self.dataset_combo),
-                              ("Projection", self.projection_combo), ("Colour", self.colour_combo)):
+                              ("Projection", self.projection_combo)):
             controls.addWidget(QLabel(label))
             controls.addWidget(widget, 1 if widget is self.model_combo else 0)
         controls.addWidget(self.map_button)
         status = QHBoxLayout()
+        status.addWidget(QLabel("Colour"))
+        status.addWidget(self.colour_combo)
         status.addWidget(self.status_label, 1)
         status.addWidget(self.progress_bar)
         layout = QVBoxLayout(self)
@@ -285,8 +292,10 @@ class LatentMap(QWidget):
         return self.model_combo.currentData()
 
     def set_model(self, model_id: int) -> None:
-        """Choose model ``model_id`` (and its training dataset)."""
-        self.model_combo.setCurrentIndex(max(self.model_combo.findData(model_id), 0))
+        """Choose model ``model_id`` (and its training dataset) when it is listed."""
+        index = self.model_combo.findData(model_id)
+        if index >= 0:
+            self.model_combo.setCurrentIndex(index)
 
     def _model_changed(self, *_args) -> None:
         dataset = self.model_combo.currentData(DATASET_ROLE)
@@ -322,7 +331,7 @@ class LatentMap(QWidget):
         job.progress.connect(lambda event, j=job: self._progress(j, event))
         job.failed.connect(lambda message, _details, j=job: self._ended(j, f"Failed: {message}"))
         job.cancelled.connect(lambda j=job: self._ended(j, "Cancelled."))
-        self.job = job
+        self.job, self.job_model = job, model_id
         self._sync_enabled()
         return job
 
@@ -331,11 +340,10 @@ class LatentMap(QWidget):
         (unless it is mapped already)."""
         self.clear_queries()
         self.queries_model = model_id
-        if self.model_id() != model_id:
-            self.set_model(model_id)
+        self.set_model(model_id)
         mapped = self.codes is not None and self.codes.model_id == model_id
-        mapping = self.job is not None and self.job.running
-        if not mapped and not mapping and self.model_id() == model_id:
+        mapping = self.job is not None and self.job.running and self.job_model == model_id
+        if self.model_id() == model_id and not mapped and not mapping:
             self.start()
 
     def _progress(self, job: Job, event: ProgressEvent) -> None:
@@ -400,8 +408,7 @@ class LatentMap(QWidget):
             self.colour_bar.setLevels(levels)
             self.colour_bar.axis.setLabel(f"{name} ({unit})" if unit else name)
             self.colour_bar.setVisible(True)
-        self.plot.setTitle(f"Latent map of '{self.codes.dataset}' under model #{self.codes.model_id}"
-                           + (f", coloured by {name}" if name else ""))
+        self.plot.setTitle(f"'{self.codes.dataset}' in the latent space of model #{self.codes.model_id}")
 
     def clear_queries(self) -> None:
         self.queries_model = None
