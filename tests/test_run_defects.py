@@ -76,6 +76,18 @@ def test_candidates_of_a_sampling_run_are_summarized_without_spec_criteria(sampl
     assert "structurally_valid" in table.stdout
 
 
+def test_relaxing_sampled_crystals_rechecks_structural_validity(sampled):
+    from crystal_studio.design.relaxation import relax_candidates
+
+    project, run_id, _ = sampled
+    record = next(r for r in candidate_store.list_candidates(project, run_id) if r.evaluation["valid"])
+    [result] = relax_candidates(project, run_id, candidate_ids=[record.id], device="cpu", max_steps=2)
+    assert result["properties"] == {}  # no predictor models: nothing re-predicted
+    assert set(result["criteria"]) == {"structurally_valid", "compositionally_valid"}
+    assert result["criteria"]["compositionally_valid"] == record.evaluation["criteria"]["compositionally_valid"]
+    assert candidate_store.get_candidate(project, record.id).relaxed_structure is not None
+
+
 def test_add_candidates_completes_the_run_with_them_or_not_at_all(project):
     from pymatgen.core import Lattice, Structure
 
@@ -96,8 +108,9 @@ def test_add_candidates_completes_the_run_with_them_or_not_at_all(project):
     assert record.oracle_energy_per_atom == -1.5 and record.relaxed_structure == structure
 
 
-def test_structure_prediction_without_models_completes_with_its_candidates(project, commits):
+def test_structure_prediction_without_models_completes_with_its_candidates_and_relaxes(project, commits):
     from crystal_studio.design.csp import predict_structures
+    from crystal_studio.design.relaxation import relax_candidates
 
     result = predict_structures(project, ["NaCl"], trials=1, max_atoms=2, relax_steps=3, device="cpu")
     assert first_with_candidates(commits) == "completed"
@@ -106,3 +119,7 @@ def test_structure_prediction_without_models_completes_with_its_candidates(proje
     assert record.oracle_energy_per_atom == pytest.approx(record.evaluation["relaxation"]["energy_per_atom"])
     assert model_store.get_run(project, result.run_id).parameters["models"] == []
 
+    [relaxed] = relax_candidates(project, result.run_id, device="cpu", max_steps=2)
+    assert relaxed["id"] == record.id and relaxed["properties"] == {}
+    assert "min_distance" in relaxed["criteria"] and relaxed["steps"] <= 2
+    assert candidate_store.get_candidate(project, record.id).evaluation["relaxation"]["steps"] == relaxed["steps"]

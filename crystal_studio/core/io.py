@@ -20,6 +20,7 @@ import io
 import json
 import math
 import os
+import stat
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -31,7 +32,7 @@ import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
 from crystal_studio.core import structures as cs
-from crystal_studio.core.errors import CrystalStudioError
+from crystal_studio.core.errors import CrystalStudioError, InvalidRecordError
 from crystal_studio.core.properties import ID_COLUMNS, STRUCTURE_COLUMNS, UNITS, canonical_name, normalize_column
 
 DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024  # per file, after decompression
@@ -135,16 +136,13 @@ def _records_from_file(path: Path, options: ImportOptions, explicit: bool = Fals
         RawRecord | ImportIssue]:
     source = str(path)
     try:
-        size = path.stat().st_size
-        if size > options.max_file_bytes:
-            yield ImportIssue(source, f"file is {size / 2**20:.1f} MiB, over the {_limit(options)} limit")
-            return
         if path.suffix.lower() == ".zip":
-            yield from _records_from_zip(path, options)
+            with open_regular(path, options.max_file_bytes) as fh:
+                yield from _records_from_zip(path, fh, options)
             return
-        data = path.read_bytes()
-    except OSError as exc:
-        yield ImportIssue(source, f"cannot read file ({exc.strerror or exc})")
+        data = read_regular(path, options.max_file_bytes)
+    except InvalidRecordError as exc:
+        yield ImportIssue(source, exc.reason)
         return
     fmt = detect_format(path.name) or (_sniff_format(data) if explicit else None)
     if fmt is None:
@@ -153,13 +151,57 @@ def _records_from_file(path: Path, options: ImportOptions, explicit: bool = Fals
     yield from _records_from_bytes(source, path.name, data, fmt, options)
 
 
-def _limit(options: ImportOptions) -> str:
-    return f"{options.max_file_bytes / 2**20:.0f} MiB"
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # POSIX: opening a FIFO without it waits for a writer
 
 
-def _records_from_zip(path: Path, options: ImportOptions) -> Iterator[RawRecord | ImportIssue]:
+@contextlib.contextmanager
+def open_regular(path: str | os.PathLike, limit: int) -> Iterator[io.BufferedReader]:
+    """``path`` opened for binary reading, refusing anything but a regular file of at most ``limit``
+    bytes (a FIFO, device or socket would block or never end). Opening never blocks: the checks are
+    made on the open file. Problems raise :class:`InvalidRecordError`."""
     try:
-        archive = zipfile.ZipFile(path)
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise InvalidRecordError(str(path), f"cannot read file ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidRecordError(str(path), f"not a regular file ({_file_kind(info.st_mode)}); "
+                                                "only regular files are read")
+        if info.st_size > limit:
+            raise InvalidRecordError(str(path), f"file is {info.st_size / 2**20:.1f} MiB, over the {mib(limit)} limit")
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+        yield fh
+
+
+def read_regular(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of the regular file ``path``, reading at most ``limit`` + 1 bytes whatever its stated
+    size (a size of 0 proves nothing: /proc files, a file still growing); see :func:`open_regular`."""
+    with open_regular(path, limit) as fh:
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise InvalidRecordError(str(path), f"cannot read file ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise InvalidRecordError(str(path), f"file is over the {mib(limit)} limit")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+             stat.S_ISSOCK: "a socket", stat.S_ISDIR: "a folder"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a plain file")
+
+
+def mib(n: int) -> str:
+    """A byte limit in whole MiB, as messages state it."""
+    return f"{n / 2**20:.0f} MiB"
+
+
+def _records_from_zip(path: Path, fh, options: ImportOptions) -> Iterator[RawRecord | ImportIssue]:
+    try:
+        archive = zipfile.ZipFile(fh)
     except (zipfile.BadZipFile, OSError) as exc:
         yield ImportIssue(str(path), f"not a readable zip archive ({exc})")
         return
@@ -176,7 +218,7 @@ def _records_from_zip(path: Path, options: ImportOptions) -> Iterator[RawRecord 
             if fmt is None:
                 continue
             if entry.file_size > options.max_file_bytes:
-                yield ImportIssue(source, f"entry is {entry.file_size / 2**20:.1f} MiB, over the {_limit(options)} limit")
+                yield ImportIssue(source, f"entry is {entry.file_size / 2**20:.1f} MiB, over the {mib(options.max_file_bytes)} limit")
                 continue
             try:
                 with archive.open(entry) as fh:
@@ -205,7 +247,7 @@ def _decode(source: str, name: str, data: bytes, options: ImportOptions) -> str 
         except (OSError, EOFError) as exc:
             return ImportIssue(source, f"not a valid gzip file ({exc})")
         if len(data) > options.max_file_bytes:
-            return ImportIssue(source, f"decompressed content is over the {_limit(options)} limit")
+            return ImportIssue(source, f"decompressed content is over the {mib(options.max_file_bytes)} limit")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

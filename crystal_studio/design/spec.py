@@ -12,13 +12,15 @@ from pathlib import Path
 
 from pymatgen.core import Element
 
-from crystal_studio.core.errors import CrystalStudioError
+from crystal_studio.core.errors import CrystalStudioError, InvalidRecordError
+from crystal_studio.core.io import read_regular
 from crystal_studio.core.properties import UNITS, unit_of
 
 SPEC_VERSION = 1
 OBJECTIVE_KINDS = ("target", "below", "above", "minimize", "maximize")
 TEMPLATE_KINDS = ("perovskite", "free")
 PEROVSKITE_SITES = ("A", "B", "X")
+MAX_SPEC_BYTES = 2**20  # a spec is a few hundred bytes; anything bigger is not one
 
 
 class SpecError(CrystalStudioError):
@@ -153,9 +155,12 @@ def load_spec(path: str | Path, known_properties: set[str] | None = None) -> Des
     """Read and validate a spec file (.json, .yaml or .yml)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([f"cannot read file ({exc})"], str(path)) from None
+        text = read_regular(path, MAX_SPEC_BYTES).decode("utf-8")
+    except InvalidRecordError as exc:
+        raise SpecError([exc.reason], str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"],
+                        str(path)) from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             from ruamel.yaml import YAML
