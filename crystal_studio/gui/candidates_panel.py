@@ -1,4 +1,7 @@
-"""Candidates panel: the evaluated candidates of an optimization run, to inspect, relax, compare and export.
+"""Candidates panel: the evaluated candidates of a run, to inspect, relax, compare and export.
+
+Every run that stored candidates is listed (optimization, structure prediction, crystals sampled from a
+crystal VAE), labelled by method or kind, and every optimization run, running ones too.
 
 The table has one column per evaluation field (each success criterion coloured pass/fail, each
 predicted property with its ensemble spread, validity, uniqueness, novelty, space group, tolerance
@@ -285,6 +288,17 @@ class CandidateFilter(QSortFilterProxyModel):
         return a < b
 
 
+def run_label(run: model_store.RunRecord, n_candidates: int) -> str:
+    """'#id method · spec · status · n candidates'; a run without a method (crystal sampling) by its kind
+    and generative model."""
+    p = run.parameters
+    if "method" in p:
+        what = f"{p['method']} · {(p.get('spec') or {}).get('name', '')}"
+    else:
+        what = f"{run.kind} · model {p.get('model_id', '?')}"
+    return f"#{run.id} {what} · {run.status} · {n_candidates} candidate{'' if n_candidates == 1 else 's'}"
+
+
 def relax_work(project: Project, run_id: int, ids: list[int], device: str, fmax: float = 0.05,
                max_steps: int = 300):
     """Relax the candidates ``ids`` (forces below ``fmax`` eV/Å, at most ``max_steps`` steps each)."""
@@ -461,15 +475,16 @@ class CandidatesPanel(QWidget):
         self._sync_enabled()
 
     def refresh_runs(self) -> None:
+        """List the optimization runs (running ones too) and every other run that stored candidates."""
         self.runs_combo.blockSignals(True)
         self.runs_combo.clear()
         if self.project is not None:
-            for run in model_store.list_runs(self.project, "optimization"):
-                p = run.parameters
-                spec = (p.get("spec") or {}).get("name", "")
-                self.runs_combo.addItem(f"#{run.id} {p.get('method', '?')} · {spec} · {run.status}", run.id)
-                self.runs_combo.setItemData(self.runs_combo.count() - 1, run.message or run.started,
-                                            Qt.ItemDataRole.ToolTipRole)
+            counts = candidate_store.candidate_counts(self.project)
+            for run in model_store.list_runs(self.project):
+                if run.kind == "optimization" or run.id in counts:
+                    self.runs_combo.addItem(run_label(run, counts.get(run.id, 0)), run.id)
+                    self.runs_combo.setItemData(self.runs_combo.count() - 1, run.message or run.started,
+                                                Qt.ItemDataRole.ToolTipRole)
         index = self.runs_combo.findData(self.run_id)
         if index >= 0:
             self.runs_combo.setCurrentIndex(index)

@@ -66,6 +66,12 @@ def add_candidates(project: Project, run_id: int, items: list[tuple[Structure, d
     return ids
 
 
+def candidate_counts(project: Project) -> dict[int, int]:
+    """Run id → number of stored candidates, for every run that has any."""
+    return {int(run_id): int(n) for run_id, n in
+            project.db.execute("SELECT run_id, COUNT(*) FROM candidates GROUP BY run_id").fetchall()}
+
+
 def _record(row: dict) -> CandidateRecord:
     return CandidateRecord(row["id"], row["run_id"], row["formula"], bool(row["success"]),
                            json.loads(row["checks"] or "{}"), row["structure"], row["relaxed_structure"],
