@@ -109,6 +109,11 @@ def summary_html(run_id: int, method: str, n: int, summary: dict) -> str:
             f"<table cellspacing='0'>{header}{cells}</table>")
 
 
+# curves of the total-loss plot: (colour, line style); the dataset's best (latent methods) is the bar to beat
+LOSS_CURVES = {"loss/best": ("#1f4e8c", Qt.PenStyle.SolidLine), "loss/mean": ("#888888", Qt.PenStyle.DashLine),
+               "loss/dataset_best": ("#d62728", Qt.PenStyle.DotLine)}
+
+
 class CurvePlots(LiveCurves):
     """Three live plots vs step: total loss (best, mean), loss terms with the BO metrics (``bo/``), criteria
     satisfaction rates."""
@@ -122,7 +127,7 @@ class CurvePlots(LiveCurves):
         return [self.loss_plot, self.terms_plot, self.rates_plot]
 
     def plot_for(self, name: str) -> pg.PlotWidget | None:
-        if name in ("loss/best", "loss/mean"):
+        if name in LOSS_CURVES:
             return self.loss_plot
         if name.startswith(("loss/", "bo/")):
             return self.terms_plot
@@ -133,8 +138,8 @@ class CurvePlots(LiveCurves):
     def _new_curve(self, plot: pg.PlotWidget, name: str) -> pg.PlotDataItem:
         label = name.split("/", 1)[1]
         if plot is self.loss_plot:
-            pen = pg.mkPen("#1f4e8c", width=2) if label == "best" else pg.mkPen("#888888", width=2,
-                                                                                style=Qt.PenStyle.DashLine)
+            colour, style = LOSS_CURVES[name]
+            pen = pg.mkPen(colour, width=2, style=style)
         else:
             index = sum(1 for n in self.curves if self.plot_for(n) is plot)
             pen = pg.mkPen(PALETTE[index % len(PALETTE)], width=2)
