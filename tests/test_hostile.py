@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pymatgen.core import Structure
 
 from crystal_studio.core.io import ImportOptions, read_structures
 from crystal_studio.design.spec import SpecError, load_spec
@@ -69,3 +70,94 @@ def test_cli_import_of_a_fifo_exits_2_at_once(tmp_path):
     partial = cli("import", project, fifo, GOOD / "SrTiO3.cif", "--dataset", "d", "--json", timeout=60)
     assert partial.returncode == 3
     assert json.loads(partial.stdout)["imported"] == 1
+
+
+# ------------------------------------------------------------------ item 12: absurd lattices
+
+P1_CIF = """data_{name}
+_symmetry_space_group_name_H-M 'P 1'
+_cell_length_a {a}
+_cell_length_b {a}
+_cell_length_c {a}
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+{sites}
+"""
+
+
+def p1_cif(a: float = 4.0, sites: str = "Sr1 Sr 0 0 0\nO1 O 0.5 0.5 0.5", name: str = "x") -> str:
+    return P1_CIF.format(name=name, a=a, sites=sites)
+
+
+@pytest.mark.parametrize("edge", ["1e30", "1e200"])
+def test_absurd_lattices_are_rejected_in_every_format(tmp_path, edge):
+    (tmp_path / "huge.cif").write_text(p1_cif(edge))
+    symmetric = (GOOD / "SrTiO3.cif").read_text().replace("3.905", edge)
+    (tmp_path / "huge_sym.cif").write_text(symmetric)
+    (tmp_path / "huge.vasp").write_text(f"huge\n{edge}\n1 0 0\n0 1 0\n0 0 1\nSr O\n1 1\ndirect\n0 0 0\n.5 .5 .5\n")
+    lattice = [[float(edge), 0, 0], [0, 4, 0], [0, 0, 4]]
+    (tmp_path / "huge.json").write_text(json.dumps(
+        Structure(lattice, ["Sr", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).as_dict()))
+    (tmp_path / "huge.extxyz").write_text(
+        f'2\nLattice="{edge} 0 0 0 4 0 0 0 4" Properties=species:S:1:pos:R:3 pbc="T T T"\nSr 0 0 0\nO 2 2 2\n')
+    records, issues = read_structures([tmp_path])
+    assert not records
+    assert len(issues) == 5
+    for issue in issues:
+        assert "over the 10000 Å limit of a crystal cell" in issue.reason, issue
+
+
+def test_a_large_but_sane_cell_still_imports(tmp_path):
+    (tmp_path / "slab.cif").write_text(p1_cif(900))
+    records, issues = read_structures([tmp_path / "slab.cif"])
+    assert not issues and records[0].info.volume == pytest.approx(900**3)
+
+
+# ------------------------------------------------------------------ item 9: unknown element symbols
+
+
+@pytest.mark.parametrize("symbol", ["Uue", "Uuo"])
+@pytest.mark.parametrize("column", ["type_symbol", "label"])
+def test_unknown_cif_symbols_are_rejected_not_read_as_uranium(tmp_path, symbol, column):
+    cif = p1_cif(sites=f"{symbol}1 {symbol} 0 0 0\nO1 O 0.5 0.5 0.5")
+    if column == "label":
+        cif = cif.replace("_atom_site_type_symbol\n", "").replace(f" {symbol} 0 0 0", " 0 0 0").replace(" O 0.5", " 0.5")
+    (tmp_path / "x.cif").write_text(cif)
+    records, issues = read_structures([tmp_path / "x.cif"])
+    assert not records
+    expected = f"'{symbol}' in _atom_site_type_symbol" if column == "type_symbol" else f"'{symbol}1' in _atom_site_label"
+    assert issues[0].reason == f"unknown element {expected}"
+
+
+def test_hydrogen_isotopes_are_rejected_with_the_reason_in_every_format(tmp_path):
+    (tmp_path / "d.cif").write_text(p1_cif(sites="D1 D 0 0 0\nO1 O 0.5 0.5 0.5"))
+    (tmp_path / "t.cif").write_text(p1_cif(sites="T1 0 0 0\nO1 0.5 0.5 0.5").replace("_atom_site_type_symbol\n", ""))
+    (tmp_path / "d.vasp").write_text("D2O\n1\n4 0 0\n0 4 0\n0 0 4\nD O\n1 1\ndirect\n0 0 0\n.5 .5 .5\n")
+    doc = Structure([[4, 0, 0], [0, 4, 0], [0, 0, 4]], ["H", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).as_dict()
+    doc["sites"][0]["species"][0]["element"] = "T"
+    (tmp_path / "t.json").write_text(json.dumps(doc))
+    records, issues = read_structures([tmp_path])
+    assert not records
+    reasons = {Path(i.source).name: i.reason for i in issues}
+    assert reasons == {
+        "d.cif": "hydrogen isotope 'D' (deuterium) is not supported; write it as H to import the structure with hydrogen",
+        "d.vasp": "hydrogen isotope 'D' (deuterium) is not supported; write it as H to import the structure with hydrogen",
+        "t.cif": "hydrogen isotope 'T' (tritium) is not supported; write it as H to import the structure with hydrogen",
+        "t.json": "hydrogen isotope 'T' (tritium) is not supported; write it as H to import the structure with hydrogen",
+    }
+
+
+def test_element_symbols_that_are_not_guesses_still_import(tmp_path):
+    # charges, numbered labels, upper-case labels and water oxygen labels are ordinary CIF practice
+    (tmp_path / "a.cif").write_text(p1_cif(sites="Sr1 Sr2+ 0 0 0\nO1 O2- 0.5 0.5 0.5"))
+    (tmp_path / "b.cif").write_text(p1_cif(sites="SR1 0 0 0\nOW1 0.5 0.5 0.5").replace("_atom_site_type_symbol\n", ""))
+    records, issues = read_structures([tmp_path])
+    assert not issues
+    assert [r.info.reduced_formula for r in records] == ["SrO", "SrO"]

@@ -9,7 +9,8 @@ Reading happens in two stages so the expensive one can run in worker processes:
    described) or issues. It is a pure function of its picklable input.
 
 Every problem a user can cause becomes an :class:`ImportIssue` naming the file and the
-row/frame/block; nothing here lets a traceback escape for bad input.
+row/frame/block; nothing here lets a traceback escape for bad input. Element symbols are never
+guessed: unknown ones ('Uue', 'Uuo') and the hydrogen isotopes D and T reject their record.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import warnings
 import zipfile
@@ -379,9 +381,18 @@ def _finish(source: str, name: str | None, structure: Structure, properties: dic
     return ParsedRecord(source, name, cs.to_json(structure), info, properties, dict(meta))
 
 
+HYDROGEN_ISOTOPES = {"D": "deuterium", "T": "tritium"}
+"""Isotope symbols pymatgen would silently read as H: records holding them are rejected, so that a
+structure never changes behind the user's back (models know elements, not isotopes)."""
+
+
 def _check_elements(structure: Structure) -> None:
     for el in structure.composition.elements:
         symbol = getattr(el, "symbol", str(el))
+        isotope = getattr(getattr(el, "element", el), "name", None)  # Element.D/T: name 'D'/'T', symbol 'H'
+        if isotope in HYDROGEN_ISOTOPES:
+            raise ValueError(f"hydrogen isotope '{isotope}' ({HYDROGEN_ISOTOPES[isotope]}) is not supported; "
+                             "write it as H to import the structure with hydrogen")
         if not Element.is_valid_symbol(symbol) or symbol in ("X", "Xx"):
             raise ValueError(f"unknown element '{symbol}'")
         if getattr(el, "Z", 0) == 0:
@@ -437,7 +448,15 @@ def _parse_cif(raw: RawRecord):
 
 
 def _precheck_cif_block(block) -> None:
-    """Reasons pymatgen would only report vaguely: no atom sites, non-finite coordinates."""
+    """Reasons pymatgen would only report vaguely or not at all: no atom sites, unknown element
+    symbols (pymatgen reads 'Uue' as U), non-finite coordinates."""
+    column = "_atom_site_type_symbol"
+    symbols = list(block.find_values(column))
+    if not symbols:
+        column = "_atom_site_label"
+        symbols = list(block.find_values(column))
+    for symbol in symbols:
+        _check_cif_symbol(symbol.strip("'\""), column)
     columns = ("_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z")
     values = [list(block.find_values(c)) for c in columns]
     if not all(values):
@@ -452,6 +471,22 @@ def _precheck_cif_block(block) -> None:
                 continue  # '?' and '.' are pymatgen's business
             if not math.isfinite(number):
                 raise ValueError("atomic coordinates contain NaN or infinite values")
+
+
+_CIF_SPECIAL_SYMBOLS = ("Hw", "Ow", "Wat", "wat", "OH", "NO3")  # water, hydroxide, nitrate: pymatgen maps them
+
+
+def _check_cif_symbol(symbol: str, column: str) -> None:
+    """Accept a CIF type symbol or label only when an element symbol starts it and is not the head of a
+    longer lowercase word ('Sr1', 'Fe2+', 'OW1', 'CA' pass; 'Uue', 'Uuo', 'Oxy' do not)."""
+    if symbol in ("?", ".") or symbol.startswith(_CIF_SPECIAL_SYMBOLS):
+        return
+    letters = re.match("[A-Za-z]*", symbol).group()
+    for n in (2, 1):
+        if (len(letters) >= n and Element.is_valid_symbol(letters[:n].title())
+                and not letters[n:n + 1].islower()):
+            return
+    raise ValueError(f"unknown element '{symbol}' in {column}")
 
 
 def _pymatgen_cif(text: str) -> Structure:
@@ -558,6 +593,8 @@ def _parse_extxyz(raw: RawRecord):
 
     try:
         frames = read(io.StringIO(raw.text), index=":", format="extxyz")
+    except KeyError as exc:  # ASE looks species up in its element table
+        raise CrystalStudioError(f"unparsable extended XYZ (unknown element symbol {exc})") from None
     except Exception as exc:
         raise CrystalStudioError(f"unparsable extended XYZ ({_short(exc)})") from None
     items = []

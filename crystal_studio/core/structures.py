@@ -21,6 +21,7 @@ from pymatgen.core.periodic_table import get_el_sp  # noqa: E402
 SYMPREC = 0.01  # Å
 ANGLE_TOLERANCE = 5.0  # degrees
 MIN_DISTANCE = 0.5  # Å; closer atoms make a structure physically invalid
+MAX_CELL_EDGE = 1e4  # Å; longer lattice vectors are not a crystal cell (and overflow volumes, densities)
 _AVOGADRO_FACTOR = 1.66053906660  # (g/mol)/Å³ -> g/cm³
 
 _MASS = {el.Z: float(el.atomic_mass) for el in Element}
@@ -111,7 +112,8 @@ def describe(structure: Structure, close_atoms_tolerance: float = MIN_DISTANCE) 
 def check_structure(structure: Structure, ordered_approximation: bool = False) -> Structure:
     """Return a structure fit for storing, or raise ValueError with the reason.
 
-    Rejects NaN/inf lattice or coordinates, zero or negative cell volume and partial occupancies
+    Rejects NaN/inf lattice or coordinates, lattice vectors longer than :data:`MAX_CELL_EDGE`, zero or
+    negative cell volume and partial occupancies
     (unless ``ordered_approximation``: then each site keeps its majority species and sites less than
     half occupied are dropped).
     """
@@ -120,6 +122,9 @@ def check_structure(structure: Structure, ordered_approximation: bool = False) -
         raise ValueError("lattice contains NaN or infinite values")
     if not np.all(np.isfinite(structure.frac_coords)):
         raise ValueError("atomic coordinates contain NaN or infinite values")
+    longest = float(np.hypot.reduce(matrix, axis=1).max())  # hypot: no overflow for 1e200 Å
+    if longest > MAX_CELL_EDGE:
+        raise ValueError(f"lattice vector of {longest:.3g} Å, over the {MAX_CELL_EDGE:g} Å limit of a crystal cell")
     det = float(np.linalg.det(matrix))
     if det <= 1e-6:
         raise ValueError(f"cell volume is {det:.4g} Å³ (must be positive)")
