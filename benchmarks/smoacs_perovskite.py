@@ -118,7 +118,7 @@ def relaxation_survival(project, run_id: int, limit: int) -> dict:
 
 
 def run_cell(project, label, spec, method, ids, candidates, steps, seed, relax: int, settings: dict,
-             generator: int | None = None, latent_batch: int = 10) -> None:
+             generator: int | None = None, latent_batch: int = 10, latent_settings: dict | None = None) -> None:
     from crystal_studio.design.job import run_optimization
     from crystal_studio.store.candidates import list_candidates
 
@@ -126,7 +126,10 @@ def run_cell(project, label, spec, method, ids, candidates, steps, seed, relax: 
     optimizer, judge = ids[f"{family}-optimizer"], ids[f"{family}-judge"]
     dataset = f"{'mp' if family == 'mp' else 'builtin'}-A"
     t0 = time.perf_counter()
-    settings = settings if method == "smoacs" else {"batch": latent_batch} if method in LATENT else {}
+    if method in LATENT:
+        settings = {"batch": latent_batch, **(latent_settings if method != "latent-random" else {})}
+    elif method != "smoacs":
+        settings = {}
     result = run_optimization(project, spec, method, [optimizer], candidates, steps, seed, "cpu", dataset,
                               judge_model=judge, settings=settings,
                               generator_model=generator if method in LATENT else None)
@@ -167,6 +170,7 @@ def main() -> None:
                                                       "latent-random)")
     parser.add_argument("--latent-steps", type=int, default=100, help="BO iterations of the latent methods")
     parser.add_argument("--latent-batch", type=int, default=10, help="queries per BO iteration")
+    parser.add_argument("--latent-set", action="append", default=[], help="LSBO setting NAME=VALUE (repeatable)")
     args = parser.parse_args()
     settings = dict(pair.split("=", 1) for pair in args.set)
     warnings.simplefilter("ignore")
@@ -193,7 +197,8 @@ def main() -> None:
         for method in (m for m in allowed if m in methods):
             for seed in ([0] if method == "screen" else [int(s) for s in args.seeds.split(",")]):
                 run_cell(project, label, spec, method, ids, candidates, args.latent_steps if method in LATENT else steps,
-                         seed, args.relax, settings, args.generator, args.latent_batch)
+                         seed, args.relax, settings, args.generator, args.latent_batch,
+                         dict(pair.split("=", 1) for pair in args.latent_set))
 
 
 if __name__ == "__main__":
