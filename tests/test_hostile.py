@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,10 @@ from pathlib import Path
 import pytest
 from pymatgen.core import Structure
 
+from crystal_studio.core.errors import ProjectError
 from crystal_studio.core.io import ImportOptions, read_structures
 from crystal_studio.design.spec import SpecError, load_spec
+from crystal_studio.store.project import Project
 from tests.conftest import GOOD
 
 posix_only = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs need a POSIX system")
@@ -161,3 +164,40 @@ def test_element_symbols_that_are_not_guesses_still_import(tmp_path):
     records, issues = read_structures([tmp_path])
     assert not issues
     assert [r.info.reduced_formula for r in records] == ["SrO", "SrO"]
+
+
+# ------------------------------------------------------------------ item 5: read-only verbs on non-projects
+
+
+def test_read_only_verbs_leave_files_that_are_not_projects_untouched(tmp_path):
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('mine')")
+    conn.close()
+    before = {p: p.read_bytes() for p in (empty, other)}
+    for path, what in ((empty, "an empty file"), (other, "an SQLite database without the project tables")):
+        for verb in ("info", "datasets"):
+            result = cli(verb, path)
+            assert result.returncode == 2
+            assert f"{path}: not a Crystal Studio project ({what}); nothing was changed" in result.stderr
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite", "other.db"]  # no -wal, -shm
+    with sqlite3.connect(other) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
+
+
+def test_project_open_refuses_a_database_with_a_version_but_no_tables(tmp_path):
+    path = tmp_path / "versioned.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 3")
+        conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    with pytest.raises(ProjectError, match="not a Crystal Studio project"):
+        Project.open(path)
+    with sqlite3.connect(path) as conn:
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["t"]
+    conn.close()

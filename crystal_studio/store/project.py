@@ -70,6 +70,30 @@ class DatasetSummary:
                 "created": self.created, "metadata": self.metadata, "properties": self.properties}
 
 
+PROJECT_TABLES = {"datasets", "structures", "properties"}
+"""Tables every project has since schema 1; a database without them is not a project."""
+
+
+def _project_version(path: Path) -> int:
+    """Schema version of the project file ``path``, read on a read-only connection (no schema, no WAL
+    switch); :class:`ProjectError` when the file is not a Crystal Studio project."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:
+        raise ProjectError(f"{path}: cannot read the project file ({exc})") from None
+    except sqlite3.DatabaseError as exc:
+        raise ProjectError(f"{path}: not a Crystal Studio project ({exc})") from None
+    if version < 1 or not PROJECT_TABLES <= tables:
+        what = "an empty file" if path.stat().st_size == 0 else "an SQLite database without the project tables"
+        raise ProjectError(f"{path}: not a Crystal Studio project ({what}); nothing was changed")
+    return version
+
+
 class Project:
     """An open project file. Use :meth:`create` or :meth:`open`."""
 
@@ -97,12 +121,13 @@ class Project:
 
     @classmethod
     def open(cls, path: str | Path, migrate: bool = True) -> Project:
-        """Open an existing project, applying pending migrations."""
+        """Open an existing project, applying pending migrations. A file that is not a project (empty,
+        another program's SQLite database) is refused before anything is written to it."""
         path = Path(path)
         if not path.is_file():
             raise ProjectError(f"{path}: no such project file (create one with 'crystal-studio new')")
+        version = _project_version(path)
         project = cls(path)
-        version = project.schema_version
         if version > SCHEMA_VERSION:
             raise ProjectError(f"{path}: made by a newer Crystal Studio (schema {version} > {SCHEMA_VERSION})")
         if migrate and version < SCHEMA_VERSION:
