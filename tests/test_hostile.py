@@ -9,13 +9,14 @@ import os
 import sqlite3
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 from pymatgen.core import Structure
 
-from crystal_studio.core.errors import ProjectError
-from crystal_studio.core.io import ImportOptions, read_structures
+from crystal_studio.core.errors import CrystalStudioError, OutputExistsError, ProjectError
+from crystal_studio.core.io import ImportOptions, read_structures, write_structure_files
 from crystal_studio.design.spec import SpecError, load_spec
 from crystal_studio.store.project import Project
 from tests.conftest import GOOD
@@ -201,3 +202,55 @@ def test_project_open_refuses_a_database_with_a_version_but_no_tables(tmp_path):
     with sqlite3.connect(path) as conn:
         assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["t"]
     conn.close()
+
+
+# ------------------------------------------------------------------ item 4: export temp files and overwriting
+
+
+@pytest.fixture
+def srtio3():
+    return read_structures([GOOD / "SrTiO3.cif"])[0][0].structure
+
+
+@posix_only
+def test_export_never_follows_a_planted_symlink(tmp_path, srtio3):
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    out.mkdir()
+    victim.write_text("precious")
+    (out / "s.cif.part").symlink_to(victim)  # the old fixed temporary name
+    (out / "t.cif").symlink_to(victim)  # an existing output that is a link
+    with pytest.raises(OutputExistsError, match=r"t\.cif: already exists; nothing was written"):
+        write_structure_files([("s", srtio3, {}), ("t", srtio3, {})], out, "cif")
+    assert not (out / "s.cif").exists()
+    written = write_structure_files([("s", srtio3, {}), ("t", srtio3, {})], out, "cif", overwrite=True)
+    assert victim.read_text() == "precious"
+    assert all(p.is_file() and not p.is_symlink() for p in written)
+    assert sorted(p.name for p in out.iterdir()) == ["s.cif", "s.cif.part", "t.cif"]
+
+
+def test_export_refuses_two_outputs_with_one_name(tmp_path, srtio3):
+    with pytest.raises(CrystalStudioError, match="two outputs would both be named a.cif"):
+        write_structure_files([("a", srtio3, {}), ("a", srtio3, {})], tmp_path, "cif")
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_export_refuses_to_overwrite_unless_asked(tmp_path):
+    project = tmp_path / "p.sqlite"
+    assert cli("new", project).returncode == 0
+    assert cli("import", project, GOOD / "SrTiO3.cif", "--dataset", "d").returncode == 0
+    folder, archive = tmp_path / "out", tmp_path / "out.zip"
+    for out in (folder, archive):
+        assert cli("export", project, "--dataset", "d", "--out", out).returncode == 0
+    (folder / "SrTiO3_1.cif").write_text("edited by hand")
+    archive.write_bytes(b"my zip")
+    for out, existing in ((folder, folder / "SrTiO3_1.cif"), (archive, archive)):
+        refused = cli("export", project, "--dataset", "d", "--out", out)
+        assert refused.returncode == 2
+        assert f"{existing}: already exists; nothing was written (pass --overwrite to replace)" in refused.stderr
+    assert (folder / "SrTiO3_1.cif").read_text() == "edited by hand" and archive.read_bytes() == b"my zip"
+    for out in (folder, archive):
+        assert cli("export", project, "--dataset", "d", "--out", out, "--overwrite").returncode == 0
+    assert "_cell_length_a" in (folder / "SrTiO3_1.cif").read_text()
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.namelist() == ["SrTiO3_1.cif"]
+    assert sorted(p.name for p in tmp_path.iterdir() if ".part" in p.name or "tmp" in p.name) == []

@@ -21,7 +21,7 @@ from crystal_studio.cli.common import (
     parse_ids,
     report_skipped,
 )
-from crystal_studio.core.errors import CrystalStudioError
+from crystal_studio.core.errors import CrystalStudioError, OutputExistsError
 
 
 def new(
@@ -127,9 +127,11 @@ def export(
     relaxed: Annotated[bool, typer.Option(help="With --run: the CHGNet-relaxed structures where they exist.")] = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="cif, poscar or extxyz.")] = "cif",
     symmetrize: Annotated[bool, typer.Option(help="Write CIFs in their spglib space group instead of P1.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace output files that exist already.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write structures (or a run's candidates) to files named from formula and id."""
+    """Write structures (or a run's candidates) to files named from formula and id; existing files are
+    refused (nothing written, exit 2) unless --overwrite."""
     from crystal_studio.core.io import WRITE_FORMATS
     from crystal_studio.jobs.cli_runner import run_with_progress
     from crystal_studio.store.exporting import export_candidates, export_structures
@@ -143,13 +145,17 @@ def export(
     proj = open_project(project)
     if run is not None:
         def work(progress, cancel):
-            return export_candidates(proj, run, out_dir, fmt, only_success, relaxed, symmetrize, progress, cancel)
+            return export_candidates(proj, run, out_dir, fmt, only_success, relaxed, symmetrize, progress, cancel,
+                                     overwrite=overwrite)
     else:
         query = StructureQuery(dataset=dataset, ids=id_list)
 
         def work(progress, cancel):
-            return export_structures(proj, query, out_dir, fmt, symmetrize, progress, cancel)
-    written = run_with_progress("exporting", work)
+            return export_structures(proj, query, out_dir, fmt, symmetrize, progress, cancel, overwrite=overwrite)
+    try:
+        written = run_with_progress("exporting", work)
+    except OutputExistsError as exc:
+        raise OutputExistsError(f"{exc} (pass --overwrite to replace)") from None
     if not written:
         raise CrystalStudioError("nothing matched: no structures exported")
     err.print(f"wrote {len(written)} {fmt} file(s) to {out_dir}")

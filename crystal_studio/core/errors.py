@@ -18,6 +18,10 @@ class ProjectError(CrystalStudioError):
     """A project file is missing, unreadable, or from a newer version of Crystal Studio."""
 
 
+class OutputExistsError(CrystalStudioError):
+    """Output files exist already and overwriting was not asked for; nothing was written."""
+
+
 class NotFoundError(CrystalStudioError):
     """A dataset, structure, model or run named by the user does not exist."""
 

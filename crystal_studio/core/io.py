@@ -22,9 +22,11 @@ import json
 import math
 import os
 import re
+import secrets
 import stat
 import warnings
 import zipfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -34,7 +36,8 @@ import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
 from crystal_studio.core import structures as cs
-from crystal_studio.core.errors import CrystalStudioError, InvalidRecordError
+from crystal_studio.core.errors import CrystalStudioError, InvalidRecordError, OutputExistsError
+from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.core.properties import ID_COLUMNS, STRUCTURE_COLUMNS, UNITS, canonical_name, normalize_column
 
 DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024  # per file, after decompression
@@ -713,29 +716,68 @@ def safe_filename(text: str) -> str:
 
 
 def write_structure_files(items: Iterable[tuple[str, Structure, dict[str, float]]], out_dir: str | os.PathLike,
-                          fmt: str, symmetrize: bool = False) -> list[Path]:
+                          fmt: str, symmetrize: bool = False, overwrite: bool = False,
+                          progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> list[Path]:
     """Write one file per (name, structure, properties) into ``out_dir``; returns the paths.
 
-    Files are written to a temporary name and renamed, so a failure never leaves a half-written file.
+    Existing files are refused before anything is written unless ``overwrite``. Each file goes
+    through :func:`atomic_output`, so a failure never leaves a half-written file.
     """
     if fmt not in WRITE_FORMATS:
         raise CrystalStudioError(f"unknown export format '{fmt}' (choose cif, poscar or extxyz)")
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CrystalStudioError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
-    written = []
-    for name, structure, props in items:
-        target = out / (safe_filename(name) + WRITE_FORMATS[fmt])
+    items = list(items)
+    out = ensure_folder(Path(out_dir))
+    targets = [out / (safe_filename(name) + WRITE_FORMATS[fmt]) for name, _, _ in items]
+    check_new_outputs(targets, overwrite)
+    for i, ((name, structure, props), target) in enumerate(zip(items, targets, strict=True), 1):
+        if cancel is not None:
+            cancel.check()
         text = structure_text(structure, fmt, symmetrize, props, comment=name)
-        tmp = target.with_suffix(target.suffix + ".part")
-        try:
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, target)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        with atomic_output(target) as fh:
+            fh.write(text.encode("utf-8"))
+        progress(ProgressEvent(i, len(items), "writing"))
+    return targets
+
+
+def ensure_folder(folder: Path) -> Path:
+    """``folder``, created with its parents when missing; failing is a :class:`CrystalStudioError`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CrystalStudioError(f"cannot create output folder {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
+def check_new_outputs(targets: list[Path], overwrite: bool) -> None:
+    """Refuse two outputs with one name and, unless ``overwrite``, outputs that exist already (a
+    symlink counts, even a dangling one) with :class:`OutputExistsError`."""
+    twice = sorted(name for name, count in Counter(t.name for t in targets).items() if count > 1)
+    if twice:
+        raise CrystalStudioError(f"two outputs would both be named {', '.join(twice[:5])}; nothing was written")
+    existing = [t for t in targets if os.path.lexists(t)] if not overwrite else []
+    if existing:
+        shown = ", ".join(str(t) for t in existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
+        raise OutputExistsError(f"{shown}: already exist{'s' if len(existing) == 1 else ''}; nothing was written")
+
+
+@contextlib.contextmanager
+def atomic_output(target: Path) -> Iterator[io.BufferedWriter]:
+    """A new file to write ``target``'s content into, renamed onto ``target`` when the block succeeds
+    and removed when it fails. It is created exclusively under a random name beside ``target``, so a
+    symlink planted there is never followed; the rename replaces a link at ``target``, never its
+    destination. OS errors become :class:`CrystalStudioError` naming ``target``."""
+    tmp = target.with_name(f"{target.name}.{secrets.token_hex(8)}.part")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        raise CrystalStudioError(f"cannot write {target}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
             raise CrystalStudioError(f"cannot write {target}: {exc.strerror or exc}") from None
-        written.append(target)
-    return written
+        raise
