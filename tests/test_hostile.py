@@ -17,6 +17,7 @@ from pymatgen.core import Structure
 
 from crystal_studio.core.errors import CrystalStudioError, OutputExistsError, ProjectError
 from crystal_studio.core.io import ImportOptions, read_structures, write_structure_files
+from crystal_studio.core.properties import UNITS
 from crystal_studio.design.spec import SpecError, load_spec
 from crystal_studio.store.project import Project
 from tests.conftest import GOOD
@@ -254,3 +255,63 @@ def test_cli_export_refuses_to_overwrite_unless_asked(tmp_path):
     with zipfile.ZipFile(archive) as zf:
         assert zf.namelist() == ["SrTiO3_1.cif"]
     assert sorted(p.name for p in tmp_path.iterdir() if ".part" in p.name or "tmp" in p.name) == []
+
+
+# ------------------------------------------------------------------ item 11: spec validation gaps
+
+SPEC_TEXT = ('{"version": 1, "name": "s", "objectives": [{"property": "band_gap", "kind": "target", '
+             '"value": VALUE, "tolerance": 0.2, "weight": WEIGHT}], "constraints": CONSTRAINTS}')
+
+
+def spec_file(tmp_path, value="2.5", weight="1", constraints='{"charge_neutral": true}', name="s.json") -> Path:
+    path = tmp_path / name
+    path.write_text(SPEC_TEXT.replace("VALUE", value).replace("WEIGHT", weight).replace("CONSTRAINTS", constraints))
+    return path
+
+
+@pytest.mark.parametrize("value, weight, constraints, problem", [
+    ("1" + "0" * 400, "1", "{}", "objectives[0].value: 100000000000000000...0000000000000000000 is out of range"),
+    ("Infinity", "1", "{}", "objectives[0].value: must be a finite number (got inf)"),
+    ("NaN", "1", "{}", "objectives[0].value: must be a finite number (got nan)"),
+    ("2.5", "1e308", "{}", "objectives[0].weight: 1e+308 is out of range [0, 1000]"),
+    ("2.5", "true", "{}", "objectives[0].weight: expected a number, got True"),
+    ('["band_gap"]', "1", "{}", "objectives[0].value: expected a number, got ['band_gap']"),
+    ("2.5", "1", '{"charge_neutral": "no"}', "constraints.charge_neutral: expected true or false, got 'no'"),
+    ("2.5", "1", '{"template": ["perovskite"]}', "constraints.template: expected an object or a template name"),
+    ("2.5", "1", '{"template": {"kind": ["free"]}}', "constraints.template.kind: ['free'] is not one of"),
+    ("2.5", "1", '{"site_elements": ["A"]}', "constraints.site_elements: expected an object, got ['A']"),
+    ("2.5", "1", '{"natoms": [1.5, 4]}', "constraints.natoms[0]: expected an integer, got 1.5"),
+    ("2.5", "1", '{"tolerance_factor": [0.8, -Infinity]}', "constraints.tolerance_factor[1]: must be a finite number"),
+    ("2.5", "1", "[]", "constraints: expected an object, got []"),
+])
+def test_bad_spec_values_name_the_field(tmp_path, value, weight, constraints, problem):
+    path = spec_file(tmp_path, value, weight, constraints)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert problem in str(caught.value)
+
+
+def test_lists_where_strings_or_objects_belong_are_problems_not_type_errors(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"name": ["x"], "description": {"a": 1}, "objectives": [
+        {"property": ["band_gap"], "kind": "maximize"}, {"property": "band_gap", "kind": ["maximize"]}, "gap"]}))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert caught.value.problems == [
+        "name: expected a string, got ['x']",
+        "description: expected a string, got {'a': 1}",
+        "objectives[0].property: unknown property ['band_gap'] (known: " + ", ".join(sorted(UNITS)) + ")",
+        "objectives[1].kind: ['maximize'] is not one of target, below, above, minimize, maximize",
+        "objectives[2]: expected an object, got 'gap'",
+    ]
+
+
+def test_yaml_no_is_not_true(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nobjectives:\n  - {property: band_gap, kind: maximize}\nconstraints:\n"
+                    "  charge_neutral: no\n  min_distance: .inf\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert caught.value.problems == ["constraints.charge_neutral: expected true or false, got 'no'",
+                                     "constraints.min_distance: must be a finite number (got inf)"]

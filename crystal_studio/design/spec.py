@@ -7,6 +7,8 @@ Units follow the canonical property names (core/properties.py): eV, eV/atom, GPa
 from __future__ import annotations
 
 import json
+import math
+import reprlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -175,43 +177,89 @@ def load_spec(path: str | Path, known_properties: set[str] | None = None) -> Des
 
 
 def spec_from_dict(doc: object, known_properties: set[str] | None = None, source: str = "spec") -> DesignSpec:
-    """Validate a spec document; raises :class:`SpecError` listing every problem found."""
+    """Validate a spec document; raises :class:`SpecError` listing every problem found.
+
+    Types are strict: numbers are finite and within :data:`MAX_MAGNITUDE` (booleans are not numbers),
+    flags are true/false, names are strings, lists and objects are what each field expects.
+    """
     problems: list[str] = []
     if not isinstance(doc, dict):
         raise SpecError(["the document must be an object with 'name', 'objectives' and 'constraints'"], source)
     known = set(UNITS) | set(known_properties or ())
     version = doc.get("version", SPEC_VERSION)
-    if version != SPEC_VERSION:
-        problems.append(f"version: {version!r} is not supported (this Crystal Studio reads version {SPEC_VERSION})")
-    name = doc.get("name") or "untitled"
-    objectives = [_objective(o, f"objectives[{i}]", known, problems) for i, o in enumerate(doc.get("objectives") or [])]
+    if isinstance(version, bool) or version != SPEC_VERSION:
+        problems.append(f"version: {_show(version)} is not supported (this Crystal Studio reads version {SPEC_VERSION})")
+    name = _string(doc.get("name"), "name", problems) or "untitled"
+    description = _string(doc.get("description"), "description", problems)
+    raw_objectives = _typed(doc.get("objectives"), list, "objectives", "a list of objects", problems) or []
+    objectives = [_objective(o, f"objectives[{i}]", known, problems) for i, o in enumerate(raw_objectives)]
     if not objectives:
         problems.append("objectives: at least one objective is required")
-    constraints = _constraints(doc.get("constraints") or {}, problems)
+    constraints = _constraints(_typed(doc.get("constraints"), dict, "constraints", "an object", problems) or {},
+                               problems)
     if problems:
         raise SpecError(problems, source)
-    return DesignSpec(name=str(name), objectives=[o for o in objectives if o], constraints=constraints,
-                      description=str(doc.get("description", "")))
+    return DesignSpec(name=name, objectives=[o for o in objectives if o], constraints=constraints,
+                      description=description)
 
 
-def _number(value, path: str, problems: list[str]) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        problems.append(f"{path}: expected a number, got {value!r}")
+MAX_MAGNITUDE = 1e6
+"""Largest magnitude of a number in a spec: no property value, tolerance or window comes near it, and
+sums and products of such numbers stay finite in float32."""
+MAX_WEIGHT = 1e3
+
+
+def _show(value) -> str:
+    """A short repr of a value for a message (a huge list or number is abbreviated)."""
+    return reprlib.repr(value)
+
+
+def _typed(value, kind: type, path: str, expected: str, problems: list[str]):
+    """``value`` when it is a ``kind`` (None when absent or wrong, the latter a problem)."""
+    if value is None or isinstance(value, kind):
+        return value
+    problems.append(f"{path}: expected {expected}, got {_show(value)}")
+    return None
+
+
+def _string(value, path: str, problems: list[str]) -> str:
+    return _typed(value, str, path, "a string", problems) or ""
+
+
+def _flag(value, path: str, problems: list[str], default: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    problems.append(f"{path}: expected true or false, got {_show(value)}")
+    return default
+
+
+def _number(value, path: str, problems: list[str], lo: float = -MAX_MAGNITUDE, hi: float = MAX_MAGNITUDE,
+            integer: bool = False) -> float | None:
+    """``value`` as a finite float in [lo, hi] (an int with ``integer``); otherwise None and a problem."""
+    kinds = int if integer else int | float
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        problems.append(f"{path}: expected {'an integer' if integer else 'a number'}, got {_show(value)}")
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append(f"{path}: must be a finite number (got {value})")
+        return None
+    if not lo <= value <= hi:  # compared before float(): a 400-digit integer would overflow it
+        problems.append(f"{path}: {_show(value)} is out of range [{lo:g}, {hi:g}]")
         return None
     return float(value)
 
 
 def _objective(o, path: str, known: set[str], problems: list[str]) -> Objective | None:
     if not isinstance(o, dict):
-        problems.append(f"{path}: expected an object")
+        problems.append(f"{path}: expected an object, got {_show(o)}")
         return None
     prop, kind = o.get("property"), o.get("kind")
     ok = True
-    if prop not in known:
-        problems.append(f"{path}.property: unknown property {prop!r} (known: {', '.join(sorted(known))})")
+    if not isinstance(prop, str) or prop not in known:
+        problems.append(f"{path}.property: unknown property {_show(prop)} (known: {', '.join(sorted(known))})")
         ok = False
-    if kind not in OBJECTIVE_KINDS:
-        problems.append(f"{path}.kind: {kind!r} is not one of {', '.join(OBJECTIVE_KINDS)}")
+    if not isinstance(kind, str) or kind not in OBJECTIVE_KINDS:
+        problems.append(f"{path}.kind: {_show(kind)} is not one of {', '.join(OBJECTIVE_KINDS)}")
         return None
     value = None
     if kind in ("target", "below", "above"):
@@ -228,7 +276,7 @@ def _objective(o, path: str, known: set[str], problems: list[str]) -> Objective 
     if kind == "target" and tolerance == 0:
         problems.append(f"{path}.tolerance: a target needs a tolerance > 0 (e.g. 0.2)")
         ok = False
-    weight = _number(o.get("weight", 1.0), f"{path}.weight", problems)
+    weight = _number(o.get("weight", 1.0), f"{path}.weight", problems, lo=0, hi=MAX_WEIGHT)
     if weight is not None and weight <= 0:
         problems.append(f"{path}.weight: must be > 0 (got {weight:g})")
         ok = False
@@ -237,11 +285,11 @@ def _objective(o, path: str, known: set[str], problems: list[str]) -> Objective 
     return Objective(prop, kind, value, tolerance, weight)
 
 
-def _window(value, path: str, problems: list[str]) -> tuple[float, float] | None:
+def _window(value, path: str, problems: list[str], integer: bool = False) -> tuple[float, float] | None:
     if not (isinstance(value, list | tuple) and len(value) == 2):
-        problems.append(f"{path}: expected [min, max]")
+        problems.append(f"{path}: expected [min, max], got {_show(value)}")
         return None
-    lo, hi = (_number(v, path, problems) for v in value)
+    lo, hi = (_number(v, f"{path}[{i}]", problems, integer=integer) for i, v in enumerate(value))
     if lo is None or hi is None:
         return None
     if lo > hi:
@@ -252,30 +300,29 @@ def _window(value, path: str, problems: list[str]) -> tuple[float, float] | None
 
 def _elements(value, path: str, problems: list[str]) -> list[str]:
     if not isinstance(value, list) or not value:
-        problems.append(f"{path}: expected a non-empty list of element symbols")
+        problems.append(f"{path}: expected a non-empty list of element symbols, got {_show(value)}")
         return []
     bad = [v for v in value if not (isinstance(v, str) and Element.is_valid_symbol(v))]
     if bad:
-        problems.append(f"{path}: unknown element(s) {', '.join(map(repr, bad))}")
+        problems.append(f"{path}: unknown element(s) {', '.join(map(_show, bad))}")
     return [v for v in value if v not in bad]
 
 
-def _constraints(c, problems: list[str]) -> Constraints:
-    if not isinstance(c, dict):
-        problems.append("constraints: expected an object")
-        return Constraints()
+def _constraints(c: dict, problems: list[str]) -> Constraints:
     out = Constraints()
     if "charge_neutral" in c:
-        out.charge_neutral = bool(c["charge_neutral"])
+        out.charge_neutral = _flag(c["charge_neutral"], "constraints.charge_neutral", problems, True)
     t = c.get("template", {})
     if isinstance(t, str):
         t = {"kind": t}
+    t = _typed(t, dict, "constraints.template", "an object or a template name", problems) or {}
     kind = t.get("kind", "perovskite")
-    if kind not in TEMPLATE_KINDS:
-        problems.append(f"constraints.template.kind: {kind!r} is not one of {', '.join(TEMPLATE_KINDS)}")
+    if not isinstance(kind, str) or kind not in TEMPLATE_KINDS:
+        problems.append(f"constraints.template.kind: {_show(kind)} is not one of {', '.join(TEMPLATE_KINDS)}")
+        kind = "perovskite"
     supercell = t.get("supercell", 1)
-    if not isinstance(supercell, int) or not 1 <= supercell <= 4:
-        problems.append(f"constraints.template.supercell: expected an integer 1–4 (got {supercell!r})")
+    if isinstance(supercell, bool) or not isinstance(supercell, int) or not 1 <= supercell <= 4:
+        problems.append(f"constraints.template.supercell: expected an integer 1–4 (got {_show(supercell)})")
         supercell = 1
     tol = _number(t.get("coordinate_tolerance", 0.15), "constraints.template.coordinate_tolerance", problems)
     if tol is not None and not 0 < tol <= 0.5:
@@ -293,7 +340,8 @@ def _constraints(c, problems: list[str]) -> Constraints:
         out.allowed_elements = _elements(c["allowed_elements"], "constraints.allowed_elements", problems)
     if c.get("forbidden_elements"):
         out.forbidden_elements = _elements(c["forbidden_elements"], "constraints.forbidden_elements", problems)
-    for site, elements in (c.get("site_elements") or {}).items():
+    sites = _typed(c.get("site_elements"), dict, "constraints.site_elements", "an object", problems) or {}
+    for site, elements in sites.items():
         if site not in PEROVSKITE_SITES:
             problems.append(f"constraints.site_elements.{site}: unknown site (use {', '.join(PEROVSKITE_SITES)})")
             continue
@@ -303,6 +351,9 @@ def _constraints(c, problems: list[str]) -> Constraints:
         if clash:
             problems.append(f"constraints: {', '.join(clash)} both allowed and forbidden")
     if c.get("natoms") is not None:
-        window = _window(c["natoms"], "constraints.natoms", problems)
+        window = _window(c["natoms"], "constraints.natoms", problems, integer=True)
+        if window is not None and window[0] < 1:
+            problems.append(f"constraints.natoms: at least 1 atom (got {window[0]:g})")
+            window = None
         out.natoms = (int(window[0]), int(window[1])) if window else None
     return out
