@@ -88,3 +88,71 @@ def test_only_small_near_cubic_ordered_cells_are_voxelized():
     assert voxel_skip_reason(rock_salt() * (2, 2, 2)) == "more than 40 atoms"
     disordered = Structure(Lattice.cubic(4.0), [{"Na": 0.5, "K": 0.5}], [[0, 0, 0]])
     assert voxel_skip_reason(disordered) == "partial occupancy"
+
+
+# ------------------------------------------------------------------------------------------ networks
+
+
+def _tiny_maps(n: int = 8):
+    structures = [srtio3(), rock_salt(), Structure(Lattice.cubic(4.1), ["Ba", "Zr", "O", "O", "O"],
+                                                   [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])]
+    maps = voxelize_structures(structures, n)
+    return maps, coordinate_channels(maps.lattice, n)
+
+
+def test_unet_and_vae_shapes():
+    from crystal_studio.ml.models.voxel_vae import (
+        ConditionalVoxelVAE,
+        VoxelUNet,
+        VoxelUNetConfig,
+        VoxelVAEConfig,
+        one_hot_deciles,
+    )
+
+    maps, coordinates = _tiny_maps(16)
+    unet = VoxelUNet(VoxelUNetConfig(grid=16, channels=4, levels=3, elements=[8, 11, 17, 22, 38]))
+    assert unet(maps.density).shape == (3, 6, 16, 16, 16)
+    assert [f.shape[2] for f in unet.features(maps.density)] == [16, 8, 4]
+    assert unet.classes(maps.species).max() == 5 and unet.species(maps.density).shape == (3, 16, 16, 16)
+    vae = ConditionalVoxelVAE(VoxelVAEConfig(grid=16, channels=4, latent=32, n_conditions=10))
+    condition = one_hot_deciles(np.array([-2.0, 0.3, np.nan]), np.linspace(-1, 1, 9))
+    assert condition.sum(dim=1).tolist() == [1.0, 1.0, 0.0] and condition[0, 0] == 1 and condition[1, 6] == 1
+    mu, logvar = vae.encode(maps.density, coordinates, condition)
+    assert mu.shape == logvar.shape == (3, 32)
+    density, coords = vae.decode(mu, condition)
+    assert density.shape == (3, 16, 16, 16) and coords.shape == (3, 3, 16, 16, 16) and bool((density >= 0).all())
+    terms = vae.losses(maps.density, coordinates, condition, unet)
+    assert set(terms) == {"density", "coordinates", "features", "kl"} and all(torch.isfinite(v) for v in terms.values())
+    with pytest.raises(ValueError, match="power of two"):
+        ConditionalVoxelVAE(VoxelVAEConfig(grid=12))
+
+
+def test_a_few_training_steps_reduce_the_losses():
+    from crystal_studio.ml.models.voxel_vae import ConditionalVoxelVAE, VoxelUNet, VoxelUNetConfig, VoxelVAEConfig
+
+    torch.manual_seed(0)
+    maps, coordinates = _tiny_maps(8)
+    unet = VoxelUNet(VoxelUNetConfig(grid=8, channels=4, levels=2, elements=[8, 11, 17, 22, 38, 40, 56]))
+    optimizer = torch.optim.Adam(unet.parameters(), lr=1e-2)
+    seg = []
+    for _ in range(15):
+        loss = unet.segmentation_loss(maps.density, maps.species)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seg.append(float(loss.detach()))
+    assert seg[-1] < 0.75 * seg[0]
+    unet.requires_grad_(False)
+    vae = ConditionalVoxelVAE(VoxelVAEConfig(grid=8, channels=4, latent=8, n_conditions=3))
+    condition = torch.eye(3)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(1)
+    totals = []
+    for _ in range(15):
+        terms = vae.losses(maps.density, coordinates, condition, unet, generator)
+        loss = sum(terms.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        totals.append(float(loss.detach()))
+    assert totals[-1] < 0.5 * totals[0]
