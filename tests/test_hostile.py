@@ -315,3 +315,22 @@ def test_yaml_no_is_not_true(tmp_path):
         load_spec(path)
     assert caught.value.problems == ["constraints.charge_neutral: expected true or false, got 'no'",
                                      "constraints.min_distance: must be a finite number (got inf)"]
+
+
+# ------------------------------------------------------------------ item 16: out-of-range numbers on the command line
+
+
+def test_non_finite_sizes_and_ids_beyond_sqlite_are_usage_errors(tmp_path):
+    project = tmp_path / "p.sqlite"
+    assert cli("new", project).returncode == 0
+    for size in ("nan", "inf", "-1", "1e300"):
+        result = cli("import", project, GOOD / "SrTiO3.cif", "-d", "d", f"--max-file-mb={size}")
+        assert result.returncode == 2
+        assert "--max-file-mb must be a number above 0 and at most 1048576 (got " in result.stderr
+    big = str(2**63)
+    ids = cli("export", project, "--ids", f"1,{big}", "--out", tmp_path / "out")
+    assert ids.returncode == 2
+    assert f"--ids: {big} is not an id (ids run from 1 to {2**63 - 1})" in ids.stderr
+    run = cli("export", project, "--run", big, "--out", tmp_path / "out")
+    assert run.returncode == 2 and "Invalid value for '--run'" in run.stderr
+    assert not (tmp_path / "out").exists()

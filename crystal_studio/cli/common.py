@@ -9,6 +9,7 @@ Conventions (see DESIGN.md): exit 0 success, 2 usage error or nothing done, 3 pa
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -44,12 +45,28 @@ def open_project(path: Path):
     return Project.open(path)
 
 
+MAX_ID = 2**63 - 1
+"""Largest id the store can hold (SQLite's INTEGER); a bigger one names nothing and overflows a query."""
+
+
 def parse_ids(text: str, option: str) -> list[int]:
-    """The integers of a comma-separated ``option`` value; anything else is a usage error."""
+    """The ids of a comma-separated ``option`` value; anything else, or an id outside 1…:data:`MAX_ID`,
+    is a usage error."""
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        ids = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise CrystalStudioError(f"{option} must be comma-separated integers (got '{text}')") from None
+    bad = next((i for i in ids if not 1 <= i <= MAX_ID), None)
+    if bad is not None:
+        raise CrystalStudioError(f"{option}: {bad} is not an id (ids run from 1 to {MAX_ID})")
+    return ids
+
+
+def finite_positive(value: float, option: str, maximum: float) -> float:
+    """``value`` when it is a finite number in (0, ``maximum``]; otherwise (nan, inf, ≤ 0) a usage error."""
+    if not (math.isfinite(value) and 0 < value <= maximum):
+        raise CrystalStudioError(f"{option} must be a number above 0 and at most {maximum:.10g} (got {value:g})")
+    return value
 
 
 def report_skipped(issues) -> None:

@@ -12,16 +12,20 @@ import typer
 from rich.table import Table
 
 from crystal_studio.cli.common import (
+    MAX_ID,
     JsonOpt,
     ProjectArg,
     emit_json,
     err,
+    finite_positive,
     open_project,
     out,
     parse_ids,
     report_skipped,
 )
 from crystal_studio.core.errors import CrystalStudioError, OutputExistsError
+
+MAX_FILE_MB = 2.0**20  # 1 TiB: --max-file-mb above this is a typo, not a file
 
 
 def new(
@@ -71,9 +75,10 @@ def import_(
     from crystal_studio.jobs.cli_runner import run_with_progress
     from crystal_studio.store.importer import import_paths
 
+    max_file_bytes = int(finite_positive(max_file_mb, "--max-file-mb", MAX_FILE_MB) * 2**20)
     proj = open_project(project)
     options = ImportOptions(ordered_approximation=ordered_approximation, reject_close_atoms=reject_close_atoms,
-                            max_file_bytes=int(max_file_mb * 2**20))
+                            max_file_bytes=max_file_bytes)
     report = run_with_progress(
         f"importing into '{dataset}'",
         lambda progress, cancel: import_paths(proj, paths, dataset, options, workers or None, progress, cancel))
@@ -122,7 +127,8 @@ def export(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (or a .zip file).")],
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset to export from.")] = None,
     ids: Annotated[str | None, typer.Option(help="Comma-separated structure ids (default: the whole dataset).")] = None,
-    run: Annotated[int | None, typer.Option(help="Export the candidates of this optimization run instead.")] = None,
+    run: Annotated[int | None, typer.Option(
+        min=1, max=MAX_ID, help="Export the candidates of this optimization run instead.")] = None,
     only_success: Annotated[bool, typer.Option(help="With --run: only candidates meeting every criterion.")] = False,
     relaxed: Annotated[bool, typer.Option(help="With --run: the CHGNet-relaxed structures where they exist.")] = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="cif, poscar or extxyz.")] = "cif",
