@@ -50,6 +50,10 @@ KINDS: dict[str, KindInfo] = {k.name: k for k in (
              ("generator:composition",), "crystal_studio.ml.kinds.composition_vae"),
     KindInfo("crystal_vae", "Crystal VAE (Crystal-LSBO: lattice, coordinate and element VAEs + combined latent; "
              "samples crystals)", ("generator:crystal",), "crystal_studio.ml.kinds.crystal_vae"),
+    KindInfo("voxel_unet", "Voxel U-Net (Court et al.: segments voxel density maps into species)", (),
+             "crystal_studio.ml.kinds.voxel_unet"),
+    KindInfo("voxel_vae", "Conditional voxel VAE (Court et al.: density maps, deep-feature-consistent loss, U-Net "
+             "segmentation; samples crystals)", ("generator:crystal",), "crystal_studio.ml.kinds.voxel_vae"),
 )}
 
 # views of the registry used by the CLI and the panels
