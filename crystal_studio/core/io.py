@@ -204,9 +204,9 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.0f} MiB"
 
 
-def _records_from_zip(path: Path, fh, options: ImportOptions) -> Iterator[RawRecord | ImportIssue]:
+def _records_from_zip(path: Path, stream, options: ImportOptions) -> Iterator[RawRecord | ImportIssue]:
     try:
-        archive = zipfile.ZipFile(fh)
+        archive = zipfile.ZipFile(stream)
     except (zipfile.BadZipFile, OSError) as exc:
         yield ImportIssue(str(path), f"not a readable zip archive ({exc})")
         return
