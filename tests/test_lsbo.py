@@ -104,3 +104,22 @@ def test_latent_methods_need_a_crystal_vae_and_say_so(design_project):
     assert wrong_kind.returncode == 2 and "needs a crystal_vae" in wrong_kind.stderr
     unused = subprocess.run([*base, "--method", "smoacs", "--generator", str(vae_id)], capture_output=True, text=True)
     assert unused.returncode == 2 and "does not use a generator" in unused.stderr
+
+
+def test_a_failing_gp_fit_keeps_the_previous_hyperparameters(monkeypatch, one_torch_thread):
+    import botorch.fit
+    from botorch.exceptions.errors import ModelFittingError
+
+    torch.manual_seed(0)
+    loop = LatentBO(CubicDecoder(), lattice_target, LSBOConfig(raw_samples=32, restarts=2, trust_radius=0.0))
+    loop.evaluate(torch.tensor([[-2.0, 0, 0, 0], [-1.5, 0, 0, 0], [0.5, 0, 0, 0]]), "dataset seed")
+    loop.iterate(1)
+    fitted = loop._hyper
+
+    def fail(*_args, **_kwargs):
+        raise ModelFittingError("All attempts to fit the model have failed.")
+
+    monkeypatch.setattr(botorch.fit, "fit_gpytorch_mll", fail)
+    metrics = [loop.iterate(step) for step in (2, 3)]
+    assert loop.fit_failures == 2 and metrics[-1]["bo/fit_failures"] == 2.0
+    assert loop._hyper is fitted and len(loop.observations) == 6  # the run goes on with the last good fit

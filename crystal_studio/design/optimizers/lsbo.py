@@ -171,6 +171,7 @@ class LatentBO:
         self.retrainings = 0
         self._hyper: dict | None = None  # the last fitted GP hyperparameters (warm start)
         self._fits = 0
+        self.fit_failures = 0  # GP fits that failed and kept the previous hyperparameters
 
     # ------------------------------------------------------------ data
 
@@ -201,11 +202,29 @@ class LatentBO:
     # ------------------------------------------------------------ the GP and the acquisition
 
     def _gp(self, x: torch.Tensor, y: torch.Tensor, refit: bool):
+        """The GP on (x, y), hyperparameters warm-started from the last fit and refitted when ``refit``;
+        a fit that fails (ill-conditioned data, e.g. repeated queries) keeps the previous
+        hyperparameters (the defaults before any success) and is counted in :attr:`fit_failures`."""
+        from botorch.exceptions.errors import ModelFittingError
         from botorch.fit import fit_gpytorch_mll
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        gp = self._new_gp(x, y)
+        if refit or self._hyper is None:
+            try:
+                fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
+            except ModelFittingError:
+                self.fit_failures += 1
+                return self._new_gp(x, y).eval()
+            self._hyper = {"covar": gp.covar_module.state_dict(), "likelihood": gp.likelihood.state_dict(),
+                           "mean": gp.mean_module.state_dict()}
+        return gp.eval()
+
+    def _new_gp(self, x: torch.Tensor, y: torch.Tensor):
+        """A SingleTaskGP on (x, y) with the last fitted hyperparameters (the defaults before any fit)."""
         from botorch.models import SingleTaskGP
         from botorch.models.transforms import Normalize, Standardize
         from gpytorch.kernels import MaternKernel, ScaleKernel
-        from gpytorch.mlls import ExactMarginalLogLikelihood
 
         covar = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=self.d)) if self.config.kernel == "matern" else None
         gp = SingleTaskGP(x, y, covar_module=covar, input_transform=Normalize(self.d, bounds=self.bounds),
@@ -213,11 +232,7 @@ class LatentBO:
         if self._hyper is not None:
             for name, module in (("covar", gp.covar_module), ("likelihood", gp.likelihood), ("mean", gp.mean_module)):
                 module.load_state_dict(self._hyper[name])
-        if refit or self._hyper is None:
-            fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
-            self._hyper = {"covar": gp.covar_module.state_dict(), "likelihood": gp.likelihood.state_dict(),
-                           "mean": gp.mean_module.state_dict()}
-        return gp.eval()
+        return gp
 
     def propose(self) -> tuple[torch.Tensor, float]:
         """The next ``batch`` latents (q, d) and the log acquisition value there."""
@@ -256,7 +271,8 @@ class LatentBO:
             self.retrain(torch.as_tensor(best.z[None], dtype=torch.float32))
             self.retrainings += 1
             self.reencode()
-        return {"bo/log_acquisition": log_acquisition, **self.query_metrics(new)}
+        return {"bo/log_acquisition": log_acquisition, "bo/fit_failures": float(self.fit_failures),
+                **self.query_metrics(new)}
 
     def query_metrics(self, new: list[Observation]) -> dict[str, float]:
         """Best-so-far and this batch's mean as losses (negated scores), the share of valid queries."""
