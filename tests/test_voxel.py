@@ -100,7 +100,7 @@ def _tiny_maps(n: int = 8):
     return maps, coordinate_channels(maps.lattice, n)
 
 
-def test_unet_and_vae_shapes():
+def test_unet_and_vae_shapes(one_torch_thread):
     from crystal_studio.ml.models.voxel_vae import (
         ConditionalVoxelVAE,
         VoxelUNet,
@@ -127,7 +127,7 @@ def test_unet_and_vae_shapes():
         ConditionalVoxelVAE(VoxelVAEConfig(grid=12))
 
 
-def test_a_few_training_steps_reduce_the_losses():
+def test_a_few_training_steps_reduce_the_losses(one_torch_thread):
     from crystal_studio.ml.models.voxel_vae import ConditionalVoxelVAE, VoxelUNet, VoxelUNetConfig, VoxelVAEConfig
 
     torch.manual_seed(0)
@@ -156,3 +156,74 @@ def test_a_few_training_steps_reduce_the_losses():
         optimizer.step()
         totals.append(float(loss.detach()))
     assert totals[-1] < 0.5 * totals[0]
+
+
+# ------------------------------------------------------------------------------------------ stored model and sampling
+
+
+@pytest.fixture(scope="module")
+def voxel_project(tmp_path_factory):
+    """A project with 12 synthetic perovskites and rock salts and a tiny voxel VAE trained on them at 8³:
+    (project, model id)."""
+    from crystal_studio.ml.kinds import config_for
+    from crystal_studio.ml.training import train_model
+    from crystal_studio.store.importer import import_paths
+    from crystal_studio.store.project import Project
+    from tests.ml_synthetic import synthetic_crystals, write_csv
+
+    root = tmp_path_factory.mktemp("voxel")
+    project = Project.create(root / "p.sqlite")
+    import_paths(project, [write_csv(root / "syn.csv", synthetic_crystals(12, seed=5))], "syn")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    config = config_for("voxel_vae", [], grid=8, hidden=4, layers=2, latent=8, epochs=2, batch_size=6, deciles=3,
+                        prior_samples=4, device="cpu", seed=1)
+    result = train_model(project, "syn", config, "tiny voxel VAE")
+    torch.set_num_threads(before)
+    yield project, result
+    project.close()
+
+
+def test_trained_voxel_vae_reports_reconstruction_and_is_rebuilt(voxel_project):
+    from crystal_studio.ml.kinds import get_kind
+    from crystal_studio.ml.predictor import load_state
+    from crystal_studio.store import models as model_store
+
+    project, result = voxel_project
+    metrics = result.metrics["voxel"]
+    assert {"val_occupied_accuracy", "val_prior_validity", "val_decoded_composition_recovery"} <= set(metrics)
+    assert metrics["n_train"] + metrics["n_val"] == 12
+    record = model_store.get_model(project, result.model_id)
+    model = get_kind("voxel_vae").load().rebuild(record.hyperparameters, [], load_state(record.checkpoint, "m"), "m")
+    assert model.config.grid == 8 and len(model.decile_edges) == 2
+    assert model.unet.config.elements == sorted(model.unet.config.elements) and 8 in model.unet.config.elements
+    assert len(model_store.run_metrics(project, result.run_id)["val_loss"]) == 2  # one per VAE epoch
+
+
+@pytest.mark.parametrize("around", [None, 1])
+def test_voxel_sampling_funnel_counts_add_up(voxel_project, around):
+    from crystal_studio.design.sampling import VOXEL_FUNNEL, sample_model
+    from crystal_studio.store import candidates as candidate_store
+
+    project, result = voxel_project
+    summary = sample_model(project, result.model_id, 24, seed=3, around=around, sigma=0.7, device="cpu",
+                           condition_decile=2)
+    funnel = summary.funnel
+    assert tuple(funnel) == VOXEL_FUNNEL and funnel["sampled"] == 24
+    counts = list(funnel.values())
+    assert all(a >= b for a, b in zip(counts, counts[1:], strict=False))
+    assert funnel["decoded"] + sum(summary.failures.values()) == 24
+    stored = candidate_store.list_candidates(project, summary.run_id)
+    assert len(stored) == funnel["decoded"] and sum(c.success for c in stored) == funnel["unique"]
+    assert summary.validity == pytest.approx(funnel["structurally_valid"] / 24)
+
+
+def test_voxel_sampling_refuses_what_does_not_apply(voxel_project):
+    from crystal_studio.core.errors import CrystalStudioError
+    from crystal_studio.design.sampling import sample_model
+
+    project, result = voxel_project
+    with pytest.raises(CrystalStudioError, match="between 1 and 3"):
+        sample_model(project, result.model_id, 4, device="cpu", condition_decile=4)
+    with pytest.raises(CrystalStudioError, match="composition VAEs only"):
+        sample_model(project, result.model_id, 4, device="cpu", decomposition_class=1)
