@@ -31,13 +31,14 @@ from crystal_studio.store.project import Project, StructureQuery
 FORMATS = {"CIF": "cif", "POSCAR (VASP)": "poscar", "Extended XYZ": "extxyz"}
 
 
-def export_work(project: Project, ids: list[int], out: str, fmt: str, symmetrize: bool):
-    """The export as a job function (runs in a worker thread on its own store connection)."""
+def export_work(project: Project, ids: list[int], out: str, fmt: str, symmetrize: bool, overwrite: bool = False):
+    """The export as a job function (runs in a worker thread on its own store connection); existing
+    files are refused unless ``overwrite``."""
 
     def work(progress: ProgressCallback, cancel: CancelToken) -> list[Path]:
         try:
             return export_structures(project, StructureQuery(ids=list(ids)), out, fmt, symmetrize,
-                                     progress=progress, cancel=cancel)
+                                     progress=progress, cancel=cancel, overwrite=overwrite)
         finally:
             project.close()
 
@@ -63,6 +64,9 @@ class ExportDialog(QDialog):
         self.format_combo.addItems(list(FORMATS))
         self.format_combo.currentTextChanged.connect(self._format_changed)
         self.symmetrize_box = QCheckBox("Symmetrized (space-group setting instead of P1)")
+        self.overwrite_box = QCheckBox("Replace files that already exist")
+        self.overwrite_box.setToolTip("Without this, an export that would replace an existing file writes nothing "
+                                      "and says which file is in the way")
         self.files_radio = QRadioButton("One file per structure, into a folder")
         self.zip_radio = QRadioButton("One zip archive")
         self.files_radio.setChecked(True)
@@ -82,6 +86,7 @@ class ExportDialog(QDialog):
         form.addRow("Write:", self.files_radio)
         form.addRow("", self.zip_radio)
         form.addRow("Destination:", path_row)
+        form.addRow("", self.overwrite_box)
 
         self.result_label = QLabel(f"File names: formula_id (e.g. SrTiO3_{self.ids[0] if self.ids else 1}.cif).")
         self.result_label.setWordWrap(True)
@@ -137,7 +142,8 @@ class ExportDialog(QDialog):
         self.export_button.setEnabled(False)
         self.result_label.setText("Exporting…")
         self.job = self.jobs.start(f"Exporting {len(self.ids)} structures",
-                                   export_work(self.project, self.ids, out, self.fmt(), symmetrize))
+                                   export_work(self.project, self.ids, out, self.fmt(), symmetrize,
+                                               self.overwrite_box.isChecked()))
         self.job.succeeded.connect(self._on_done)
         self.job.done.connect(lambda: self.export_button.setEnabled(True))
         self.job.failed.connect(lambda message, _details: self.result_label.setText(f"<b>Export failed:</b> {message}"))

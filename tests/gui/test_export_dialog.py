@@ -38,3 +38,20 @@ def test_export_zip(qtbot, project, tmp_path):
         dialog.export_button.click()
     with zipfile.ZipFile(tmp_path / "bundle.zip") as archive:
         assert sorted(archive.namelist()) == ["GaN_1.cif", "NaCl_4.cif", "SrTiO3_2.cif"]
+
+
+def test_existing_files_are_replaced_only_when_asked(qtbot, project, tmp_path):
+    dialog = ExportDialog(project, [2], JobManager(None))
+    qtbot.addWidget(dialog)
+    dialog.path_edit.setText(str(tmp_path / "out"))
+    with qtbot.waitSignal(dialog.exported, timeout=10000):
+        dialog.export_button.click()
+    target = tmp_path / "out" / "SrTiO3_2.cif"
+    target.write_text("mine")
+    dialog.export_button.click()
+    qtbot.waitUntil(lambda: "Export failed" in dialog.result_label.text(), timeout=10000)
+    assert "exist" in dialog.result_label.text() and target.read_text() == "mine"
+    dialog.overwrite_box.setChecked(True)
+    with qtbot.waitSignal(dialog.exported, timeout=10000):
+        dialog.export_button.click()
+    assert read_structure(target).matches(project.structure(2))
