@@ -334,3 +334,15 @@ def test_non_finite_sizes_and_ids_beyond_sqlite_are_usage_errors(tmp_path):
     run = cli("export", project, "--run", big, "--out", tmp_path / "out")
     assert run.returncode == 2 and "Invalid value for '--run'" in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_model_file_that_is_not_a_regular_file_is_refused(tmp_path):
+    from crystal_studio.ml.predictor import import_model_file
+    from crystal_studio.store.project import Project
+
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    project = Project.create(tmp_path / "p.sqlite")
+    with pytest.raises(CrystalStudioError, match="not a regular file"):
+        import_model_file(project, fifo)
+    project.close()

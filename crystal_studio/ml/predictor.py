@@ -166,12 +166,17 @@ def export_model_file(project: Project, model_id: int, path: str | Path) -> Path
     return path
 
 
+MODEL_FILE_LIMIT = 1 << 30  # bytes; the shipped models are a few MB
+
+
 def import_model_file(project: Project, path: str | Path, name: str | None = None) -> int:
     """Store the model in a file written by :func:`export_model_file`; returns the new model id."""
+    from crystal_studio.core.io import read_regular
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CrystalStudioError(f"{path}: no such model file")
-    doc = load_state(path.read_bytes(), str(path))
+    doc = load_state(read_regular(path, MODEL_FILE_LIMIT), str(path))
     if not isinstance(doc, dict) or doc.get("format") != MODEL_FILE_FORMAT:
         raise CrystalStudioError(f"{path}: not a Crystal Studio model file")
     meta = json.loads(doc["meta"])
