@@ -401,7 +401,7 @@ def _execute(project: Project, run_id: int, parameters: dict, config: VoxelUNetT
             message += (f", composition from latent means {final['val_decoded_composition_recovery']:.0%}, "
                         f"prior validity {final['val_prior_validity']:.1%}")
         training = {**config.as_dict(), "dataset": parameters["dataset"], "stages": history,
-                    "skipped": parameters.get("skipped", {})}
+                    "skipped": parameters.get("skipped", {}), "val_ids": [data.ids[k] for k in val_rows]}
         save = save_voxel_vae if is_vae else save_voxel_unet
         model_id = save(project, net, parameters["name"], {"voxel": final}, training, parameters["dataset_id"],
                         run_id, complete_run=message)
