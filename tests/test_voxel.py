@@ -13,6 +13,7 @@ from pymatgen.core import Lattice, Structure
 from crystal_studio.ml.voxels import (
     ROTATIONS,
     coordinate_channels,
+    element_radius,
     maps_to_structure,
     rotate_maps,
     rotation_matrix,
@@ -56,6 +57,12 @@ def test_round_trip_recovers_sites_within_one_voxel(make, n):
     assert np.allclose(found.lattice.matrix, truth.lattice.matrix, atol=1e-3)
     voxel = truth.lattice.a / n
     assert _matched_error(found, truth) < 0.5 * voxel
+
+
+def test_gaussian_widths_follow_ionic_then_atomic_radii():
+    assert element_radius(8) == pytest.approx(1.26)  # O2-, mean ionic radius
+    assert element_radius(1) == pytest.approx(0.25)  # H: no ionic radius, atomic radius
+    assert element_radius(2) == 1.0  # He: neither
 
 
 def test_species_map_labels_atoms_and_leaves_space_empty():

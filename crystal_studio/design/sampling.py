@@ -379,14 +379,13 @@ def _voxel_funnel(project: Project, dataset: str | None, drawn: list, base, cond
 
     n = len(drawn)
     failures = Counter(r for s, r, _, _ in drawn if s is None)
-    rows = project.page(StructureQuery(dataset=dataset), limit=project.count(StructureQuery(dataset=dataset)),
-                        with_properties=False) if dataset is not None else []
     if base is not None:
         wanted = {stoichiometry(base)}
     else:
         from pymatgen.core import Composition
 
-        wanted = {tuple(sorted(int(round(v)) for v in Composition(r["reduced_formula"]).values())) for r in rows}
+        wanted = {tuple(sorted(int(round(v)) for v in Composition(formula).values()))
+                  for formula in _dataset_formulas(project, dataset)}
     smact: dict[str, bool] = {}
     docs, structures = [], []
     for k, (structure, _, latent, decile) in enumerate(drawn):

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -248,15 +247,3 @@ def maps_to_structure(density: np.ndarray, species: np.ndarray, coordinates: np.
     frac[frac >= 1.0] = 0.0
     return Structure(Lattice(matrix), [int(z) for z in numbers[keep]], frac), None
 
-
-def voxelizable(structures: list[Structure], max_atoms: int, angle_tolerance: float = 5.0,
-                length_tolerance: float = 0.1) -> tuple[list[int], Counter]:
-    """Indices of the structures :func:`voxel_skip_reason` accepts, and the others counted by reason."""
-    kept, skipped = [], Counter()
-    for k, s in enumerate(structures):
-        reason = voxel_skip_reason(s, max_atoms, angle_tolerance, length_tolerance)
-        if reason is None:
-            kept.append(k)
-        else:
-            skipped[reason] += 1
-    return kept, skipped
