@@ -17,6 +17,7 @@ from crystal_studio import __version__
 from crystal_studio.cli import data, design, models
 from crystal_studio.cli.common import EXIT_CANCELLED, EXIT_USAGE, err, out
 from crystal_studio.core.errors import Cancelled, CrystalStudioError
+from crystal_studio.jobs.cli_runner import RunCancelled
 
 app = typer.Typer(
     add_completion=False,
@@ -56,6 +57,10 @@ def main() -> None:
     except CrystalStudioError as exc:
         err.print(f"[red]error:[/red] {exc}")
         sys.exit(EXIT_USAGE)
+    except RunCancelled as exc:
+        err.print(f"cancelled; run {exc.run_id} keeps what it recorded "
+                  f"(see 'crystal-studio runs PROJECT --show {exc.run_id}')")
+        sys.exit(EXIT_CANCELLED)
     except (Cancelled, KeyboardInterrupt):
         err.print("cancelled; nothing was written")
         sys.exit(EXIT_CANCELLED)

@@ -1,4 +1,5 @@
-"""Command-line verbs for property predictors: ``train``, ``models``, ``predict`` and ``evaluate``.
+"""Command-line verbs for property predictors and runs: ``train``, ``models``, ``runs``, ``predict`` and
+``evaluate``.
 
 :func:`register` adds them to the main typer app. torch is imported only when one of them runs, so
 ``crystal-studio --help`` stays fast. JSON shapes follow DESIGN.md ("Command line conventions").
@@ -7,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +18,7 @@ from rich.table import Table
 from crystal_studio.cli.common import (
     EXIT_CANCELLED,
     EXIT_PARTIAL,
+    MAX_ID,
     JsonOpt,
     ProjectArg,
     emit_json,
@@ -24,7 +27,7 @@ from crystal_studio.cli.common import (
     out,
     report_skipped,
 )
-from crystal_studio.core.errors import Cancelled, CrystalStudioError
+from crystal_studio.core.errors import CrystalStudioError
 
 DeviceOpt = Annotated[str, typer.Option(help="auto (GPU when available), cpu or cuda.")]
 ModelOpt = Annotated[int, typer.Option("--model", "-m", help="Model id (see 'crystal-studio models').")]
@@ -77,13 +80,15 @@ def train(
     its test metrics."""
     from crystal_studio.core.options import apply_options, parse_assignments
     from crystal_studio.core.properties import canonical_name
-    from crystal_studio.jobs.cli_runner import run_with_progress
+    from crystal_studio.jobs.cli_runner import RunCancelled, run_with_progress
     from crystal_studio.ml.kinds import KINDS, PREDICTOR_KINDS, config_class, config_for
     from crystal_studio.ml.training import resume_training, train_model
     from crystal_studio.store import models as model_store
 
     proj = open_project(project)
     if resume is not None:
+        model_store.refuse_if_running(proj, resume)
+
         def work(progress, cancel):
             return resume_training(proj, resume, progress, cancel, device=None if device == "auto" else device,
                                    threads=threads or None)
@@ -113,11 +118,9 @@ def train(
 
     try:
         result = run_with_progress("training", work)
-    except (Cancelled, KeyboardInterrupt):
-        cancelled = [r for r in model_store.list_runs(proj, "train") if r.status == "cancelled"]
-        if cancelled:
-            err.print(f"run {cancelled[0].id} {cancelled[0].message.replace('PROJECT', str(project))}",
-                      highlight=False, soft_wrap=True)
+    except RunCancelled as exc:
+        err.print(f"run {exc.run_id} {_message(model_store.get_run(proj, exc.run_id), project)}", highlight=False,
+                  soft_wrap=True)
         raise typer.Exit(EXIT_CANCELLED) from None
     err.print(f"model {result.model_id} stored (run {result.run_id}): {result.message}", highlight=False,
               soft_wrap=True)
@@ -155,6 +158,91 @@ def models(project: ProjectArg, json_out: JsonOpt = False) -> None:
         table.add_row(str(r.id), r.name, r.kind, str(r.hyperparameters.get("members", "")), r.dataset or "—", mae,
                       r.created)
     out.print(table)
+
+
+def _message(run, project: Path) -> str:
+    """A run's message with the project's path where it says PROJECT (e.g. how to resume)."""
+    return run.message.replace("PROJECT", str(project))
+
+
+def _when(stamp: str | None) -> str:
+    """A stored UTC time, shorter: '2026-12-03 13:12:52'."""
+    return stamp[:19].replace("T", " ") if stamp else "—"
+
+
+def _brief(value, limit: int = 8):
+    """``value`` with lists longer than ``limit`` shortened to a count (e.g. a training split's ids)."""
+    if isinstance(value, dict):
+        return {k: _brief(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return f"[{len(value)} items]" if len(value) > limit else [_brief(v, limit) for v in value]
+    return value
+
+
+def runs(
+    project: ProjectArg,
+    kind: Annotated[str | None, typer.Option(help="Only runs of this kind: train, optimization or sampling.")] = None,
+    show: Annotated[int | None, typer.Option(
+        "--show", min=1, max=MAX_ID, help="Show this run in full: its parameters and last metrics.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List training, optimization and sampling runs, newest first, with their status; or one run in full
+    with --show ID."""
+    from crystal_studio.store import models as model_store
+
+    proj = open_project(project)
+    if show is not None:
+        if kind is not None:
+            raise CrystalStudioError("--show ID names one run: leave out --kind")
+        _show_run(proj, project, show, json_out)
+        return
+    if kind is not None and kind not in model_store.RUN_KINDS:
+        raise CrystalStudioError(f"--kind must be one of {', '.join(model_store.RUN_KINDS)} (got '{kind}')")
+    records = model_store.list_runs(proj, kind)
+    if json_out:
+        emit_json({"runs": [r.as_json(with_parameters=False) for r in records]})
+        return
+    if not records:
+        err.print(f"no {kind + ' ' if kind else ''}runs yet")
+        return
+    table = Table(title="runs", title_justify="left")
+    for col in ("id", "kind", "status", "started", "finished", "message"):
+        table.add_column(col, justify="right" if col == "id" else "left", overflow="fold")
+    for r in records:
+        table.add_row(str(r.id), r.kind, r.status, _when(r.started), _when(r.finished), _message(r, project))
+    out.print(table)
+
+
+def _show_run(proj, project: Path, run_id: int, json_out: bool) -> None:
+    """Print run ``run_id``: its fields, parameters and the last value of each metric."""
+    from crystal_studio.store import models as model_store
+
+    run = model_store.get_run(proj, run_id)
+    last = {name: {"step": points[-1][0], "value": points[-1][1], "n": len(points)}
+            for name, points in model_store.run_metrics(proj, run_id).items()}
+    if json_out:
+        emit_json({**run.as_json(), "metrics": last})
+        return
+    fields = Table(title=f"run {run.id}", title_justify="left", show_header=False)
+    fields.add_column("field")
+    fields.add_column("value", overflow="fold")
+    owner = f"process {run.owner_pid} on {run.owner_host}" if run.owner_pid else "—"
+    for key, value in (("kind", run.kind), ("status", run.status), ("message", _message(run, project)),
+                       ("started", run.started), ("finished", run.finished or "—"), ("seed", str(run.seed)),
+                       ("device", run.device), ("owner", owner), ("heartbeat", run.heartbeat or "—")):
+        fields.add_row(key, value)
+    for key, value in _brief(run.parameters).items():
+        fields.add_row(f"parameters.{key}", value if isinstance(value, str) else json.dumps(value, default=str))
+    out.print(fields)
+    if not last:
+        err.print(f"run {run.id} recorded no metrics")
+        return
+    metrics = Table(title=f"run {run.id} — last metrics", title_justify="left")
+    for col in ("metric", "step", "value", "points"):
+        metrics.add_column(col, justify="left" if col == "metric" else "right")
+    for name, m in last.items():
+        metrics.add_row(name, str(m["step"]), _fmt(m["value"]), str(m["n"]))
+    out.print(metrics)
 
 
 def _model_and_inputs(project: Path, model: int, device: str, paths: list[Path], where: str):
@@ -254,8 +342,9 @@ def evaluate(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the predictor verbs to ``app``."""
+    """Add the predictor and run verbs to ``app``."""
     app.command()(train)
     app.command()(models)
+    app.command()(runs)
     app.command()(predict)
     app.command()(evaluate)

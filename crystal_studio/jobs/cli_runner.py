@@ -8,15 +8,25 @@ from typing import TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from crystal_studio.core.errors import Cancelled
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent
 
 T = TypeVar("T")
 
 
+class RunCancelled(Cancelled):
+    """Ctrl-C ended a job after it announced stored run ``run_id`` (which says what it kept)."""
+
+    def __init__(self, run_id: int):
+        super().__init__(f"run {run_id} cancelled")
+        self.run_id = run_id
+
+
 def run_with_progress(title: str, work: Callable[[ProgressCallback, CancelToken], T], quiet: bool = False) -> T:
     """Call ``work(progress, cancel)`` showing its progress events as a bar on stderr.
 
-    Ctrl-C cancels: the token is set and the KeyboardInterrupt propagates, so transactions roll back.
+    Ctrl-C cancels: the token is set and the KeyboardInterrupt propagates, so transactions roll back;
+    once the job has announced its stored run it propagates as :class:`RunCancelled` naming that run.
     """
     cancel = CancelToken()
     console = Console(stderr=True)
@@ -24,12 +34,17 @@ def run_with_progress(title: str, work: Callable[[ProgressCallback, CancelToken]
                TextColumn("{task.fields[message]}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, disable=quiet) as bar:
         task = bar.add_task(title, total=None, message="")
+        run_id: int | None = None
 
         def progress(event: ProgressEvent) -> None:
+            nonlocal run_id
+            run_id = event.run_id or run_id
             bar.update(task, completed=event.step, total=event.total or None, message=event.message)
 
         try:
             return work(progress, cancel)
         except KeyboardInterrupt:
             cancel.cancel()
-            raise
+            if run_id is None:
+                raise
+            raise RunCancelled(run_id) from None

@@ -1,26 +1,41 @@
 """Trained models, runs (training or optimization) and their metrics in the project store.
 
 Checkpoints are opaque bytes here: ``crystal_studio.ml`` serializes them (store/ never imports torch).
-A run moves from ``running`` to ``completed``, ``cancelled`` or ``failed``; its metrics are rows of
-(step, name, value). The state a training run needs to resume (model, optimizer, counters) lives in a
-file beside the project, ``PROJECT.sqlite-runs/run-ID.state``, written atomically at each checkpoint
-and removed when the run completes.
+A run moves from ``running`` to ``completed``, ``cancelled``, ``failed`` or ``interrupted`` (its process
+ended without saying: killed, or the machine went down); its metrics are rows of (step, name, value).
+A running run records its owner (host and process id) and a heartbeat refreshed whenever it records
+metrics: opening the project marks runs whose owner is gone ``interrupted``
+(:func:`interrupt_stale_runs`), and a run another live process owns cannot be claimed again
+(:func:`update_run` with ``status="running"``, as a resume does). The state a training run needs to
+resume (model, optimizer, counters) lives in a file beside the project, ``PROJECT.sqlite-runs/run-ID.state``,
+written atomically at each checkpoint and removed when the run completes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import sqlite3
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from crystal_studio.core.errors import Cancelled, NotFoundError
+from crystal_studio.core.errors import Cancelled, CrystalStudioError, NotFoundError
 from crystal_studio.core.progress import ProgressCallback, ProgressEvent
 from crystal_studio.store.project import Project, now
 
-RUN_STATUSES = ("running", "completed", "cancelled", "failed")
+RUN_STATUSES = ("running", "completed", "cancelled", "failed", "interrupted")
+RUN_KINDS = ("train", "optimization", "sampling")
+STALE_AFTER_S = 2 * 3600
+"""A run owned by a process on another host is taken for dead when its heartbeat is older than this
+(that process cannot be asked; a run on this host is dead as soon as its process is)."""
+
+
+class RunBusyError(CrystalStudioError):
+    """The run is being run by another live process."""
 
 
 @dataclass
@@ -63,11 +78,18 @@ class RunRecord:
     message: str
     started: str
     finished: str | None
+    owner_host: str | None = None
+    owner_pid: int | None = None
+    heartbeat: str | None = None
 
-    def as_json(self) -> dict:
-        return {"id": self.id, "run_id": self.id, "kind": self.kind, "status": self.status,
-                "parameters": self.parameters, "seed": self.seed, "device": self.device, "versions": self.versions,
-                "message": self.message, "started": self.started, "finished": self.finished}
+    def as_json(self, with_parameters: bool = True) -> dict:
+        """Every field; without ``with_parameters`` leaving out the (possibly long) parameters and versions."""
+        doc = {"id": self.id, "run_id": self.id, "kind": self.kind, "status": self.status, "seed": self.seed,
+               "device": self.device, "message": self.message, "started": self.started, "finished": self.finished,
+               "owner_host": self.owner_host, "owner_pid": self.owner_pid, "heartbeat": self.heartbeat}
+        if with_parameters:
+            doc.update(parameters=self.parameters, versions=self.versions)
+        return doc
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,12 +97,48 @@ class RunRecord:
 # --------------------------------------------------------------------------------------------------
 
 
+def _this_process() -> dict:
+    """Owner and heartbeat columns naming the calling process, now."""
+    return {"owner_host": socket.gethostname(), "owner_pid": os.getpid(), "heartbeat": now()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _owner_alive(row: dict) -> bool:
+    """Whether the process owning a ``running`` run row still exists: asked directly on this host
+    (POSIX), judged by the heartbeat's age elsewhere; a row without an owner (written before owners
+    were recorded) has none."""
+    if row["owner_pid"] is None or row["heartbeat"] is None:
+        return False
+    if row["owner_host"] == socket.gethostname() and os.name == "posix":
+        return _pid_alive(row["owner_pid"])
+    age = datetime.now(UTC) - datetime.fromisoformat(row["heartbeat"])
+    return age.total_seconds() < STALE_AFTER_S
+
+
+def _refuse_if_owned_elsewhere(row: dict) -> None:
+    """RunBusyError when run ``row`` is running in another process that is still alive."""
+    if (row["status"] == "running" and (row["owner_host"], row["owner_pid"]) != (socket.gethostname(), os.getpid())
+            and _owner_alive(row)):
+        raise RunBusyError(f"run {row['id']} is running in process {row['owner_pid']} on {row['owner_host']} "
+                           f"(last heartbeat {row['heartbeat']}); wait for it to end or stop that process first")
+
+
 def create_run(project: Project, kind: str, parameters: dict, seed: int | None, device: str, versions: dict) -> int:
-    """Record a new run in status ``running``; returns its id."""
+    """Record a new run in status ``running``, owned by this process; returns its id."""
     with project.transaction() as db:
         return int(db["runs"].insert({
             "kind": kind, "status": "running", "parameters": json.dumps(parameters), "seed": seed, "device": device,
-            "versions": json.dumps(versions), "message": "", "started": now(), "finished": None}).last_pk)
+            "versions": json.dumps(versions), "message": "", "started": now(), "finished": None,
+            **_this_process()}).last_pk)
 
 
 def announce_run(run_id: int, progress: ProgressCallback, what: str = "started") -> None:
@@ -90,15 +148,16 @@ def announce_run(run_id: int, progress: ProgressCallback, what: str = "started")
 
 @contextmanager
 def guarded_run(project: Project, run_id: int, cancelled_message: Callable[[], str] | None = None):
-    """The one place a run leaves ``running`` by an exception: Cancelled or Ctrl-C marks it
-    ``cancelled`` (with ``cancelled_message()``, e.g. how to resume), any other exception ``failed``
+    """The one place a run leaves ``running`` by an exception: Cancelled or Ctrl-C (KeyboardInterrupt)
+    marks it ``cancelled`` (with ``cancelled_message()``, e.g. how to resume), any other exception ``failed``
     with its message; the exception propagates. Completing a run is the body's business (it should
     happen in the transaction that stores the run's results)."""
     try:
         yield
-    except (Cancelled, KeyboardInterrupt):
+    except (Cancelled, KeyboardInterrupt) as exc:
+        how = "by the user" if isinstance(exc, Cancelled) else "by Ctrl-C"
         update_run(project, run_id, status="cancelled",
-                   message=cancelled_message() if cancelled_message else "cancelled by the user")
+                   message=cancelled_message() if cancelled_message else f"cancelled {how}")
         raise
     except BaseException as exc:
         update_run(project, run_id, status="failed", message=(str(exc) or type(exc).__name__)[:500])
@@ -107,7 +166,11 @@ def guarded_run(project: Project, run_id: int, cancelled_message: Callable[[], s
 
 def update_run(project: Project, run_id: int, status: str | None = None, message: str | None = None,
                device: str | None = None) -> None:
-    """Change a run's status, message or device; a final status also sets ``finished``."""
+    """Change a run's status, message or device; a final status also sets ``finished``.
+
+    Status ``running`` claims the run for this process (owner and heartbeat), atomically: RunBusyError
+    while another live process runs it, so one run is never resumed twice at once.
+    """
     changes: dict = {}
     if status is not None:
         if status not in RUN_STATUSES:
@@ -119,23 +182,56 @@ def update_run(project: Project, run_id: int, status: str | None = None, message
     if device is not None:
         changes["device"] = device
     if changes:
-        get_run(project, run_id)
         with project.transaction() as db:
+            row = _run_row(project, run_id)
+            if status == "running":
+                _refuse_if_owned_elsewhere(row)
+                changes.update(_this_process())
             db["runs"].update(run_id, changes)
+
+
+def refuse_if_running(project: Project, run_id: int) -> None:
+    """RunBusyError when run ``run_id`` is running in another live process (NotFoundError if there is
+    no such run); a resume checks this before its preparations, :func:`update_run` again when it claims."""
+    _refuse_if_owned_elsewhere(_run_row(project, run_id))
+
+
+def interrupt_stale_runs(project: Project) -> list[int]:
+    """Mark ``interrupted`` every ``running`` run whose owning process is gone, saying how to resume
+    a training run; returns their ids. Writes nothing when there are none (or the file is read-only)."""
+    stale = [row for row in project.db.query("SELECT * FROM runs WHERE status = 'running'") if not _owner_alive(row)]
+    if not stale:
+        return []
+    try:
+        with project.transaction() as db:
+            for row in stale:
+                owner = f"process {row['owner_pid']} on {row['owner_host']}" if row["owner_pid"] else "its process"
+                hint = f"; resume with: crystal-studio train PROJECT --resume {row['id']}" if row["kind"] == "train" else ""
+                db.execute("UPDATE runs SET status = 'interrupted', message = ?, finished = ? WHERE id = ? AND "
+                           "status = 'running' AND owner_pid IS ? AND heartbeat IS ?",
+                           [f"interrupted: {owner} ended without finishing it{hint}", now(), row["id"],
+                            row["owner_pid"], row["heartbeat"]])
+    except sqlite3.OperationalError:
+        return []  # read-only or locked: the next writable open marks them
+    return [row["id"] for row in stale]
 
 
 def _run(row: dict) -> RunRecord:
     return RunRecord(row["id"], row["kind"], row["status"], json.loads(row["parameters"] or "{}"), row["seed"],
                      row["device"] or "", json.loads(row["versions"] or "{}"), row["message"] or "",
-                     row["started"] or "", row["finished"])
+                     row["started"] or "", row["finished"], row["owner_host"], row["owner_pid"], row["heartbeat"])
+
+
+def _run_row(project: Project, run_id: int) -> dict:
+    rows = list(project.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+    if not rows:
+        raise NotFoundError(f"no run with id {run_id} in {project.path.name}")
+    return rows[0]
 
 
 def get_run(project: Project, run_id: int) -> RunRecord:
     """The run with id ``run_id``; NotFoundError if there is none."""
-    rows = list(project.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
-    if not rows:
-        raise NotFoundError(f"no run with id {run_id} in {project.path.name}")
-    return _run(rows[0])
+    return _run(_run_row(project, run_id))
 
 
 def list_runs(project: Project, kind: str | None = None) -> list[RunRecord]:
@@ -145,10 +241,11 @@ def list_runs(project: Project, kind: str | None = None) -> list[RunRecord]:
 
 
 def record_metrics(project: Project, run_id: int, step: int, metrics: dict[str, float]) -> None:
-    """Store the values of ``metrics`` at ``step`` of a run (one transaction)."""
+    """Store the values of ``metrics`` at ``step`` of a run and refresh its heartbeat (one transaction)."""
     rows = [{"run_id": run_id, "step": step, "name": name, "value": float(value)} for name, value in metrics.items()]
     with project.transaction() as db:
         db["run_metrics"].insert_all(rows)
+        db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", [now(), run_id])
 
 
 def run_metrics(project: Project, run_id: int) -> dict[str, list[tuple[int, float]]]:

@@ -121,8 +121,11 @@ class Project:
 
     @classmethod
     def open(cls, path: str | Path, migrate: bool = True) -> Project:
-        """Open an existing project, applying pending migrations. A file that is not a project (empty,
-        another program's SQLite database) is refused before anything is written to it."""
+        """Open an existing project, applying pending migrations and marking runs whose process died
+        ``interrupted`` (unless ``migrate`` is False). A file that is not a project (empty, another
+        program's SQLite database) is refused before anything is written to it."""
+        from crystal_studio.store.models import interrupt_stale_runs  # that module imports this one
+
         path = Path(path)
         if not path.is_file():
             raise ProjectError(f"{path}: no such project file (create one with 'crystal-studio new')")
@@ -130,8 +133,10 @@ class Project:
         project = cls(path)
         if version > SCHEMA_VERSION:
             raise ProjectError(f"{path}: made by a newer Crystal Studio (schema {version} > {SCHEMA_VERSION})")
-        if migrate and version < SCHEMA_VERSION:
-            project.migrate()
+        if migrate:
+            if version < SCHEMA_VERSION:
+                project.migrate()
+            interrupt_stale_runs(project)
         return project
 
     def _connect(self) -> sqlite3.Connection:

@@ -85,5 +85,14 @@ def _v4(db: sqlite_utils.Database) -> None:
     db["formula_samples"].create_index(["run_id"])
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+def _v5(db: sqlite_utils.Database) -> None:
+    """Who runs a run: the owning process (host name, process id) and its heartbeat (UTC ISO time,
+    refreshed as the run records metrics), so a run whose process died is recognized (store/models.py)."""
+    runs = db["runs"]
+    runs.add_column("owner_host", str)
+    runs.add_column("owner_pid", int)
+    runs.add_column("heartbeat", str)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
 SCHEMA_VERSION = max(MIGRATIONS)
