@@ -66,7 +66,7 @@ from crystal_studio.ml.kinds import GENERATOR_KINDS, KIND_DEFAULTS, KINDS, PREDI
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
 
-RESUMABLE = ("cancelled", "failed", "running")  # 'running' without a live job: the process was killed
+RESUMABLE = ("cancelled", "failed", "interrupted", "running")  # interrupted: its process ended (marked on open)
 MODEL_FILE_FILTER = "Crystal Studio model (*.pt);;All files (*)"
 ROLE_ID = Qt.ItemDataRole.UserRole
 MODEL_COLUMNS = ("ID", "Name", "Targets", "Test MAE", "Dataset", "Created")
