@@ -12,7 +12,7 @@ line per measurement on stdout:
 - ``training``: settings, wall time and the held-out validation split's reconstruction from latent
   means — lattice-length MAE (Å; paper 0.06 Å at 32³), mean atom-position error (Å, over crystals
   decoded with their composition; paper 0.09 Å), the share decoded with the right composition, and
-  the U-Net's occupied-voxel accuracy;
+  the U-Net's occupied-voxel accuracy and the share of true maps it segments into the right composition;
 - ``random``: ``--samples`` draws from N(0, I) under uniformly drawn deciles: structural validity
   (paper 76 %), the funnel (paper per 1,000: 1000 → 890 valid → 350 same stoichiometry → 250 novel →
   [60 within 20 % of the target Ef, a stage this funnel leaves out] → 20 unique) and the time per
@@ -117,7 +117,8 @@ def main() -> None:
          train_seconds=round(seconds, 1), message=result.message,
          length_mae_angstrom=held_out.get("val_length_mae"), position_error_angstrom=held_out.get("val_position_error"),
          composition_recovery=held_out["val_decoded_composition_recovery"],
-         unet_occupied_accuracy=held_out["val_occupied_accuracy"], prior_validity_256=held_out["val_prior_validity"])
+         unet_occupied_accuracy=held_out["val_occupied_accuracy"],
+         unet_composition_recovery=held_out["val_composition_recovery"], prior_validity_256=held_out["val_prior_validity"])
 
     started = time.perf_counter()
     random = sample_model(project, result.model_id, args.samples, seed=args.seed, device=args.device)
