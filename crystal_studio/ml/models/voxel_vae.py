@@ -239,23 +239,24 @@ class VoxelGenerator(nn.Module):
         return int(np.searchsorted(self.decile_edges.cpu().numpy(), value, side="right"))
 
     @torch.no_grad()
-    def encode_structures(self, structures: list[Structure], deciles: Tensor) -> Tensor:
-        """Latent means (B, latent) of voxelizable ``structures`` under decile indices (B,)."""
+    def encode_structures(self, structures: list[Structure], condition: Tensor) -> Tensor:
+        """Latent means (B, latent) of voxelizable ``structures`` under conditions (B, n_conditions)."""
         device = self.decile_edges.device
         maps = voxelize_structures(structures, self.config.grid, self.width_scale)
         coordinates = coordinate_channels(maps.lattice, self.config.grid)
-        mu, _ = self.vae.encode(maps.density.to(device), coordinates.to(device), self.conditions(deciles.to(device)))
+        mu, _ = self.vae.encode(maps.density.to(device), coordinates.to(device), condition.to(device))
         return mu
 
     @torch.no_grad()
-    def decode_maps(self, z: Tensor, deciles: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Decoded density, U-Net species (atomic numbers) and coordinate channels of latents (B, latent)."""
-        density, coordinates = self.vae.decode(z, self.conditions(deciles.to(z.device)))
+    def decode_maps(self, z: Tensor, condition: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Decoded density, U-Net species (atomic numbers) and coordinate channels of latents (B, latent)
+        under conditions (B, n_conditions)."""
+        density, coordinates = self.vae.decode(z, condition.to(z.device))
         return density, self.unet.species(density), coordinates
 
-    def decode(self, z: Tensor, deciles: Tensor) -> tuple[list[Structure | None], list[str | None]]:
-        """Crystals decoded from latents under decile indices, with a reason wherever there is none."""
+    def decode(self, z: Tensor, condition: Tensor) -> tuple[list[Structure | None], list[str | None]]:
+        """Crystals decoded from latents under conditions, with a reason wherever there is none."""
         density, species, coordinates = (t.float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy()
-                                         for t in self.decode_maps(z, deciles))
+                                         for t in self.decode_maps(z, condition))
         results = [maps_to_structure(density[k], species[k], coordinates[k]) for k in range(len(z))]
         return [s for s, _ in results], [r for _, r in results]
