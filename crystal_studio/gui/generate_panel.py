@@ -104,7 +104,12 @@ class GenerateResult:
 
     @property
     def funnel_labels(self) -> tuple[tuple[str, str], ...]:
-        return CRYSTAL_FUNNEL_LABELS if self.crystals else FUNNEL_LABELS
+        """(funnel key, label) in order: the formula funnel, or the crystal funnel the run reported
+        (crystal and voxel VAEs check different stages)."""
+        if not self.crystals:
+            return FUNNEL_LABELS
+        known = dict(CRYSTAL_FUNNEL_LABELS)
+        return tuple((key, known.get(key, key.replace("_", " "))) for key in self.funnel)
 
 
 def _close_after(project: Project, fn):
