@@ -234,3 +234,15 @@ def test_voxel_sampling_refuses_what_does_not_apply(voxel_project):
         sample_model(project, result.model_id, 4, device="cpu", condition_decile=4)
     with pytest.raises(CrystalStudioError, match="composition VAEs only"):
         sample_model(project, result.model_id, 4, device="cpu", decomposition_class=1)
+
+
+def test_condition_decile_is_only_for_voxel_vaes_on_the_command_line(design_project):
+    import subprocess
+    import sys
+
+    project, _, vae_id = design_project
+    path = str(project.path)
+    project.close()
+    done = subprocess.run([sys.executable, "-m", "crystal_studio", "sample", path, "--model", str(vae_id), "--n", "2",
+                           "--condition-decile", "3", "--device", "cpu"], capture_output=True, text=True)
+    assert done.returncode == 2 and "decile" in done.stderr and "Traceback" not in done.stderr

@@ -190,6 +190,8 @@ def sample(
     sigma: Annotated[float, typer.Option(help="Spread of the draws around --around (latent units).")] = 1.0,
     decomposition_class: Annotated[int | None, typer.Option(
         "--class", help="Only this decomposition class (1: on the dataset hull, 2: two products, ...).")] = None,
+    condition_decile: Annotated[int | None, typer.Option(
+        help="Voxel VAEs: condition the draws on this decile (1-10) of the model's conditioning property.")] = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
@@ -199,7 +201,8 @@ def sample(
 
     proj = open_project(project)
     summary = run_with_progress("sampling", lambda progress, cancel: sample_model(
-        proj, model, n, seed, around, sigma, decomposition_class, device, progress, cancel))
+        proj, model, n, seed, around, sigma, decomposition_class, device, progress, cancel,
+        condition_decile=condition_decile))
     doc = summary.as_json()
     if json_out:
         emit_json(doc)
