@@ -117,7 +117,8 @@ def part_b(project, vae_id: int, seed: int, iterations: int) -> None:
         log(f"(b) {method} seed {seed}: {seeds_best:.3f} -> {best.score:.3f} ({best.structure.composition.reduced_formula})")
 
 
-def part_c(project, vae_id: int, seed: int, iterations: int, batch: int, relax: int, settings: dict) -> None:
+def part_c(project, vae_id: int, seed: int, iterations: int, batch: int, relax: int, settings: dict,
+           methods: tuple[str, ...] = METHODS) -> None:
     from crystal_studio.design.job import run_optimization
     from crystal_studio.design.relaxation import relax_candidates
     from crystal_studio.design.spec import spec_from_dict
@@ -131,7 +132,7 @@ def part_c(project, vae_id: int, seed: int, iterations: int, batch: int, relax: 
     from crystal_studio.store.project import StructureQuery
 
     dft_best = min(v for _, v in project.property_values(EF, StructureQuery(dataset="mp")))
-    for method in METHODS:
+    for method in methods:
         t0 = time.perf_counter()
         result = run_optimization(project, spec_from_dict(MINIMIZE_EF), method, [optimizer], 3, iterations, seed, "cpu",
                                   "mp", settings={"batch": batch, **(settings if method != "latent-random" else {})},
@@ -165,6 +166,7 @@ def main() -> None:
     parser.add_argument("--vaes", required=True, help="comma-separated crystal VAE ids, one per seed (seed 0 first)")
     parser.add_argument("--seeds", help="comma-separated seeds of the --vaes (default 0, 1, …)")
     parser.add_argument("--parts", default="a,b,c")
+    parser.add_argument("--methods", default=",".join(METHODS), help="latent methods of (c)")
     parser.add_argument("--iterations-b", type=int, default=100)
     parser.add_argument("--iterations-c", type=int, default=100)
     parser.add_argument("--batch-c", type=int, default=10)
@@ -189,7 +191,7 @@ def main() -> None:
             part_b(project, vae_id, seed, args.iterations_b)
         if "c" in parts:
             part_c(project, vae_id, seed, args.iterations_c, args.batch_c, args.relax,
-                   dict(pair.split("=", 1) for pair in args.set))
+                   dict(pair.split("=", 1) for pair in args.set), tuple(args.methods.split(",")))
 
 
 if __name__ == "__main__":
