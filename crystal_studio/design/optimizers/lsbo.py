@@ -354,7 +354,7 @@ class LatentSearch(Optimizer):
         if isinstance(self.config, LCAConfig):
             self.name = "lca-lsbo"
 
-    def initialize(self) -> dict[str, float]:
+    def initialize(self) -> None:
         """Score the dataset pool, encode the ``n_init`` best and score their decodes (the GP's seeds)."""
         scores, _ = self.black_box(list(self.seeds))
         order = [k for k in np.argsort(-np.nan_to_num(scores, nan=-np.inf)) if math.isfinite(scores[k])]
@@ -364,8 +364,6 @@ class LatentSearch(Optimizer):
         self.dataset_best = float(scores[order[0]])
         torch.manual_seed(self.seed)
         self.loop.evaluate(self.vae.encode_structures(best), "dataset seed (decoded)")
-        self.init_calls = len(self.seeds) + len(best)
-        return {"loss/best": -self.loop.best_score(), "loss/dataset_best": -self.dataset_best}
 
     def steps(self) -> Iterator[StepReport]:
         self.initialize()
