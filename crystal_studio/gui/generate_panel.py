@@ -832,9 +832,9 @@ class GeneratePanel(LiveJobMixin, QWidget):
         self.progress_bar.setValue(self.progress_bar.maximum())
         self.show_result(result)
         f = result.funnel
-        structural = f"{f.get('structurally_valid', 0)} structurally valid, " if result.crystals else ""
+        structural = f"{f.get('structurally_valid', 0)} structurally valid, also " if result.crystals else ""
         self.status_label.setText(f"Done: run #{result.run_id}: of {f.get('sampled', 0)} draws {structural}"
-                                  f"{f.get('compositionally_valid', 0)} valid, {f.get('unique', 0)} unique, "
+                                  f"{f.get('compositionally_valid', 0)} compositionally valid, {f.get('unique', 0)} unique, "
                                   f"{f.get('novel', 0)} novel"
                                   + (" — the crystals are in the Candidates panel." if result.crystals else "."))
         self.refresh()
