@@ -346,3 +346,16 @@ def test_a_model_file_that_is_not_a_regular_file_is_refused(tmp_path):
     with pytest.raises(CrystalStudioError, match="not a regular file"):
         import_model_file(project, fifo)
     project.close()
+
+
+def test_candidates_of_a_training_run_are_refused_with_the_reason(tmp_path):
+    from crystal_studio.store import models as model_store
+    from crystal_studio.store.project import Project
+
+    project = Project.create(tmp_path / "p.sqlite")
+    run = model_store.create_run(project, "train", {"dataset": "x"}, 0, "cpu", {})
+    project.close()
+    done = subprocess.run([sys.executable, "-m", "crystal_studio", "candidates", str(tmp_path / "p.sqlite"), "--run",
+                           str(run), "--json"], capture_output=True, text=True)
+    assert done.returncode == 2 and "training run" in done.stderr and not done.stdout.strip()
+    assert "Traceback" not in done.stderr

@@ -111,6 +111,10 @@ def candidates(
     from crystal_studio.store.models import get_run
 
     proj = open_project(project)
+    stored = get_run(proj, run)
+    if stored.kind == "train":
+        raise CrystalStudioError(f"run {run} is a training run: it stored a model, not candidates "
+                                 "(see 'crystal-studio runs' and 'crystal-studio models')")
     records = list_candidates(proj, run, only_success)
     if json_out:
         emit_json({"run_id": run, "summary": run_summary(proj, run), "candidates": [r.as_json() for r in records]})
@@ -118,7 +122,6 @@ def candidates(
     if not records:
         err.print("no candidates")
         return
-    stored = get_run(proj, run)
     props = list(records[0].evaluation.get("properties") or {})
     criteria = list(records[0].evaluation.get("criteria") or {})
     table = Table(title=f"run {run} ({stored.parameters.get('method', stored.kind)}): {len(records)} candidates",
