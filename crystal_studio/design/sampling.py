@@ -221,56 +221,21 @@ def _sample_crystals(project: Project, record, n: int, seed: int, around: int | 
 def _crystal_funnel(project: Project, dataset: str | None, drawn: list, origin: str, progress: ProgressCallback,
                     cancel: CancelToken) -> tuple[dict, list]:
     """Checks of every decoded crystal, the summary and the (structure, evaluation JSON) candidates."""
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    from crystal_studio.core.structures import min_periodic_distance, spacegroup
-    from crystal_studio.ml.models.crystal_vae import MIN_DISTANCE, MIN_VOLUME
-
     n = len(drawn)
     failures = Counter(r for s, r, _, _ in drawn if s is None)
-    smact: dict[str, bool] = {}
+    checker = _DecodeChecker(origin, progress, cancel)
     docs, structures = [], []
     for k, (structure, _, latent, props) in enumerate(drawn):
-        if structure is None:
-            continue
-        if k % 200 == 0:
-            cancel.check()
-            progress(ProgressEvent(k, n, "checking crystals"))
-        formula = structure.composition.reduced_formula
-        if formula not in smact:
-            smact[formula] = smact_valid(formula)
-        dmin = min_periodic_distance(structure)
-        valid = bool(dmin >= MIN_DISTANCE and structure.volume >= MIN_VOLUME)
-        number, symbol = spacegroup(structure) if valid else (None, None)
-        docs.append({"formula": formula, "success": False,
-                     "criteria": {"structurally_valid": valid, "compositionally_valid": smact[formula]},
-                     "properties": props, "property_std": {}, "spacegroup": symbol, "spacegroup_number": number,
-                     "min_distance": dmin, "tolerance_factor": None, "valid": valid,
-                     "compositionally_valid": smact[formula], "site_charges": None, "unique": None, "novel": None,
-                     "origin": origin, "latent": [round(v, 5) for v in latent]})
-        structures.append(structure)
+        if structure is not None:
+            doc = checker.document(k, n, structure, latent)
+            doc["criteria"] = {"structurally_valid": doc["valid"], "compositionally_valid": doc["compositionally_valid"]}
+            doc["properties"] = props
+            docs.append(doc)
+            structures.append(structure)
     passing = [i for i, d in enumerate(docs) if d["valid"] and d["compositionally_valid"]]
-    matcher = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10)
-    kept: dict[str, list[int]] = {}
-    for j, i in enumerate(passing):
-        if j % 100 == 0:
-            cancel.check()
-            progress(ProgressEvent(j, len(passing), "finding duplicates"))
-        group = kept.setdefault(docs[i]["formula"], [])
-        docs[i]["unique"] = not any(matcher.fit(structures[i], structures[other]) for other in group)
-        if docs[i]["unique"]:
-            group.append(i)
-    unique = [i for group in kept.values() for i in group]
-    reference: dict[str, list] = {}
-    if dataset is not None and kept:
-        query = StructureQuery(dataset=dataset, reduced_formulas=sorted(kept))
-        for row, structure in project.iter_structures(query):
-            reference.setdefault(row["reduced_formula"], []).append(structure)
-    for j, i in enumerate(sorted(unique)):
-        if j % 100 == 0:
-            cancel.check()
-            progress(ProgressEvent(j, len(unique), "comparing with the training set"))
-        docs[i]["novel"] = not any(matcher.fit(structures[i], ref) for ref in reference.get(docs[i]["formula"], []))
+    unique = sorted(checker.mark_unique(structures, docs, passing))
+    for i, known in zip(unique, checker.in_dataset(project, dataset, structures, docs, unique), strict=True):
+        docs[i]["novel"] = not known
         docs[i]["success"] = True
     n_valid = sum(d["valid"] for d in docs)
     funnel = {"sampled": n, "decoded": len(docs), "structurally_valid": n_valid, "compositionally_valid": len(passing),
@@ -289,9 +254,72 @@ def _crystal_funnel(project: Project, dataset: str | None, drawn: list, origin: 
     }, list(zip(structures, docs, strict=True))
 
 
-def stoichiometry(structure) -> tuple[int, ...]:
-    """The sorted amounts of a structure's reduced formula, e.g. (1, 1, 3) for SrTiO3."""
-    return tuple(sorted(int(round(v)) for v in structure.composition.reduced_composition.values()))
+class _DecodeChecker:
+    """The checks every decoded-crystal funnel shares: one evaluation document per decoded crystal
+    (structural validity: distances ≥ 0.5 Å and volume ≥ 0.1 Å³; SMACT validity cached per formula;
+    space group of the valid ones), StructureMatcher duplicates within a run, and matches in a
+    dataset; progress and cancellation every few hundred crystals."""
+
+    def __init__(self, origin: str, progress: ProgressCallback, cancel: CancelToken):
+        from pymatgen.analysis.structure_matcher import StructureMatcher
+
+        self.origin, self.progress, self.cancel = origin, progress, cancel
+        self.matcher = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10)
+        self._smact: dict[str, bool] = {}
+
+    def document(self, k: int, n: int, structure, latent: list[float]) -> dict:
+        """The shared fields of draw ``k`` of ``n``; each funnel adds its criteria and own fields."""
+        from crystal_studio.core.structures import min_periodic_distance, spacegroup
+        from crystal_studio.ml.models.crystal_vae import MIN_DISTANCE, MIN_VOLUME
+
+        if k % 200 == 0:
+            self.cancel.check()
+            self.progress(ProgressEvent(k, n, "checking crystals"))
+        formula = structure.composition.reduced_formula
+        if formula not in self._smact:
+            self._smact[formula] = smact_valid(formula)
+        dmin = min_periodic_distance(structure)
+        valid = bool(dmin >= MIN_DISTANCE and structure.volume >= MIN_VOLUME)
+        number, symbol = spacegroup(structure) if valid else (None, None)
+        return {"formula": formula, "success": False, "properties": {}, "property_std": {}, "spacegroup": symbol,
+                "spacegroup_number": number, "min_distance": dmin, "tolerance_factor": None, "valid": valid,
+                "compositionally_valid": self._smact[formula], "site_charges": None, "unique": None, "novel": None,
+                "origin": self.origin, "latent": [round(v, 5) for v in latent]}
+
+    def mark_unique(self, structures: list, docs: list[dict], indices: list[int]) -> list[int]:
+        """Set ``unique`` on ``indices`` (no StructureMatcher match among the earlier ones of the same
+        formula); the unique indices, grouped by formula."""
+        kept: dict[str, list[int]] = {}
+        for j, i in enumerate(indices):
+            if j % 100 == 0:
+                self.cancel.check()
+                self.progress(ProgressEvent(j, len(indices), "finding duplicates"))
+            group = kept.setdefault(docs[i]["formula"], [])
+            docs[i]["unique"] = not any(self.matcher.fit(structures[i], structures[other]) for other in group)
+            if docs[i]["unique"]:
+                group.append(i)
+        return [i for group in kept.values() for i in group]
+
+    def in_dataset(self, project: Project, dataset: str | None, structures: list, docs: list[dict],
+                   indices: list[int]) -> list[bool]:
+        """For each of ``indices``: whether a structure of ``dataset`` with its formula matches it."""
+        reference: dict[str, list] = {}
+        formulas = sorted({docs[i]["formula"] for i in indices})
+        if dataset is not None and formulas:
+            for row, structure in project.iter_structures(StructureQuery(dataset=dataset, reduced_formulas=formulas)):
+                reference.setdefault(row["reduced_formula"], []).append(structure)
+        known = []
+        for j, i in enumerate(indices):
+            if j % 100 == 0:
+                self.cancel.check()
+                self.progress(ProgressEvent(j, len(indices), "comparing with the training set"))
+            known.append(any(self.matcher.fit(structures[i], ref) for ref in reference.get(docs[i]["formula"], [])))
+        return known
+
+
+def stoichiometry(composition) -> tuple[int, ...]:
+    """The sorted amounts of a composition's reduced formula, e.g. (1, 1, 3) for SrTiO3."""
+    return tuple(sorted(int(round(v)) for v in composition.reduced_composition.values()))
 
 
 def _sample_voxels(project: Project, record, n: int, seed: int, around: int | None, sigma: float,
@@ -372,72 +400,35 @@ def _sample_voxels(project: Project, record, n: int, seed: int, around: int | No
 def _voxel_funnel(project: Project, dataset: str | None, drawn: list, base, condition: str, origin: str,
                   progress: ProgressCallback, cancel: CancelToken) -> tuple[dict, list]:
     """The voxel-VAE funnel (see the module docstring): summary and (structure, evaluation JSON) candidates."""
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    from crystal_studio.core.structures import min_periodic_distance, spacegroup
-    from crystal_studio.ml.models.crystal_vae import MIN_DISTANCE, MIN_VOLUME
-
     n = len(drawn)
     failures = Counter(r for s, r, _, _ in drawn if s is None)
     if base is not None:
-        wanted = {stoichiometry(base)}
+        wanted = {stoichiometry(base.composition)}
     else:
         from pymatgen.core import Composition
 
-        wanted = {tuple(sorted(int(round(v)) for v in Composition(formula).values()))
-                  for formula in _dataset_formulas(project, dataset)}
-    smact: dict[str, bool] = {}
+        wanted = {stoichiometry(Composition(formula)) for formula in _dataset_formulas(project, dataset)}
+    checker = _DecodeChecker(origin, progress, cancel)
     docs, structures = [], []
     for k, (structure, _, latent, decile) in enumerate(drawn):
-        if structure is None:
-            continue
-        if k % 200 == 0:
-            cancel.check()
-            progress(ProgressEvent(k, n, "checking crystals"))
-        formula = structure.composition.reduced_formula
-        if formula not in smact:
-            smact[formula] = smact_valid(formula)
-        dmin = min_periodic_distance(structure)
-        valid = bool(dmin >= MIN_DISTANCE and structure.volume >= MIN_VOLUME)
-        number, symbol = spacegroup(structure) if valid else (None, None)
-        same = valid and stoichiometry(structure) in wanted
-        docs.append({"formula": formula, "success": False,
-                     "criteria": {"structurally_valid": valid, "same_stoichiometry": same},
-                     "properties": {}, "property_std": {}, "spacegroup": symbol, "spacegroup_number": number,
-                     "min_distance": dmin, "tolerance_factor": None, "valid": valid,
-                     "compositionally_valid": smact[formula], "site_charges": None, "same_stoichiometry": same,
-                     "in_training_set": None, "unique": None, "novel": None, "origin": origin,
-                     "condition": condition, "condition_decile": decile,
-                     "latent": [round(v, 5) for v in latent]})
-        structures.append(structure)
-    matcher = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10)
+        if structure is not None:
+            doc = checker.document(k, n, structure, latent)
+            same = doc["valid"] and stoichiometry(structure.composition) in wanted
+            doc.update(criteria={"structurally_valid": doc["valid"], "same_stoichiometry": same},
+                       same_stoichiometry=same, in_training_set=None, condition=condition, condition_decile=decile)
+            docs.append(doc)
+            structures.append(structure)
     candidates = [i for i, d in enumerate(docs) if d["same_stoichiometry"]]
-    reference: dict[str, list] = {}
-    formulas = sorted({docs[i]["formula"] for i in candidates})
-    if dataset is not None and formulas:
-        for row, structure in project.iter_structures(StructureQuery(dataset=dataset, reduced_formulas=formulas)):
-            reference.setdefault(row["reduced_formula"], []).append(structure)
     outside = []
-    for j, i in enumerate(candidates):
-        if j % 100 == 0:
-            cancel.check()
-            progress(ProgressEvent(j, len(candidates), "comparing with the training set"))
-        known = any(matcher.fit(structures[i], ref) for ref in reference.get(docs[i]["formula"], []))
+    for i, known in zip(candidates, checker.in_dataset(project, dataset, structures, docs, candidates), strict=True):
         docs[i]["in_training_set"], docs[i]["novel"] = known, not known
         if not known:
             outside.append(i)
-    kept: dict[str, list[int]] = {}
-    for j, i in enumerate(outside):
-        if j % 100 == 0:
-            cancel.check()
-            progress(ProgressEvent(j, len(outside), "finding duplicates"))
-        group = kept.setdefault(docs[i]["formula"], [])
-        docs[i]["unique"] = not any(matcher.fit(structures[i], structures[other]) for other in group)
-        if docs[i]["unique"]:
-            group.append(i)
-            docs[i]["success"] = True
+    unique = checker.mark_unique(structures, docs, outside)
+    for i in unique:
+        docs[i]["success"] = True
     n_valid = sum(d["valid"] for d in docs)
-    n_unique = sum(len(g) for g in kept.values())
+    n_unique = len(unique)
     funnel = {"sampled": n, "decoded": len(docs), "structurally_valid": n_valid,
               "same_stoichiometry": len(candidates), "not_in_training_set": len(outside), "unique": n_unique}
     histogram = Counter(len(s.composition.elements) for s, d in zip(structures, docs, strict=True) if d["valid"])
