@@ -29,7 +29,7 @@ from crystal_studio.core.options import option, range_problems
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.ml.elements import ELEMENTS, unsupported_elements
 from crystal_studio.ml.models.composition_vae import CompositionVAE, CompositionVAEConfig, decode_formulas
-from crystal_studio.ml.predictor import load_state, saved_bytes, state_bytes
+from crystal_studio.ml.predictor import reopened_run, saved_bytes, state_bytes
 from crystal_studio.ml.runtime import describe_device, package_versions, resolve_device, set_threads
 from crystal_studio.store import models as store
 from crystal_studio.store.project import Project, StructureQuery
@@ -179,11 +179,7 @@ def resume_composition_vae(project: Project, run_id: int, config: CompositionVAE
                            progress: ProgressCallback = no_progress, cancel: CancelToken | None = None):
     """Continue an interrupted composition-VAE run from its last completed epoch."""
     cancel = cancel or CancelToken()
-    run = store.get_run(project, run_id)
-    device = resolve_device(config.device)
-    set_threads(config.threads)
-    blob = store.load_run_state(project, run_id)
-    state = load_state(blob, f"run {run_id} checkpoint") if blob is not None else None
+    run, device, state = reopened_run(project, run_id, config)
     data = load_formulas(project, run.parameters["dataset"], config.max_classes, progress, cancel)
     split = _split(len(data.formulas), config.val_share, config.seed)
     store.update_run(project, run_id, status="running", message="", device=describe_device(device))

@@ -40,7 +40,7 @@ from crystal_studio.ml.models.crystal_vae import (
     structurally_valid,
     structure_arrays,
 )
-from crystal_studio.ml.predictor import load_state, saved_bytes, state_bytes
+from crystal_studio.ml.predictor import reopened_run, saved_bytes, state_bytes
 from crystal_studio.ml.runtime import describe_device, package_versions, resolve_device, set_threads
 from crystal_studio.store import models as store
 from crystal_studio.store.project import Project, StructureQuery
@@ -176,11 +176,7 @@ def resume_crystal_vae(project: Project, run_id: int, config: CrystalVAETrainCon
                        progress: ProgressCallback = no_progress, cancel: CancelToken | None = None):
     """Continue an interrupted crystal-VAE run from its last completed epoch."""
     cancel = cancel or CancelToken()
-    run = store.get_run(project, run_id)
-    device = resolve_device(config.device)
-    set_threads(config.threads)
-    blob = store.load_run_state(project, run_id)
-    state = load_state(blob, f"run {run_id} checkpoint") if blob is not None else None
+    run, device, state = reopened_run(project, run_id, config)
     data = load_crystals(project, run.parameters["dataset"], config.targets, config.max_sites, progress, cancel)
     split = _split(len(data.ids), config.val_share, config.seed)
     store.update_run(project, run_id, status="running", message="", device=describe_device(device))

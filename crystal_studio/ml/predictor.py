@@ -104,6 +104,18 @@ def load_state(blob: bytes, where: str) -> dict:
         raise CrystalStudioError(f"{where}: not a readable weights-only checkpoint ({exc})") from None
 
 
+def reopened_run(project: Project, run_id: int, config):
+    """What every kind's resume starts from: the stored run, the device and torch threads ``config``
+    asks for (set here), and the run's saved resumable state (None when it saved none)."""
+    from crystal_studio.ml.runtime import resolve_device, set_threads
+
+    run = model_store.get_run(project, run_id)
+    device = resolve_device(config.device)
+    set_threads(config.threads)
+    blob = model_store.load_run_state(project, run_id)
+    return run, device, (load_state(blob, f"run {run_id} checkpoint") if blob is not None else None)
+
+
 def predictor_from_parts(hyperparameters: dict, targets: list[str], state: dict, where: str) -> CrystalPredictor:
     """Rebuild a predictor from its stored hyperparameters and state dict."""
     try:

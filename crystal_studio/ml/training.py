@@ -49,7 +49,7 @@ from crystal_studio.ml.data import LabelledData, load_labelled, split_ids
 from crystal_studio.ml.kinds import KIND_DEFAULTS, PREDICTOR_KINDS, get_kind
 from crystal_studio.ml.metrics import metrics_per_target, spread_scale
 from crystal_studio.ml.models.gnn import CrystalGNN, GNNConfig
-from crystal_studio.ml.predictor import CrystalPredictor, load_state, predict_graphs, save_predictor
+from crystal_studio.ml.predictor import CrystalPredictor, predict_graphs, reopened_run, save_predictor
 from crystal_studio.ml.runtime import describe_device, package_versions, resolve_device, set_threads
 from crystal_studio.store import models as store
 from crystal_studio.store.project import Project
@@ -495,11 +495,8 @@ def resume_gnn(project: Project, run_id: int, config: TrainConfig, progress: Pro
                cancel: CancelToken | None = None) -> TrainResult:
     """Continue GNN training run ``run_id`` with ``config`` (its stored one, device and threads as chosen)."""
     cancel = cancel or CancelToken()
-    parameters = store.get_run(project, run_id).parameters
-    target_device = resolve_device(config.device)
-    set_threads(config.threads)
-    blob = store.load_run_state(project, run_id)
-    state = load_state(blob, f"run {run_id} checkpoint") if blob is not None else None
+    run, target_device, state = reopened_run(project, run_id, config)
+    parameters = run.parameters
     data = load_labelled(project, parameters["dataset"], config.targets, progress, cancel)
     graphs = {key: _graphs(data.subset(ids), config.cutoff, key, progress, cancel)
               for key, ids in parameters["split"].items()}

@@ -30,7 +30,7 @@ from crystal_studio.core.properties import unit_of
 from crystal_studio.ml.data import load_labelled, split_ids
 from crystal_studio.ml.metrics import metrics_per_target, spread_scale
 from crystal_studio.ml.models.chgnet_transfer import TransferConfig, TransferPredictor, _mlp, prepare_inputs
-from crystal_studio.ml.predictor import load_state, saved_bytes, state_bytes
+from crystal_studio.ml.predictor import reopened_run, saved_bytes, state_bytes
 from crystal_studio.ml.runtime import describe_device, package_versions, resolve_device, set_threads
 from crystal_studio.store import models as store
 from crystal_studio.store.project import Project
@@ -149,11 +149,7 @@ def resume_transfer(project: Project, run_id: int, config, progress: ProgressCal
                     cancel: CancelToken | None = None):
     """Continue an interrupted CHGNet-transfer run: features and finished members come from its state."""
     cancel = cancel or CancelToken()
-    run = store.get_run(project, run_id)
-    device = resolve_device(config.device)
-    set_threads(config.threads)
-    blob = store.load_run_state(project, run_id)
-    state = load_state(blob, f"run {run_id} checkpoint") if blob is not None else None
+    run, device, state = reopened_run(project, run_id, config)
     data = load_labelled(project, run.parameters["dataset"], config.targets, progress, cancel)
     store.update_run(project, run_id, status="running", message="", device=describe_device(device))
     return _execute(project, run_id, run.parameters, config, data, state, device, progress, cancel)

@@ -45,7 +45,7 @@ from crystal_studio.ml.models.voxel_vae import (
     VoxelVAEConfig,
     one_hot_deciles,
 )
-from crystal_studio.ml.predictor import load_state, saved_bytes, state_bytes
+from crystal_studio.ml.predictor import reopened_run, saved_bytes, state_bytes
 from crystal_studio.ml.runtime import describe_device, package_versions, resolve_device, set_threads
 from crystal_studio.ml.voxels import (
     VoxelMaps,
@@ -214,11 +214,7 @@ def _start(project: Project, dataset: str, config: VoxelUNetTrainConfig, name: s
 def _resume(project: Project, run_id: int, config: VoxelUNetTrainConfig, progress: ProgressCallback,
             cancel: CancelToken | None):
     cancel = cancel or CancelToken()
-    run = store.get_run(project, run_id)
-    device = resolve_device(config.device)
-    set_threads(config.threads)
-    blob = store.load_run_state(project, run_id)
-    state = load_state(blob, f"run {run_id} checkpoint") if blob is not None else None
+    run, device, state = reopened_run(project, run_id, config)
     data = load_voxels(project, run.parameters["dataset"], config, progress, cancel)
     store.update_run(project, run_id, status="running", message="", device=describe_device(device))
     return _execute(project, run_id, run.parameters, config, data, state, device, progress, cancel)
