@@ -2,7 +2,7 @@
 augmentation around every new best; see :mod:`crystal_studio.design.optimizers.lsbo`."""
 
 from crystal_studio.design.methods import MethodRequest
-from crystal_studio.design.methods.lsbo import build_latent_search
+from crystal_studio.design.methods.lsbo import build_latent_search, require_generator
 from crystal_studio.design.optimizers.lsbo import LatentConsistencyRetrainer, LatentSearch, LCAConfig
 from crystal_studio.ml.crystal_vae_training import load_crystals
 
@@ -21,6 +21,5 @@ def retrainer(request: MethodRequest, config: LCAConfig) -> LatentConsistencyRet
 
 
 def build(request: MethodRequest, config: LCAConfig) -> LatentSearch:
-    if request.generator is None:  # the same message as every latent method
-        return build_latent_search(request, config)
+    require_generator(request)
     return build_latent_search(request, config, retrain=retrainer(request, config))

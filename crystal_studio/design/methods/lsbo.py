@@ -14,6 +14,12 @@ from crystal_studio.store.project import StructureQuery
 CONFIG = LSBOConfig
 
 
+def require_generator(request: MethodRequest) -> None:
+    """CrystalStudioError unless the request carries the crystal VAE a latent method searches."""
+    if request.generator is None:
+        raise CrystalStudioError("latent-space methods need a crystal VAE (--generator MODEL_ID)")
+
+
 def seed_pool(request: MethodRequest, size: int) -> list:
     """Up to ``size`` (0: all) random valid, encodable structures of the crystal VAE's training dataset."""
     dataset = request.generator_record.dataset
@@ -36,8 +42,7 @@ def seed_pool(request: MethodRequest, size: int) -> list:
 def build_latent_search(request: MethodRequest, config: LatentSearchConfig, cls: type[LatentSearch] = LatentSearch,
                         retrain=None) -> LatentSearch:
     """A latent-space search of class ``cls`` against the request's spec and predictor."""
-    if request.generator is None:
-        raise CrystalStudioError("latent-space methods need a crystal VAE (--generator MODEL_ID)")
+    require_generator(request)
     config.validate()
     predictor = request.predictor.to(request.device).eval()
     black_box = SpecBlackBox(request.spec, predictor, config.constraint_penalty)
