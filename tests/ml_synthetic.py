@@ -16,7 +16,8 @@ X_SITES = ("O", "F")
 
 def synthetic_crystals(n: int, seed: int = 0) -> list[tuple[Structure, dict[str, float]]]:
     """``n`` distorted cubic perovskites ABX3 and rock salts AX with two properties that depend
-    smoothly on composition and lattice: 'formation_energy_per_atom' (eV/atom) and 'band_gap' (eV)."""
+    smoothly on composition and lattice: 'formation_energy_per_atom' (eV/atom), 'band_gap' (eV) and
+    'energy_per_atom' (eV/atom, a stand-in for an absolute energy)."""
     rng = np.random.default_rng(seed)
     out = []
     for k in range(n):
@@ -33,6 +34,7 @@ def synthetic_crystals(n: int, seed: int = 0) -> list[tuple[Structure, dict[str,
         spread = np.std([Element(s.specie.symbol).X for s in structure])
         props = {"formation_energy_per_atom": float(-1.5 * spread + 0.2 * (length - 4.0)),
                  "band_gap": float(max(0.0, 2.0 * spread + chi - 2.5))}
+        props["energy_per_atom"] = float(props["formation_energy_per_atom"] - 3.0 - 0.5 * chi)
         out.append((structure, props))
     return out
 
@@ -41,8 +43,8 @@ def write_csv(path: Path, crystals: list[tuple[Structure, dict[str, float]]]) ->
     """A CSV with id, cif and property columns, as the shared datasets are laid out."""
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["id", "cif", "formation_energy_per_atom", "band_gap"])
+        writer.writerow(["id", "cif", "formation_energy_per_atom", "band_gap", "energy_per_atom"])
         for k, (structure, props) in enumerate(crystals):
             writer.writerow([f"syn-{k}", str(CifWriter(structure)), props["formation_energy_per_atom"],
-                             props["band_gap"]])
+                             props["band_gap"], props["energy_per_atom"]])
     return path

@@ -21,7 +21,7 @@ from types import ModuleType
 
 from crystal_studio.core.errors import CrystalStudioError
 
-ROLES = ("predictor", "differentiable", "generator:composition", "generator:crystal")  # what a kind's models can do
+ROLES = ("predictor", "differentiable", "generator:composition", "generator:crystal", "csp")  # what a kind's models can do
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ class KindInfo:
     name: str
     title: str
     roles: tuple[str, ...]  # 'predictor': predicts properties; 'differentiable': optimizers follow its gradients;
-    # 'generator:composition': samples formulas; 'generator:crystal': samples and encodes whole crystals
+    # 'generator:composition': samples formulas; 'generator:crystal': samples and encodes whole crystals;
+    # 'csp': decodes crystals of a given composition and predicts their energy (LCOMs structure prediction)
     module: str
     defaults: dict = field(default_factory=dict)  # TrainConfig values that differ from its own defaults
 
@@ -54,6 +55,8 @@ KINDS: dict[str, KindInfo] = {k.name: k for k in (
              "crystal_studio.ml.kinds.voxel_unet"),
     KindInfo("voxel_vae", "Conditional voxel VAE (Court et al.: density maps, deep-feature-consistent loss, U-Net "
              "segmentation; samples crystals)", ("generator:crystal",), "crystal_studio.ml.kinds.voxel_vae"),
+    KindInfo("csp_vae", "Composition-conditioned crystal VAE + conservative and plain energy surrogates (LCOMs "
+             "structure prediction)", ("csp",), "crystal_studio.ml.kinds.csp_vae"),
 )}
 
 # views of the registry used by the CLI and the panels
@@ -61,6 +64,7 @@ PREDICTOR_KINDS: dict[str, str] = {k.name: k.title for k in KINDS.values() if "p
 DIFFERENTIABLE_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS.values() if "differentiable" in k.roles)
 GENERATOR_KINDS: dict[str, str] = {k.name: k.title for k in KINDS.values()
                                    if any(r.startswith("generator") for r in k.roles)}
+CSP_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS.values() if "csp" in k.roles)
 KIND_DEFAULTS: dict[str, dict] = {k.name: dict(k.defaults) for k in KINDS.values()}
 
 

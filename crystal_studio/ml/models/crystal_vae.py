@@ -201,12 +201,12 @@ def structurally_valid(structure: Structure) -> bool:
 # ------------------------------------------------------------------------------------------ modules
 
 
-def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                          nn.Linear(hidden, n_out))
 
 
-class _SiteEncoder(nn.Module):
+class SiteEncoder(nn.Module):
     """(B, C, S) site channels → 1-D convolutions over the site axis → (B, 2·latent)."""
 
     def __init__(self, n_in: int, channels: int, sites: int, latent: int):
@@ -219,7 +219,7 @@ class _SiteEncoder(nn.Module):
         return self.net(x)
 
 
-class _SiteDecoder(nn.Module):
+class SiteDecoder(nn.Module):
     """(B, latent) → (B, C_out, S) per-slot outputs (linear expansion, then convolutions)."""
 
     def __init__(self, latent: int, channels: int, sites: int, n_out: int):
@@ -238,14 +238,14 @@ class _VAE(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, latent: int, hidden: int, n_targets: int):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
-        self.head = _mlp(latent, hidden, n_targets) if n_targets else None
+        self.head = mlp(latent, hidden, n_targets) if n_targets else None
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar.clamp(-12.0, 8.0)
 
 
-def _coordinate_channels(coords: Tensor, occupied: Tensor) -> Tensor:
+def coordinate_channels(coords: Tensor, occupied: Tensor) -> Tensor:
     """(B, S, 3) fractional coordinates and (B, S) occupancy (0–1) → (B, 7, S) encoder channels:
     sin and cos of 2π·x, y, z and the occupancy, zero in empty slots."""
     angle = 2 * math.pi * coords
@@ -253,12 +253,12 @@ def _coordinate_channels(coords: Tensor, occupied: Tensor) -> Tensor:
     return channels.transpose(1, 2)
 
 
-def _sample(mu: Tensor, logvar: Tensor, generator: torch.Generator | None) -> Tensor:
+def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None) -> Tensor:
     noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + noise * (0.5 * logvar).exp()
 
 
-def _kl(mu: Tensor, logvar: Tensor) -> Tensor:
+def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
     return (-0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(dim=1)).mean()
 
 
@@ -272,6 +272,16 @@ def _property_loss(head: nn.Module | None, z: Tensor, y: Tensor | None) -> Tenso
     return (err.sum(dim=0) / known.sum(dim=0).clamp(min=1)).sum()
 
 
+def coordinate_error(pred: Tensor, coords: Tensor, species: Tensor, lattice: Tensor) -> Tensor:
+    """Mean over crystals of the squared periodic coordinate error (Å², with the true lattice) summed
+    over occupied sites; ``pred`` and ``coords`` (B, S, 3) fractional."""
+    delta = pred - coords
+    delta = delta - torch.round(delta)
+    cart = torch.bmm(delta, lattice_matrices(lattice))
+    occupied = (species != EMPTY).to(cart.dtype)
+    return (cart.square().sum(dim=2) * occupied).sum(dim=1).mean()
+
+
 PARTS = ("lattice", "coord", "element", "combined")
 
 
@@ -282,13 +292,13 @@ class CrystalVAE(nn.Module):
         super().__init__()
         self.config = config
         c, s, t = config, config.max_sites, config.n_targets
-        self.lattice = _VAE(_mlp(6, c.hidden, 2 * c.lattice_latent), _mlp(c.lattice_latent, c.hidden, 6),
+        self.lattice = _VAE(mlp(6, c.hidden, 2 * c.lattice_latent), mlp(c.lattice_latent, c.hidden, 6),
                             c.lattice_latent, c.hidden, t)
-        self.coord = _VAE(_SiteEncoder(7, c.channels, s, c.coord_latent), _SiteDecoder(c.coord_latent, c.channels, s, 3),
+        self.coord = _VAE(SiteEncoder(7, c.channels, s, c.coord_latent), SiteDecoder(c.coord_latent, c.channels, s, 3),
                           c.coord_latent, c.hidden, t)
-        self.element = _VAE(_SiteEncoder(N_CLASSES, c.channels, s, c.element_latent),
-                            _SiteDecoder(c.element_latent, c.channels, s, N_CLASSES), c.element_latent, c.hidden, t)
-        self.combined = _VAE(_mlp(c.part_latent, c.hidden, 2 * c.latent), _mlp(c.latent, c.hidden, c.part_latent),
+        self.element = _VAE(SiteEncoder(N_CLASSES, c.channels, s, c.element_latent),
+                            SiteDecoder(c.element_latent, c.channels, s, N_CLASSES), c.element_latent, c.hidden, t)
+        self.combined = _VAE(mlp(c.part_latent, c.hidden, 2 * c.latent), mlp(c.latent, c.hidden, c.part_latent),
                              c.latent, c.hidden, t)
         self.register_buffer("lattice_mean", torch.zeros(6))
         self.register_buffer("lattice_std", torch.ones(6))
@@ -303,7 +313,7 @@ class CrystalVAE(nn.Module):
         lat = (lattice - self.lattice_mean) / self.lattice_std
         occupied = (species != EMPTY).to(coords.dtype)
         onehot = torch.nn.functional.one_hot(species, N_CLASSES).to(coords.dtype)
-        return lat, _coordinate_channels(coords, occupied), onehot.transpose(1, 2)
+        return lat, coordinate_channels(coords, occupied), onehot.transpose(1, 2)
 
     def part_means(self, lattice: Tensor, coords: Tensor, species: Tensor) -> Tensor:
         """(B, 3 + 16 + 16) concatenated sub-latent means."""
@@ -349,34 +359,26 @@ class CrystalVAE(nn.Module):
         for part, x in (("lattice", lat), ("coord", coord_in), ("element", onehot)):
             vae = getattr(self, part)
             mu, logvar = vae.encode(x)
-            z = _sample(mu, logvar, generator)
+            z = reparameterize(mu, logvar, generator)
             decoded = vae.decoder(z)
             if part == "lattice":
                 out["lattice_recon"] = (decoded - lat).square().sum(dim=1).mean()
             elif part == "coord":
-                out["coord_recon"] = self._coord_error(decoded.transpose(1, 2), coords, species, lattice)
+                out["coord_recon"] = coordinate_error(decoded.transpose(1, 2), coords, species, lattice)
             else:
                 out["element_recon"] = nn.functional.cross_entropy(decoded, species, reduction="none").sum(dim=1).mean()
-            out[f"{part}_kl"] = _kl(mu, logvar)
+            out[f"{part}_kl"] = kl_divergence(mu, logvar)
             if y is not None:
                 out[f"{part}_property"] = _property_loss(vae.head, z, y)
             means.append(mu)
         parts = torch.cat(means, dim=1).detach()  # the combined VAE models the sub-latents; it does not move them
         mu, logvar = self.combined.encode(parts)
-        z = _sample(mu, logvar, generator)
+        z = reparameterize(mu, logvar, generator)
         out["combined_recon"] = (self.combined.decoder(z) - parts).square().sum(dim=1).mean()
-        out["combined_kl"] = _kl(mu, logvar)
+        out["combined_kl"] = kl_divergence(mu, logvar)
         if y is not None:
             out["combined_property"] = _property_loss(self.combined.head, z, y)
         return out
-
-    @staticmethod
-    def _coord_error(pred: Tensor, coords: Tensor, species: Tensor, lattice: Tensor) -> Tensor:
-        delta = pred - coords
-        delta = delta - torch.round(delta)
-        cart = torch.bmm(delta, lattice_matrices(lattice))  # Å, with the true lattice
-        occupied = (species != EMPTY).to(cart.dtype)
-        return (cart.square().sum(dim=2) * occupied).sum(dim=1).mean()
 
     # ---------------------------------------------------------------- decoding
 
@@ -413,7 +415,7 @@ class CrystalVAE(nn.Module):
         coords = self.coord.decoder(zc).transpose(1, 2)
         probabilities = self.element.decoder(ze).softmax(dim=1)  # (B, N_CLASSES, S)
         occupied = 1.0 - probabilities[:, EMPTY]
-        parts = torch.cat([self.lattice.encode(lat)[0], self.coord.encode(_coordinate_channels(coords, occupied))[0],
+        parts = torch.cat([self.lattice.encode(lat)[0], self.coord.encode(coordinate_channels(coords, occupied))[0],
                            self.element.encode(probabilities)[0]], dim=1)
         return (self.combined.encode(parts)[0] - z).square().sum(dim=1).mean()
 
