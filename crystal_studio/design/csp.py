@@ -33,7 +33,7 @@ import math
 import os
 import sys
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 from pymatgen.core import Composition, Element, Structure
@@ -45,7 +45,10 @@ from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project
 
-METHOD = "csp_random"
+CSP_METHODS = {"random": "csp_random", "lcoms": "csp_lcoms", "mse": "csp_mse"}  # CLI name → stored method name
+METHOD_OF = {stored: name for name, stored in CSP_METHODS.items()}
+METHOD = CSP_METHODS["random"]
+SURROGATE_OF = {"lcoms": "conservative", "mse": "mse"}  # latent methods → the csp_vae surrogate they descend
 KEEP_CHOICES = ("best", "distinct")
 MAX_ATTEMPTS = 12  # space groups tried for one trial before the trial is given up
 CPU_THREADS = 1  # torch threads for CHGNet on CPU: cells of <= 20 atoms gain nothing from a second thread
@@ -73,6 +76,8 @@ class FormulaOutcome:
     converged: bool | None = None
     n_generated: int = 0  # random crystals PyXtal made
     n_relaxed: int = 0  # of which CHGNet relaxed without error
+    best_from: str = ""  # where the kept structure came from (random crystal, LCOMs decode)
+    improvements: list[float] = field(default_factory=list)  # LCOMs: start − decode energy, eV/atom, per decode
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -112,6 +117,8 @@ class _Trial:
     generated: Structure
     relaxation: object  # oracles.chgnet_oracle.Relaxation
     valid: bool
+    origin: str = ""
+    latent: dict | None = None  # LCOMs decodes: start, surrogate energies and improvement (eV/atom)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -233,25 +240,27 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
                        seed: int = 0, max_atoms: int = 20, relax_steps: int = 200, fmax: float = 0.1,
                        device: str = "auto", progress: ProgressCallback = no_progress,
                        cancel: CancelToken | None = None, keep: str = "best", dataset: str | None = None,
-                       source: dict | None = None) -> CspResult:
+                       source: dict | None = None, method: str = "random", lcoms: dict | None = None) -> CspResult:
     """Predict crystal structures of ``formulas`` and store them as one run; see the module docstring.
 
-    ``model_ids``: property predictors whose predictions join each candidate's properties (a target
-    both predict comes from the first); ``dataset``: novelty reference (default: the first model's
-    training dataset); ``source``: where the formulas came from (stored with the parameters, e.g.
-    ``{"sampling_run": 3, "top": 10}``). Cancelling marks the run cancelled (nothing stored) and
-    raises Cancelled.
+    ``method``: 'random' (``trials`` random symmetric crystals relaxed per formula), 'lcoms' or 'mse'
+    (LCOMs at the same CHGNet budget: half the trials relaxed as starts, their latents optimized on the
+    csp_vae's conservative or plain-MSE surrogate and decoded, the decodes relaxed; ``lcoms``: settings
+    of :class:`~crystal_studio.design.optimizers.lcoms.LCOMsConfig`). ``model_ids``: property
+    predictors whose predictions join each candidate's properties (a target both predict comes from
+    the first) and, for LCOMs, exactly one csp_vae; ``dataset``: novelty reference (default: the first
+    predictor's training dataset, else the csp_vae's); ``source``: where the formulas came from
+    (stored with the parameters, e.g. ``{"sampling_run": 3, "top": 10}``). Cancelling marks the run
+    cancelled (nothing stored) and raises Cancelled.
     """
     from crystal_studio.design.evaluation import (
         evaluate_structure,
         mark_unique_and_novel,
-        structurally_valid,
         summarize,
     )
     from crystal_studio.design.job import _reference_structures
     from crystal_studio.design.relaxation import _displacements
     from crystal_studio.design.spec import spec_from_dict
-    from crystal_studio.ml.predictor import load_predictor
     from crystal_studio.ml.runtime import package_versions, resolve_device
     from crystal_studio.oracles.chgnet_oracle import ChgnetOracle
 
@@ -259,8 +268,11 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
     model_ids = list(model_ids or [])
     if not formulas:
         raise CrystalStudioError("give at least one formula (--formula, or --from-samples RUN_ID)")
-    if trials < 1:
-        raise CrystalStudioError(f"--trials must be at least 1 (got {trials})")
+    if method not in CSP_METHODS:
+        raise CrystalStudioError(f"unknown structure-prediction method '{method}' (choose {', '.join(CSP_METHODS)})")
+    latent = method in SURROGATE_OF
+    if trials < (2 if latent else 1):
+        raise CrystalStudioError(f"--trials must be at least {2 if latent else 1} for {method} (got {trials})")
     if max_atoms < 1:
         raise CrystalStudioError(f"--max-atoms must be at least 1 (got {max_atoms})")
     if relax_steps < 1 or not fmax > 0:
@@ -269,62 +281,38 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
         raise CrystalStudioError(f"--keep must be one of {', '.join(KEEP_CHOICES)} (got '{keep}')")
     targets = _distinct([_target(text, max_atoms) for text in formulas])
     torch_device = resolve_device(device)
-    predictors = [(mid, load_predictor(project, mid, torch_device)) for mid in model_ids]  # fail before the run
-    reference = dataset or (predictors[0][1][0].dataset if predictors else None)
+    predictors, csp_model, csp_record = _load_models(project, model_ids, method, torch_device)  # fail before the run
+    settings = _lcoms_config(lcoms) if latent else None
+    reference = dataset or (predictors[0][1][0].dataset if predictors else None) or (
+        csp_record.dataset if csp_record is not None else None)
     spec = spec_from_dict(SPEC)
-    parameters = {"method": METHOD, "formulas": list(formulas), "trials": trials, "models": model_ids, "seed": seed,
+    name = CSP_METHODS[method]
+    parameters = {"method": name, "formulas": list(formulas), "trials": trials, "models": model_ids, "seed": seed,
                   "max_atoms": max_atoms, "relax_steps": relax_steps, "fmax": fmax, "keep": keep,
                   "reference_dataset": reference, "source": source, "spec": spec.to_dict(),
                   "n_candidates": len(targets) * (1 if keep == "best" else trials), "n_steps": relax_steps}
+    if settings is not None:
+        parameters["lcoms"] = asdict(settings)
     versions = package_versions()
     versions["pyxtal"] = _version("pyxtal")
     versions["chgnet"] = _version("chgnet")
     run_id = model_store.create_run(project, "optimization", parameters, seed, str(torch_device), versions)
     model_store.announce_run(run_id, progress)
     outcomes = [FormulaOutcome(t.formula, t.text, "failed" if t.problem else "pending", t.problem) for t in targets]
-    total = sum(trials for t in targets if not t.problem)
+    per_formula = trials + (settings.steps if settings is not None else 0)
+    job = _Job(project, run_id, progress, cancel, sum(per_formula for t in targets if not t.problem), fmax,
+               relax_steps)
     with model_store.guarded_run(project, run_id), _cpu_threads(torch_device):
-        oracle = ChgnetOracle(str(torch_device))
-        done = 0
+        job.oracle = ChgnetOracle(str(torch_device))
         kept: list[tuple[int, _Trial]] = []  # (index of the formula, trial)
         for k, (target, outcome) in enumerate(zip(targets, outcomes, strict=True)):
             if target.problem:
                 continue
-            holders = space_groups_for(tuple(target.counts), max_atoms)
-            rng = _rng(seed, target.formula)
-            relaxed: list[_Trial] = []
-            errors: list[str] = []
-            for i in range(trials):
-                cancel.check()
-                try:
-                    generated, number, z = random_crystal(target.species, target.counts, holders, rng)
-                except RuntimeError as exc:
-                    errors.append(f"trial {i + 1}: {exc}")
-                    done += 1
-                    progress(ProgressEvent(done, total, f"{target.formula}: trial {i + 1} not generated"))
-                    continue
-                outcome.n_generated += 1
-                try:
-                    [relaxation] = oracle.relax([generated], fmax=fmax, max_steps=relax_steps, relax_cell=True,
-                                                cancel=cancel)
-                    if not math.isfinite(relaxation.energy_per_atom):
-                        raise RuntimeError("non-finite energy")
-                except Cancelled:
-                    raise
-                except Exception as exc:  # CHGNet/ASE failing on one structure fails that trial only
-                    errors.append(f"trial {i + 1} (space group {number}): relaxation failed: {exc}")
-                    done += 1
-                    progress(ProgressEvent(done, total, f"{target.formula}: trial {i + 1} relaxation failed"))
-                    continue
-                final = relaxation.final
-                valid = structurally_valid(min_periodic_distance(final), final.volume)
-                relaxed.append(_Trial(i + 1, number, z, generated, relaxation, valid))
-                done += 1
-                metrics = {"energy_per_atom": relaxation.energy_per_atom, "relax_steps": float(relaxation.steps),
-                           "converged": float(relaxation.converged)}
-                model_store.record_metrics(project, run_id, done, metrics)
-                progress(ProgressEvent(done, total, f"{target.formula}: trial {i + 1}/{trials} "
-                                                    f"{relaxation.energy_per_atom:.3f} eV/atom", metrics))
+            n_random = (trials + 1) // 2 if latent else trials
+            relaxed, errors = job.random_trials(target, n_random, max_atoms, _rng(seed, target.formula), outcome)
+            if latent and relaxed:
+                relaxed += job.latent_trials(target, relaxed, trials - n_random, csp_model, SURROGATE_OF[method],
+                                             settings, outcome, errors)
             outcome.n_relaxed = len(relaxed)
             if not relaxed:
                 outcome.reason = ("no random crystal could be relaxed: " if outcome.n_generated
@@ -335,7 +323,7 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
             kept += [(k, t) for t in _chosen(relaxed, keep)]
 
         cancel.check()
-        progress(ProgressEvent(total, total, "predicting properties"))
+        progress(ProgressEvent(job.total, job.total, "predicting properties"))
         structures = [t.relaxation.final for _, t in kept]
         predicted = _predict(predictors, structures, cancel)
         evaluations = []
@@ -357,11 +345,13 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
                        "max_displacement": float(displacement.max()),
                        "volume_change": relaxation.final.volume / trial.generated.volume - 1.0,
                        "properties": evaluation.properties, "criteria": evaluation.criteria,
-                       "success_after": evaluation.success, "from": "random symmetric crystal (PyXtal)"}
+                       "success_after": evaluation.success, "from": trial.origin}
             doc = evaluation.as_json()
-            doc["origin"] = f"{METHOD}: trial {trial.index}, generated in space group {trial.spacegroup}, Z={trial.z}"
+            doc["origin"] = f"{name}: trial {trial.index}, {trial.origin}, Z={trial.z}"
             doc["csp"] = {"trial": trial.index, "generated_spacegroup_number": trial.spacegroup, "z": trial.z,
-                          "generated_nsites": len(trial.generated)}
+                          "generated_nsites": len(trial.generated), "from": trial.origin}
+            if trial.latent is not None:
+                doc["csp"]["lcoms"] = trial.latent
             if problems:
                 doc["prediction_errors"] = problems
             doc["relaxation"] = summary
@@ -383,7 +373,171 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
                 outcome.spacegroup_number = evaluation.spacegroup_number
                 outcome.z = trial.z
                 outcome.converged = trial.relaxation.converged
-    return CspResult(run_id, METHOD, len(items), outcomes, run_summary)
+                outcome.best_from = trial.origin
+    return CspResult(run_id, name, len(items), outcomes, run_summary)
+
+
+class _Job:
+    """The relaxations of one structure-prediction run, with its progress and metric rows."""
+
+    def __init__(self, project: Project, run_id: int, progress: ProgressCallback, cancel: CancelToken, total: int,
+                 fmax: float, relax_steps: int):
+        self.project, self.run_id, self.progress, self.cancel = project, run_id, progress, cancel
+        self.total, self.fmax, self.relax_steps = total, fmax, relax_steps
+        self.done = 0  # progress units: relaxations and latent steps
+        self.rows = 0  # metric rows stored
+        self.oracle = None
+
+    def report(self, message: str, metrics: dict[str, float] | None = None) -> None:
+        self.done += 1
+        if metrics:
+            model_store.record_metrics(self.project, self.run_id, self.rows, metrics)
+            self.rows += 1
+        self.progress(ProgressEvent(min(self.done, self.total), self.total, message, metrics or {}))
+
+    def relax(self, structure: Structure):
+        """CHGNet relaxation of one structure (RuntimeError when it fails or gives a non-finite energy)."""
+        try:
+            [relaxation] = self.oracle.relax([structure], fmax=self.fmax, max_steps=self.relax_steps,
+                                             relax_cell=True, cancel=self.cancel)
+        except Cancelled:
+            raise
+        except Exception as exc:  # CHGNet/ASE failing on one structure fails that trial only
+            raise RuntimeError(f"relaxation failed: {exc}") from None
+        if not math.isfinite(relaxation.energy_per_atom):
+            raise RuntimeError("relaxation failed: non-finite energy")
+        return relaxation
+
+    def _trial(self, index: int, spacegroup: int, z: int, generated: Structure, origin: str, relaxation,
+               latent: dict | None = None) -> _Trial:
+        from crystal_studio.design.evaluation import structurally_valid
+
+        final = relaxation.final
+        valid = structurally_valid(min_periodic_distance(final), final.volume)
+        return _Trial(index, spacegroup, z, generated, relaxation, valid, origin, latent)
+
+    def random_trials(self, target: _Target, n: int, max_atoms: int, rng: np.random.Generator,
+                      outcome: FormulaOutcome) -> tuple[list[_Trial], list[str]]:
+        """``n`` random symmetric crystals relaxed; (relaxed trials, failure messages)."""
+        holders = space_groups_for(tuple(target.counts), max_atoms)
+        relaxed, errors = [], []
+        for i in range(n):
+            self.cancel.check()
+            try:
+                generated, number, z = random_crystal(target.species, target.counts, holders, rng)
+            except RuntimeError as exc:
+                errors.append(f"trial {i + 1}: {exc}")
+                self.report(f"{target.formula}: trial {i + 1} not generated")
+                continue
+            outcome.n_generated += 1
+            try:
+                relaxation = self.relax(generated)
+            except RuntimeError as exc:
+                errors.append(f"trial {i + 1} (space group {number}): {exc}")
+                self.report(f"{target.formula}: trial {i + 1} relaxation failed")
+                continue
+            relaxed.append(self._trial(i + 1, number, z, generated, f"random symmetric crystal (PyXtal, space "
+                                                                    f"group {number})", relaxation))
+            self.report(f"{target.formula}: trial {i + 1}/{n} {relaxation.energy_per_atom:.3f} eV/atom",
+                        {"energy_per_atom": relaxation.energy_per_atom, "relax_steps": float(relaxation.steps),
+                         "converged": float(relaxation.converged)})
+        return relaxed, errors
+
+    def latent_trials(self, target: _Target, starts: list[_Trial], n: int, model, surrogate: str, settings,
+                      outcome: FormulaOutcome, errors: list[str]) -> list[_Trial]:
+        """LCOMs from the ``n`` lowest-energy relaxed ``starts`` that fit the csp_vae: latent stage on
+        ``surrogate``, decodes relaxed; the decodes' trials (their ``latent`` holds the start's energy,
+        the surrogate's energies before and after and the true improvement, eV/atom)."""
+        from crystal_studio.design.optimizers.lcoms import optimize_latents
+        from crystal_studio.ml.models.crystal_vae import skip_reason
+
+        fitting = sorted((t for t in starts if skip_reason(t.relaxation.final, model.config.max_sites) is None),
+                         key=lambda t: t.relaxation.energy_per_atom)[:n]
+        if not fitting:
+            errors.append(f"no relaxed start has at most {model.config.max_sites} sites (the csp_vae's limit)")
+            self.done += settings.steps + n
+            return []
+
+        def true_energy(structures: list[Structure]) -> list[float]:
+            try:
+                return [r.energy_per_atom for r in self.oracle.predict(structures)]
+            except Exception:  # CHGNet cannot score a decode (e.g. atoms on top of each other): not plotted
+                return [math.nan] * len(structures)
+
+        def on_step(row: dict[str, float]) -> None:
+            metrics = {f"lcoms/{key}": value for key, value in row.items() if key != "step"}
+            self.report(f"{target.formula}: latent step {int(row['step'])}/{settings.steps}, surrogate "
+                        f"{row['surrogate_mean']:.3f} eV/atom", metrics)
+
+        latent = optimize_latents(model, [t.relaxation.final for t in fitting], surrogate, settings, true_energy,
+                                  on_step, self.cancel)
+        trials = []
+        for j, (start, decoded, reason) in enumerate(zip(fitting, latent.decoded, latent.reasons, strict=True)):
+            index = len(starts) + j + 1
+            self.cancel.check()
+            if decoded is None:
+                errors.append(f"trial {index}: decode of trial {start.index} failed ({reason})")
+                self.report(f"{target.formula}: decode of trial {start.index} failed")
+                continue
+            outcome.n_generated += 1
+            try:
+                relaxation = self.relax(decoded)
+            except RuntimeError as exc:
+                errors.append(f"trial {index} (decode of trial {start.index}): {exc}")
+                self.report(f"{target.formula}: decode of trial {start.index}: relaxation failed")
+                continue
+            improvement = start.relaxation.energy_per_atom - relaxation.energy_per_atom
+            info = {"start_trial": start.index, "surrogate": surrogate,
+                    "start_energy_per_atom": start.relaxation.energy_per_atom,
+                    "surrogate_start": latent.surrogate_start[j], "surrogate_end": latent.surrogate_end[j],
+                    "improvement": improvement}
+            outcome.improvements.append(improvement)
+            trials.append(self._trial(index, start.spacegroup, start.z, decoded,
+                                      f"{surrogate} LCOMs decode of trial {start.index}", relaxation, info))
+            self.report(f"{target.formula}: decode of trial {start.index} {relaxation.energy_per_atom:.3f} eV/atom "
+                        f"({improvement:+.3f} vs its start)",
+                        {"energy_per_atom": relaxation.energy_per_atom, "relax_steps": float(relaxation.steps),
+                         "converged": float(relaxation.converged), "lcoms/improvement": improvement})
+        return trials
+
+
+def _load_models(project: Project, model_ids: list[int], method: str, device):
+    """(predictors as (id, (record, predictor)), csp_vae or None, its record or None) of ``model_ids``."""
+    from crystal_studio.ml.kinds import CSP_KINDS, get_kind
+    from crystal_studio.ml.predictor import load_predictor, load_state
+
+    predictors, csp = [], []
+    for mid in model_ids:
+        record = model_store.get_model(project, mid)
+        if record.kind in CSP_KINDS:
+            csp.append(record)
+        else:
+            predictors.append((mid, load_predictor(project, mid, device)))
+    if method not in SURROGATE_OF:
+        if csp:
+            raise CrystalStudioError(f"--method {method} does not use a csp_vae (model {csp[0].id}); "
+                                     "use --method lcoms or mse, or drop it from --models")
+        return predictors, None, None
+    if len(csp) != 1:
+        raise CrystalStudioError(f"--method {method} needs exactly one csp_vae among --models (got {len(csp)}); "
+                                 "train one with: crystal-studio train PROJECT --dataset POLYMORPHS --model csp_vae")
+    record = csp[0]
+    where = f"model {record.id}"
+    model = get_kind(record.kind).load().rebuild(record.hyperparameters, record.targets,
+                                                 load_state(record.checkpoint, where), where)
+    return predictors, model.to(device), record
+
+
+def _lcoms_config(settings: dict | None):
+    from crystal_studio.design.optimizers.lcoms import LCOMsConfig
+
+    names = {f.name for f in fields(LCOMsConfig)}
+    unknown = sorted(set(settings or {}) - names)
+    if unknown:
+        raise CrystalStudioError(f"unknown LCOMs setting(s) {', '.join(unknown)} (choose {', '.join(sorted(names))})")
+    config = LCOMsConfig(**(settings or {}))
+    config.validate()
+    return config
 
 
 def repeat_csp(project: Project, run_id: int, device: str = "auto", progress: ProgressCallback = no_progress,
@@ -391,11 +545,12 @@ def repeat_csp(project: Project, run_id: int, device: str = "auto", progress: Pr
     """Run stored structure-prediction run ``run_id`` again as a new run from its stored parameters."""
     run = model_store.get_run(project, run_id)
     p = run.parameters
-    if run.kind != "optimization" or p.get("method") != METHOD:
-        raise CrystalStudioError(f"run {run_id} is not a {METHOD} run")
+    if run.kind != "optimization" or p.get("method") not in METHOD_OF:
+        raise CrystalStudioError(f"run {run_id} is not a structure-prediction run ({', '.join(METHOD_OF)})")
     return predict_structures(project, list(p["formulas"]), p["trials"], list(p.get("models") or []), p["seed"],
                               p["max_atoms"], p["relax_steps"], p["fmax"], device, progress, cancel,
-                              keep=p.get("keep", "best"), dataset=p.get("reference_dataset"), source=p.get("source"))
+                              keep=p.get("keep", "best"), dataset=p.get("reference_dataset"), source=p.get("source"),
+                              method=METHOD_OF[p["method"]], lcoms=p.get("lcoms"))
 
 
 def _distinct(targets: list[_Target]) -> list[_Target]:
