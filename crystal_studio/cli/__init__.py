@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from crystal_studio import __version__
-from crystal_studio.cli import data, design, models
+from crystal_studio.cli import data, design, models, polymorphs
 from crystal_studio.cli.common import EXIT_CANCELLED, EXIT_USAGE, err, out
 from crystal_studio.core.errors import Cancelled, CrystalStudioError
 from crystal_studio.jobs.cli_runner import RunCancelled
@@ -44,6 +44,7 @@ def root(ctx: typer.Context,
 data.register(app)
 models.register(app)
 design.register(app)
+polymorphs.register(app)
 
 
 def main() -> None:

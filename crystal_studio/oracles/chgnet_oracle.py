@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from pymatgen.core import Structure
@@ -43,6 +43,9 @@ class Relaxation:
     steps: int
     max_force: float  # eV/Å, at the end
     magmoms: np.ndarray  # μB per site, of the final structure
+    frames: list[tuple[Structure, float]] = field(default_factory=list)
+    """With ``relax(..., frames=K)``: up to K intermediate snapshots (structure, energy in eV/atom), evenly
+    spread over the optimizer steps before the final one, first step (the initial structure) included."""
 
 
 _MODEL_LOCK = threading.Lock()
@@ -116,10 +119,14 @@ class ChgnetOracle:
         relax_cell: bool = True,
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
+        frames: int = 0,
     ) -> list[Relaxation]:
         """Relax each structure with FIRE (cell free unless ``relax_cell`` is False).
 
         ``fmax`` is the force criterion in eV/Å. Cancellation is honoured between optimizer steps.
+        ``frames`` > 0 also keeps up to that many intermediate snapshots per relaxation in
+        :attr:`Relaxation.frames`, evenly spread over the trajectory before the final structure; their
+        energies are the ones CHGNet computed at those steps (no extra CHGNet call).
         """
         from ase.filters import FrechetCellFilter
         from ase.optimize import FIRE
@@ -135,6 +142,10 @@ class ChgnetOracle:
             target = FrechetCellFilter(atoms) if relax_cell else atoms
             optimizer = FIRE(target, logfile=None)
             optimizer.attach(cancel.check, interval=1)
+            trajectory: list[tuple[object, float]] = []  # (atoms copy, eV/atom) after each step, step 0 first
+            if frames > 0:
+                optimizer.attach(lambda a=atoms, t=trajectory: t.append(
+                    (a.copy(), float(a.get_potential_energy() / len(a)))), interval=1)  # cached: no new call
             converged = bool(optimizer.run(fmax=fmax, steps=max_steps))
             final = AseAtomsAdaptor.get_structure(atoms)
             forces = atoms.get_forces()
@@ -147,6 +158,7 @@ class ChgnetOracle:
                     steps=int(optimizer.nsteps),
                     max_force=float(np.max(np.linalg.norm(forces, axis=1))),
                     magmoms=np.abs(np.asarray(calc.results.get("magmoms", np.zeros(len(atoms))))),
+                    frames=_spread(trajectory[:-1], frames),
                 )
             )
             progress(ProgressEvent(i + 1, len(structures), f"relaxed {final.composition.reduced_formula}"))
@@ -169,6 +181,18 @@ class ChgnetOracle:
     def bulk_modulus(self, structure: Structure, strain: float = 0.06, points: int = 7) -> float:
         """Bulk modulus (GPa) from :meth:`equation_of_state`."""
         return self.equation_of_state(structure, strain, points).bulk_modulus
+
+
+def _spread(trajectory: list[tuple[object, float]], n: int) -> list[tuple[Structure, float]]:
+    """Up to ``n`` snapshots of ``trajectory`` (ASE atoms, eV/atom) at evenly spaced steps, first one
+    included, as (structure, eV/atom)."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    if n <= 0 or not trajectory:
+        return []
+    k = min(n, len(trajectory))
+    picked = [trajectory[i * len(trajectory) // k] for i in range(k)]
+    return [(AseAtomsAdaptor.get_structure(atoms), energy) for atoms, energy in picked]
 
 
 @dataclass
