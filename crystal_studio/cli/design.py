@@ -252,9 +252,16 @@ def csp(
         help="Also take formulas from this sampling run (see 'crystal-studio samples').")] = None,
     top: Annotated[int, typer.Option(
         help="With --from-samples: the K most often drawn compositionally valid formulas.")] = 10,
-    trials: Annotated[int, typer.Option(help="Random symmetric crystals relaxed per formula.")] = 8,
+    method: Annotated[str, typer.Option(
+        help="random: random symmetric crystals relaxed (AIRSS-like); lcoms: LCOMs on a csp_vae's conservative "
+             "surrogate; mse: the same on its plain-MSE surrogate (the ablation). All spend --n relaxations.")] = "random",
+    trials: Annotated[int, typer.Option(
+        "--n", "--trials", help="CHGNet relaxations per formula (lcoms/mse: half as starts, half as decodes).")] = 8,
     models: Annotated[str | None, typer.Option(
-        help="Comma-separated property model ids whose predictions join the candidates' properties.")] = None,
+        help="Comma-separated model ids: property predictors whose predictions join the candidates' properties "
+             "and, for lcoms/mse, one csp_vae.")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="LCOMs setting NAME=VALUE, repeatable: steps, step_size, latent_bound, true_every.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (a formula gets the same crystals for the same seed).")] = 0,
     max_atoms: Annotated[int, typer.Option(help="Most atoms in a generated (conventional) cell.")] = 20,
     relax_steps: Annotated[int, typer.Option(help="Most FIRE steps per relaxation.")] = 200,
@@ -269,8 +276,10 @@ def csp(
              "except --device).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Predict crystal structures for formulas: random symmetric crystals (PyXtal) relaxed by CHGNet; the
-    lowest-energy structure per formula is stored as a candidate of a run ('crystal-studio candidates')."""
+    """Predict crystal structures for formulas: random symmetric crystals (PyXtal) relaxed by CHGNet, or
+    LCOMs latent optimization (--method lcoms --models CSP_VAE_ID); the lowest-energy structure per
+    formula is stored as a candidate of a run ('crystal-studio candidates', 'export --run')."""
+    from crystal_studio.core.options import parse_assignments
     from crystal_studio.design.csp import formulas_from_samples, predict_structures, repeat_csp
     from crystal_studio.jobs.cli_runner import run_with_progress
 
@@ -289,7 +298,7 @@ def csp(
         model_ids = parse_ids(models, "--models") if models else []
         result = run_with_progress("structure prediction", lambda progress, cancel: predict_structures(
             proj, formulas, trials, model_ids, seed, max_atoms, relax_steps, fmax, device, progress, cancel,
-            keep=keep, dataset=dataset, source=source))
+            keep=keep, dataset=dataset, source=source, method=method, lcoms=parse_assignments(set_ or []) or None))
     table = Table(title=f"run {result.run_id}: {result.n_candidates} candidates", title_justify="left")
     for col in ("formula", "status", "E (eV/atom)", "space group", "Z", "converged", "candidate", "note"):
         table.add_column(col, justify="left" if col in ("formula", "status", "note") else "right")

@@ -33,7 +33,7 @@ import math
 import os
 import sys
 import zlib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from pymatgen.core import Composition, Element, Structure
@@ -96,8 +96,19 @@ class CspResult:
         return [f for f in self.formulas if f.status != "ok"]
 
     def as_json(self) -> dict:
-        return {"run_id": self.run_id, "method": self.method, "n_candidates": self.n_candidates,
-                "formulas": [f.as_json() for f in self.formulas], "summary": self.summary}
+        """The run, per formula outcomes and, for a single formula, its ``formula`` and ``best``
+        (candidate id, CHGNet energy per atom in eV/atom, space group) at the top level;
+        ``n_evaluated``: CHGNet relaxations that finished."""
+        doc = {"run_id": self.run_id, "method": self.method, "n_candidates": self.n_candidates,
+               "n_evaluated": sum(f.n_relaxed for f in self.formulas),
+               "formulas": [f.as_json() for f in self.formulas], "summary": self.summary}
+        if len(self.formulas) == 1:
+            f = self.formulas[0]
+            doc["formula"] = f.formula
+            doc["best"] = None if f.candidate_id is None else {
+                "candidate_id": f.candidate_id, "energy_per_atom": f.energy_per_atom, "spacegroup": f.spacegroup,
+                "spacegroup_number": f.spacegroup_number, "from": f.best_from}
+        return doc
 
 
 @dataclass
@@ -271,6 +282,8 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
     if method not in CSP_METHODS:
         raise CrystalStudioError(f"unknown structure-prediction method '{method}' (choose {', '.join(CSP_METHODS)})")
     latent = method in SURROGATE_OF
+    if lcoms and not latent:
+        raise CrystalStudioError(f"LCOMs settings ({', '.join(lcoms)}) apply to --method lcoms or mse, not {method}")
     if trials < (2 if latent else 1):
         raise CrystalStudioError(f"--trials must be at least {2 if latent else 1} for {method} (got {trials})")
     if max_atoms < 1:
@@ -529,13 +542,11 @@ def _load_models(project: Project, model_ids: list[int], method: str, device):
 
 
 def _lcoms_config(settings: dict | None):
+    """LCOMs settings (name → value; values may be text as typed after --set), type-checked."""
+    from crystal_studio.core.options import apply_options
     from crystal_studio.design.optimizers.lcoms import LCOMsConfig
 
-    names = {f.name for f in fields(LCOMsConfig)}
-    unknown = sorted(set(settings or {}) - names)
-    if unknown:
-        raise CrystalStudioError(f"unknown LCOMs setting(s) {', '.join(unknown)} (choose {', '.join(sorted(names))})")
-    config = LCOMsConfig(**(settings or {}))
+    config = apply_options(LCOMsConfig(), settings, "lcoms")
     config.validate()
     return config
 

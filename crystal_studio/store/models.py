@@ -28,7 +28,7 @@ from crystal_studio.core.progress import ProgressCallback, ProgressEvent
 from crystal_studio.store.project import Project, now
 
 RUN_STATUSES = ("running", "completed", "cancelled", "failed", "interrupted")
-RUN_KINDS = ("train", "optimization", "sampling")
+RUN_KINDS = ("train", "optimization", "sampling", "polymorphs")
 STALE_AFTER_S = 2 * 3600
 """A run owned by a process on another host is taken for dead when its heartbeat is older than this
 (that process cannot be asked; a run on this host is dead as soon as its process is)."""
