@@ -152,6 +152,7 @@ def test_tiny_lcoms_run_on_nacl_finds_rock_salt_and_repeats(lcoms_project):
         assert outcome.n_relaxed == 4 and len(outcome.improvements) == 2  # 2 starts, 2 decodes: the budget
         run = model_store.get_run(project, result.run_id)
         assert run.parameters["method"] == "csp_lcoms" and run.parameters["lcoms"]["steps"] == 10
+        assert run.parameters["spec"]["constraints"]["formula"] == "NaCl"
         metrics = model_store.run_metrics(project, result.run_id)
         assert len(metrics["lcoms/surrogate_mean"]) == 10 and len(metrics["lcoms/true_mean"]) == 3
         assert any("latent step" in e.message for e in events)
@@ -159,7 +160,7 @@ def test_tiny_lcoms_run_on_nacl_finds_rock_salt_and_repeats(lcoms_project):
         reference = project_reference_energy()
         assert (StructureMatcher().fit(record.structure, rock_salt())
                 or outcome.energy_per_atom <= reference + 0.010), (outcome.energy_per_atom, reference)
-        assert all(c.structure.composition.reduced_formula == "NaCl"
+        assert all(c.structure.composition.reduced_formula == "NaCl" and c.evaluation["criteria"]["composition_kept"]
                    for c in candidate_store.list_candidates(project, result.run_id))
         doc = result.as_json()
         assert doc["formula"] == "NaCl" and doc["best"]["candidate_id"] == outcome.candidate_id
@@ -223,3 +224,20 @@ def test_csp_verb_runs_mse_ablation_and_prints_the_contract(lcoms_project):
     bad = CliRunner().invoke(app, ["csp", str(path), "--formula", "NaCl", "--method", "lcoms", "--models",
                                    str(model_id), "--set", "stepz=4", "--device", "cpu"])
     assert isinstance(bad.exception, CrystalStudioError) and "stepz" in str(bad.exception)  # exit 2 in main()
+
+
+def test_spec_formula_constraint_is_checked_and_validated():
+    from crystal_studio.design.evaluation import evaluate_structure
+    from crystal_studio.design.spec import SpecError, spec_from_dict
+
+    doc = {"name": "csp", "objectives": [{"property": "energy_per_atom", "kind": "minimize"}],
+           "constraints": {"charge_neutral": False, "template": {"kind": "free"}, "formula": "Na2Cl2"}}
+    spec = spec_from_dict(doc)
+    assert spec.constraints.formula == "NaCl" and "composition_kept" in spec.criteria_names()
+    assert "composition NaCl" in spec.summary() and spec_from_dict(spec.to_dict()).constraints.formula == "NaCl"
+    assert evaluate_structure(rock_salt(), spec, {"energy_per_atom": -3.6}).criteria["composition_kept"]
+    kcl = rock_salt()
+    kcl.replace_species({"Na": "K"})
+    assert not evaluate_structure(kcl, spec, {"energy_per_atom": -3.6}).criteria["composition_kept"]
+    with pytest.raises(SpecError, match="constraints.formula"):
+        spec_from_dict({**doc, "constraints": {**doc["constraints"], "formula": "Xq3"}})

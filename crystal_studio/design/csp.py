@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import os
 import sys
@@ -271,7 +272,6 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
     )
     from crystal_studio.design.job import _reference_structures
     from crystal_studio.design.relaxation import _displacements
-    from crystal_studio.design.spec import spec_from_dict
     from crystal_studio.ml.runtime import package_versions, resolve_device
     from crystal_studio.oracles.chgnet_oracle import ChgnetOracle
 
@@ -298,7 +298,7 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
     settings = _lcoms_config(lcoms) if latent else None
     reference = dataset or (predictors[0][1][0].dataset if predictors else None) or (
         csp_record.dataset if csp_record is not None else None)
-    spec = spec_from_dict(SPEC)
+    spec = spec_for(targets)
     name = CSP_METHODS[method]
     parameters = {"method": name, "formulas": list(formulas), "trials": trials, "models": model_ids, "seed": seed,
                   "max_atoms": max_atoms, "relax_steps": relax_steps, "fmax": fmax, "keep": keep,
@@ -512,6 +512,20 @@ class _Job:
                         {"energy_per_atom": relaxation.energy_per_atom, "relax_steps": float(relaxation.steps),
                          "converged": float(relaxation.converged), "lcoms/improvement": improvement})
         return trials
+
+
+def spec_for(targets: list[_Target]):
+    """The run's design spec: lowest CHGNet energy per atom and, for a single formula, that composition
+    fixed (criterion ``composition_kept``)."""
+    from crystal_studio.design.spec import spec_from_dict
+
+    doc = json.loads(json.dumps(SPEC))
+    valid = [t for t in targets if not t.problem]
+    if len(valid) == 1:
+        doc["constraints"]["formula"] = valid[0].formula
+        doc["name"] = f"structure of {valid[0].formula}"
+        doc["description"] = f"crystal structure prediction: the lowest-CHGNet-energy structure of {valid[0].formula}"
+    return spec_from_dict(doc)
 
 
 def _load_models(project: Project, model_ids: list[int], method: str, device):

@@ -175,6 +175,8 @@ def evaluate_structure(structure: Structure, spec: DesignSpec, properties: dict[
     criteria["min_distance"] = dmin >= c.min_distance
     if c.allowed_elements or c.forbidden_elements or c.site_elements:
         criteria["elements_allowed"] = _elements_allowed(structure, elements, roles, spec)
+    if c.formula:
+        criteria["composition_kept"] = structure.composition.reduced_formula == c.formula
     return CandidateEvaluation(
         formula=structure.composition.reduced_formula,
         spacegroup_symbol=symbol,

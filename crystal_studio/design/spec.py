@@ -94,6 +94,7 @@ class Constraints:
     forbidden_elements: list[str] = field(default_factory=list)
     site_elements: dict[str, list[str]] = field(default_factory=dict)  # perovskite site -> allowed
     natoms: tuple[int, int] | None = None  # (min, max) atoms per cell, free template
+    formula: str | None = None  # fixed composition (reduced formula) of structure prediction: every candidate has it
 
 
 @dataclass
@@ -119,6 +120,8 @@ class DesignSpec:
         names.append("min_distance")
         if c.allowed_elements or c.forbidden_elements or c.site_elements:
             names.append("elements_allowed")
+        if c.formula:
+            names.append("composition_kept")
         return names
 
     def summary(self) -> str:
@@ -138,6 +141,8 @@ class DesignSpec:
         musts.append(f"keep atoms at least {c.min_distance:g} Å apart")
         if c.forbidden_elements:
             musts.append(f"avoid {', '.join(c.forbidden_elements)}")
+        if c.formula:
+            musts.append(f"have the composition {c.formula}")
         return f"Find crystals with {goals}. Candidates must {', '.join(musts)}."
 
     # ------------------------------------------------------------------ (de)serialization
@@ -356,4 +361,23 @@ def _constraints(c: dict, problems: list[str]) -> Constraints:
             problems.append(f"constraints.natoms: at least 1 atom (got {window[0]:g})")
             window = None
         out.natoms = (int(window[0]), int(window[1])) if window else None
+    if c.get("formula") is not None:
+        out.formula = _formula(c["formula"], problems)
     return out
+
+
+def _formula(value, problems: list[str]) -> str | None:
+    """The reduced formula of ``value`` (constraints.formula), or None with the problem recorded."""
+    from pymatgen.core import Composition
+
+    if not isinstance(value, str) or not value.strip():
+        problems.append(f"constraints.formula: expected a chemical formula, got {_show(value)}")
+        return None
+    try:
+        composition = Composition(value)
+        if composition.num_atoms <= 0 or not all(isinstance(e, Element) for e in composition.elements):
+            raise ValueError("no atoms of known elements")
+    except Exception as exc:  # pymatgen raises ValueError, KeyError, ... for bad formula text
+        problems.append(f"constraints.formula: {_show(value)} is not a chemical formula ({exc})")
+        return None
+    return composition.reduced_formula
