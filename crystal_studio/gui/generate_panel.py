@@ -19,16 +19,27 @@ decomposition class) narrowed by filters (elements that must / must not be prese
 periodic-table picker of the Datasets panel; a range of the number of elements; only valid; only
 novel), and the two plots. **Compute dataset hull** runs
 :func:`crystal_studio.store.derived.compute_dataset_hull` for the chosen dataset (the decomposition
-classes a new model is trained on). **Predict structures** sends the selected formulas to
-:func:`crystal_studio.design.csp.predict_structures`; the finished run is announced with
+classes a new model is trained on). **Predict structures** sends the selected formulas to the
+**Structure prediction** tab and runs it.
+
+The Structure prediction tab (:class:`StructurePrediction`) predicts crystal structures of typed formulas
+(or the selected sampled ones) with :func:`crystal_studio.design.csp.predict_structures` in a job
+(:func:`csp_work`): random search, or LCOMs on a csp_vae's conservative surrogate (or its MSE ablation)
+at the same CHGNet budget, optionally followed by the random baseline with the same seed and budget. The
+live plots (:class:`CspCurves`) show the latent descent (surrogate mean and min per step, the CHGNet
+energy of the decodes every k steps as points) and every relaxation's energy with the best so far; the
+result table lists per formula the best energy, space group, origin and run, the line under it compares
+the run with its baseline, and the best structures export as CIF. The finished run is announced with
 :attr:`GeneratePanel.structures_predicted` and the main window shows its candidates in the Candidates panel.
 """
 
 from __future__ import annotations
 
 import html
+import math
+import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyqtgraph as pg
@@ -43,10 +54,14 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QSplitter,
     QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -54,7 +69,7 @@ from PySide6.QtWidgets import (
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent
 from crystal_studio.gui.jobs import Job, JobManager
-from crystal_studio.gui.live_plots import DEVICES, LiveJobMixin
+from crystal_studio.gui.live_plots import DEVICES, LiveCurves, LiveJobMixin
 from crystal_studio.gui.periodic_table import ElementFilterButton
 from crystal_studio.ml.kinds import KINDS
 from crystal_studio.store import models as model_store
@@ -268,18 +283,58 @@ def hull_work(project: Project, dataset: str):
     return _close_after(project, fn)
 
 
+@dataclass
+class CspRuns:
+    """What a structure-prediction job hands back: the run asked for and, when asked, the random
+    baseline run at the same CHGNet budget (:class:`crystal_studio.design.csp.CspResult` each)."""
+
+    main: object
+    baseline: object | None = None
+
+
 def csp_work(project: Project, formulas: list[str], trials: int, seed: int, device: str,
-             dataset: str | None = None, source: dict | None = None):
-    """Job function: predict structures for ``formulas`` (:mod:`crystal_studio.design.csp`); returns its result.
-    ``dataset``: the novelty reference; ``source``: where the formulas came from (stored with the run)."""
+             dataset: str | None = None, source: dict | None = None, method: str = "random",
+             model_ids: list[int] | None = None, relax_steps: int = 200, lcoms: dict | None = None,
+             baseline: bool = False, on_event=None):
+    """Job function: predict structures for ``formulas`` (:mod:`crystal_studio.design.csp`); returns :class:`CspRuns`.
+    ``dataset``: the novelty reference; ``source``: where the formulas came from (stored with the run);
+    ``method``: 'random', 'lcoms' or 'mse' (these need one csp_vae among ``model_ids``); ``lcoms``: the
+    latent stage's settings; ``baseline``: after a latent method, run random search on the same formulas
+    with the same seed and number of relaxations (its source names the run it is the baseline of);
+    ``on_event((phase, event))``: every progress event, phase 'main' or 'baseline', in the worker thread
+    before the job's throttled progress sees it (the live curves lose nothing)."""
 
     def fn(progress: ProgressCallback, cancel: CancelToken):
         try:
-            from crystal_studio.design.csp import predict_structures
+            from crystal_studio.design.csp import SURROGATE_OF, predict_structures
         except ImportError as exc:
             raise CrystalStudioError(f"structure prediction is not available in this installation ({exc})") from None
-        return predict_structures(project, formulas, trials=trials, seed=seed, device=device, progress=progress,
-                                  cancel=cancel, dataset=dataset, source=source)
+
+        def relay(phase: str):
+            def report(event: ProgressEvent) -> None:
+                if on_event is not None:
+                    on_event((phase, event))
+                if phase == "baseline" and event.message:
+                    event = replace(event, message=f"random baseline: {event.message}")
+                progress(event)
+
+            return report
+
+        ids = list(model_ids or [])
+        main = predict_structures(project, formulas, trials=trials, model_ids=ids, seed=seed, relax_steps=relax_steps,
+                                  device=device, progress=relay("main"), cancel=cancel, dataset=dataset,
+                                  source=source, method=method, lcoms=lcoms if method in SURROGATE_OF else None)
+        if not baseline or method not in SURROGATE_OF:
+            return CspRuns(main)
+        from crystal_studio.ml.kinds import CSP_KINDS
+
+        predictors = [m for m in ids if model_store.get_model(project, m, with_checkpoint=False).kind not in CSP_KINDS]
+        reference = dataset or model_store.get_run(project, main.run_id).parameters.get("reference_dataset")
+        base = predict_structures(project, formulas, trials=trials, model_ids=predictors, seed=seed,
+                                  relax_steps=relax_steps, device=device, progress=relay("baseline"), cancel=cancel,
+                                  dataset=reference, source={**(source or {}), "baseline_of": main.run_id},
+                                  method="random")
+        return CspRuns(main, base)
 
     return _close_after(project, fn)
 
@@ -449,6 +504,619 @@ def funnel_html(result: GenerateResult) -> str:
             + (f"<span style='color:#666'>{html.escape(result.note)}</span>" if result.note else ""))
 
 
+CSP_METHOD_CHOICES = (("random", "Random search"), ("lcoms", "LCOMs (conservative surrogate)"),
+                      ("mse", "LCOMs, MSE surrogate (ablation)"))
+CSP_RESULT_COLUMNS = ("Formula", "Method", "Energy (eV/atom)", "Space group", "Best from", "Run")
+CSP_METHOD_NAMES = {"csp_random": "random", "csp_lcoms": "LCOMs", "csp_mse": "LCOMs (MSE)"}
+NO_CSP_MODEL_TIP = ("This project has no csp_vae model yet. Train one in the Training panel: kind “Composition-"
+                    "conditioned crystal VAE · LCOMs”, on a dataset of crystals with energy_per_atom (a polymorphs "
+                    "dataset made with 'crystal-studio polymorphs' suits it), then choose it here. Random search "
+                    "needs no model.")
+# live curves of structure prediction: name → (label, pen or None, symbol or None, brush)
+CSP_CURVES = {
+    "lcoms/surrogate_mean": ("surrogate (mean)", ("#1f4e8c", 2, Qt.PenStyle.SolidLine), None, None),
+    "lcoms/surrogate_min": ("surrogate (min)", ("#1f4e8c", 1, Qt.PenStyle.DashLine), None, None),
+    "lcoms/true_mean": ("CHGNet (mean of decodes)", None, "o", "#d62728"),
+    # the baseline's squares under the starts' circles: with the same seed its first crystals are the starts
+    "relax/baseline": ("random baseline", None, "s", (255, 127, 14, 200)),
+    "relax/start": ("random start", None, "o", (90, 90, 90, 230)),
+    "relax/decode": ("LCOMs decode", None, "t", "#2ca02c"),
+    "best/main": ("best so far", ("#2ca02c", 2, Qt.PenStyle.SolidLine), None, None),
+    "best/baseline": ("best so far (baseline)", ("#ff7f0e", 2, Qt.PenStyle.DashLine), None, None),
+}
+
+
+def parse_formula_list(text: str) -> list[str]:
+    """The formulas typed in ``text``, separated by commas, semicolons or white space (duplicates once)."""
+    out: list[str] = []
+    for part in re.split(r"[,;\s]+", text.strip()):
+        if part and part not in out:
+            out.append(part)
+    return out
+
+
+def formula_problems(formulas: list[str]) -> list[str]:
+    """Those of ``formulas`` that are not chemical formulas of real elements (typos such as 'NaCI', 'Xq2')."""
+    from pymatgen.core import Composition, Element
+
+    bad = []
+    for f in formulas:
+        try:
+            composition = Composition(f)
+            ok = composition.num_atoms > 0 and all(isinstance(e, Element) for e in composition.elements)
+        except Exception:  # pymatgen raises ValueError, KeyError, ... for text that is not a formula
+            ok = False
+        if not ok:
+            bad.append(f)
+    return bad
+
+
+class CspCurves(LiveCurves):
+    """Live plots of structure prediction: the latent descent of LCOMs (surrogate energy of the current
+    latents per step, mean and min, and the CHGNet energy of their decodes every k steps as points) and
+    the CHGNet energy of every relaxation (random starts, LCOMs decodes, the random baseline) with the
+    best so far, vs relaxation; formulas follow each other on both axes."""
+
+    def _make_plots(self) -> list[pg.PlotWidget]:
+        self.latent_plot = self._plot("LCOMs latent descent", "energy (eV/atom)")
+        self.latent_plot.setLabel("bottom", "latent step (formulas in turn)")
+        self.relax_plot = self._plot("CHGNet relaxations", "energy (eV/atom)")
+        self.relax_plot.setLabel("bottom", "relaxation (formulas in turn)")
+        for plot in (self.latent_plot, self.relax_plot):
+            plot.setMinimumHeight(90)
+            plot.getViewBox().setDefaultPadding(0.06)  # markers at the extremes stay whole
+            for axis in ("left", "bottom"):
+                plot.getAxis(axis).enableAutoSIPrefix(False)
+            # the legend in a row under the plot: inside it would hide points (energies go anywhere)
+            item = plot.plotItem
+            item.legend.scene().removeItem(item.legend)
+            item.legend = pg.LegendItem(colCount=3, labelTextSize="8pt", verSpacing=-6, horSpacing=12)
+            item.layout.addItem(item.legend, 4, 1)
+        self.labels = {name: spec[0] for name, spec in CSP_CURVES.items()}
+        self._reset_counters()
+        return [self.latent_plot, self.relax_plot]
+
+    def _reset_counters(self) -> None:
+        self.latent_steps = 0
+        self.relaxations = {"main": 0, "baseline": 0}
+        self.best: dict[str, tuple[str, float]] = {}  # phase → (formula, lowest energy so far)
+
+    def start(self, method: str, baseline: bool) -> None:
+        """Clear the plots for a new run of ``method``; the latent plot only for a latent method."""
+        self.clear()
+        latent = method != "random"
+        self.latent_plot.setVisible(latent)
+        self.labels["relax/start"] = "random start" if latent else "random trial"
+        self.labels["best/main"] = "best so far (LCOMs)" if latent and baseline else "best so far"
+
+    def clear(self) -> None:
+        super().clear()
+        self._reset_counters()
+
+    def add_point(self, name: str, x: float, y: float) -> None:
+        xs, ys = self.series.setdefault(name, ([], []))
+        xs.append(float(x))
+        ys.append(float(y))
+        self.dirty = True
+
+    def add_event(self, phase: str, event: ProgressEvent) -> None:
+        """Queue the metrics of one progress event of phase 'main' or 'baseline'."""
+        m = event.metrics or {}
+        if "lcoms/surrogate_mean" in m:
+            self.latent_steps += 1
+            for key in ("lcoms/surrogate_mean", "lcoms/surrogate_min", "lcoms/true_mean"):
+                value = m.get(key)
+                if isinstance(value, int | float) and math.isfinite(value):
+                    self.add_point(key, self.latent_steps, value)
+        energy = m.get("energy_per_atom")
+        if isinstance(energy, int | float) and math.isfinite(energy):
+            self.relaxations[phase] += 1
+            x = self.relaxations[phase]
+            kind = "relax/baseline" if phase == "baseline" else (
+                "relax/decode" if "lcoms/improvement" in m else "relax/start")
+            self.add_point(kind, x, energy)
+            formula = (event.message or "").split(":", 1)[0]
+            best_key = f"best/{phase}"
+            previous = self.best.get(phase)
+            if previous is None or previous[0] != formula:
+                if previous is not None:
+                    self.add_point(best_key, x - 0.5, math.nan)  # a new formula starts its own line
+                best = energy
+            else:
+                best = min(previous[1], energy)
+            self.best[phase] = (formula, best)
+            self.add_point(best_key, x, best)
+
+    def plot_for(self, name: str) -> pg.PlotWidget | None:
+        if name.startswith("lcoms/"):
+            return self.latent_plot
+        if name.startswith(("relax/", "best/")):
+            return self.relax_plot
+        return None
+
+    def _draw_order(self) -> list[str]:
+        return [n for n in CSP_CURVES if n in self.series]
+
+    def _new_curve(self, plot: pg.PlotWidget, name: str) -> pg.PlotDataItem:
+        curve = self._make_curve(plot, name)
+        curve.setZValue(list(CSP_CURVES).index(name))  # stacked in CSP_CURVES order whichever comes first
+        return curve
+
+    def _make_curve(self, plot: pg.PlotWidget, name: str) -> pg.PlotDataItem:
+        _, pen, symbol, brush = CSP_CURVES[name]
+        label = self.labels[name]
+        if symbol is not None:
+            return plot.plot([], [], pen=None, symbol=symbol, symbolSize={"o": 7, "t": 11}.get(symbol, 10),
+                             symbolBrush=pg.mkBrush(brush), symbolPen=pg.mkPen("w", width=0.5), name=label)
+        colour, width, style = pen
+        return plot.plot([], [], pen=pg.mkPen(colour, width=width, style=style), name=label, connect="finite")
+
+
+def cif_export_work(project: Project, items: list[tuple[int, list[int]]], folder: str):
+    """Job function: write the candidates (run id, candidate ids) as CIF files into ``folder``."""
+
+    def fn(progress: ProgressCallback, cancel: CancelToken):
+        from crystal_studio.store.exporting import export_candidates
+
+        paths = []
+        for run_id, ids in items:
+            paths += export_candidates(project, run_id, folder, "cif", candidate_ids=ids, progress=progress,
+                                       cancel=cancel, overwrite=True)
+        return paths
+
+    return _close_after(project, fn)
+
+
+class StructurePrediction(LiveJobMixin, QWidget):
+    """The Generate panel's structure-prediction section: formulas (typed, or the selected sampled ones),
+    method (random search, LCOMs on the conservative or the MSE surrogate), the csp_vae, the budget;
+    run and cancel; live curves (:class:`CspCurves`); per formula the best structure's energy, space
+    group and origin, of the run and of its random baseline; CIF export of those structures.
+
+    A finished run is announced with :attr:`predicted` (its run id; the baseline's with :attr:`baseline_predicted`)."""
+
+    predicted = Signal(int)  # run id of a finished structure-prediction run (its candidates)
+    baseline_predicted = Signal(int)  # run id of the random baseline that followed it
+    cancelling_text = "Cancelling (after the current relaxation)…"
+
+    def __init__(self, jobs: JobManager, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.jobs = jobs
+        self.project: Project | None = None
+        self.job: Job | None = None
+        self.export_job: Job | None = None
+        self.last_runs: CspRuns | None = None
+        self.last_export: list | None = None
+        self.source: tuple[list[str], dict | None, str | None] | None = None  # formulas from a sampling run
+        self._phase = "main"  # phase of the events seen last: 'main', then 'baseline'
+        self._main_run: int | None = None  # run id of the running job's main run
+        self._init_live(accept=lambda report: bool(report[1].metrics) or report[1].run_id is not None)
+
+        self.formula_edit = QLineEdit()
+        self.formula_edit.setObjectName("cspFormulas")
+        self.formula_edit.setPlaceholderText("e.g. NaCl, SrTiO3 — or select sampled formulas in Sample formulas")
+        self.formula_edit.setToolTip("Compositions to predict crystal structures of, separated by commas or spaces")
+        self.formula_edit.textChanged.connect(lambda _text: self._sync_enabled())
+        self.formula_edit.returnPressed.connect(self.start)
+        self.method_combo = QComboBox()
+        self.method_combo.setObjectName("cspMethod")
+        tips = {"random": "Random symmetric crystals (PyXtal) relaxed by CHGNet; the lowest energy is kept",
+                "lcoms": "LCOMs: half the budget relaxed as random starts, their latents descended on the csp_vae's "
+                         "conservative energy surrogate, the decodes (exactly the formula's atoms) relaxed",
+                "mse": "The LCOMs ablation: the same latent descent on the plain-MSE surrogate (no conservative "
+                       "term), to see what the conservative training buys"}
+        for key, text in CSP_METHOD_CHOICES:
+            self.method_combo.addItem(text, key)
+            self.method_combo.setItemData(self.method_combo.count() - 1, tips[key], Qt.ItemDataRole.ToolTipRole)
+        self.method_combo.currentIndexChanged.connect(lambda _i: self._sync_enabled())
+        self.method_chosen = False  # until the user picks one: LCOMs when the project has a csp_vae, else random
+        self.method_combo.activated.connect(lambda _i: setattr(self, "method_chosen", True))
+        self.model_combo = QComboBox()
+        self.model_combo.setObjectName("cspModel")
+        self.budget_spin = GeneratePanel._spin(1, 1000, 8)
+        self.budget_spin.setObjectName("cspBudget")
+        self.budget_spin.setToolTip("CHGNet relaxations per formula (LCOMs: half random starts, half decodes; the "
+                                    "random baseline gets the same number)")
+        self.steps_spin = GeneratePanel._spin(1, 10000, 50)
+        self.steps_spin.setObjectName("cspSteps")
+        self.steps_spin.setToolTip("Gradient steps on the latents (LCOMs paper: 50)")
+        self.true_every_spin = GeneratePanel._spin(0, 10000, 10)
+        self.true_every_spin.setPrefix("CHGNet every ")
+        self.true_every_spin.setToolTip("Score the current decodes with CHGNet every k latent steps (0: never); "
+                                        "the points on the latent plot")
+        self.relax_steps_spin = GeneratePanel._spin(1, 100000, 200)
+        self.relax_steps_spin.setObjectName("cspRelaxSteps")
+        self.relax_steps_spin.setToolTip("Most FIRE steps of one CHGNet relaxation (free cell, forces below 0.1 eV/Å)")
+        self.seed_spin = GeneratePanel._spin(0, 2**31 - 1, 0)
+        self.seed_spin.setToolTip("Seed of the random crystals (per formula); the baseline uses the same one, so its "
+                                  "first crystals are LCOMs' starts")
+        self.baseline_check = QCheckBox("compare with random search at the same budget")
+        self.baseline_check.setObjectName("cspBaseline")
+        self.baseline_check.setChecked(True)
+        self.baseline_check.setToolTip("After the LCOMs run, relax the same number of random crystals per formula "
+                                       "(same seed) as a second run, and compare the best energies")
+        self.baseline_check.toggled.connect(lambda _on: self._sync_enabled())
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(list(DEVICES))
+        self.use_selected_button = QPushButton("Use selected samples")
+        self.use_selected_button.setToolTip("Take the formulas selected in the Sample formulas table")
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        formulas = QHBoxLayout()
+        formulas.addWidget(self.formula_edit, 1)
+        formulas.addWidget(self.use_selected_button)
+        form.addRow("Formulas", formulas)
+        form.addRow("Method", self.method_combo)
+        form.addRow("Model", self.model_combo)
+        budget = QHBoxLayout()
+        for label, widget in (("Relaxations", self.budget_spin), ("LCOMs steps", self.steps_spin),
+                              (None, self.true_every_spin)):
+            if label:
+                budget.addWidget(QLabel(label))
+            budget.addWidget(widget, 1)
+        form.addRow("Budget", budget)
+        relax = QHBoxLayout()
+        for label, widget in (("Relax steps", self.relax_steps_spin), ("Seed", self.seed_spin),
+                              ("Device", self.device_combo)):
+            relax.addWidget(QLabel(label))
+            relax.addWidget(widget, 1)
+        form.addRow("", relax)
+        form.addRow("", self.baseline_check)
+        box = QGroupBox("Structure prediction")
+        box.setObjectName("structurePredictionGroup")
+        box.setLayout(form)
+
+        self.start_button = QPushButton("▶ Predict")
+        self.start_button.setObjectName("runStructurePrediction")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("■ Cancel")
+        self.cancel_button.setObjectName("cancelStructurePrediction")
+        run_row = self._build_run_row()
+        self.status_label.setObjectName("cspStatus")
+
+        self.curves = CspCurves()
+        self.result_table = QTableWidget(0, len(CSP_RESULT_COLUMNS))
+        self.result_table.setObjectName("cspResults")
+        self.result_table.setHorizontalHeaderLabels(list(CSP_RESULT_COLUMNS))
+        self.result_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.result_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.result_table.verticalHeader().setVisible(False)
+        self.result_table.verticalHeader().setDefaultSectionSize(20)
+        header = self.result_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        self.result_table.itemSelectionChanged.connect(self._sync_enabled)
+        self.result_table.setMinimumHeight(50)
+        self.compare_label = QLabel("")
+        self.compare_label.setObjectName("cspCompare")
+        self.compare_label.setWordWrap(True)
+        self.compare_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.export_button = QPushButton("Export CIF…")
+        self.export_button.setObjectName("cspExportCif")
+        self.export_button.setToolTip("Write the best structures (the selected rows, or all) as CIF files; the "
+                                      "Candidates panel has every candidate of these runs")
+        self.export_button.clicked.connect(self.export_dialog)
+        result_row = QHBoxLayout()
+        result_row.addWidget(self.compare_label, 1)
+        result_row.addWidget(self.export_button, 0, Qt.AlignmentFlag.AlignTop)
+        results = QWidget()
+        results_layout = QVBoxLayout(results)
+        results_layout.setContentsMargins(0, 0, 0, 0)
+        results_layout.addWidget(self.result_table, 1)
+        results_layout.addLayout(result_row)
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.split.addWidget(self.curves)
+        self.split.addWidget(results)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 1)
+        self.split.setSizes([430, 95])  # the table keeps room for a run and its baseline
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(box)
+        layout.addLayout(run_row)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.split, 1)
+        self._sync_enabled()
+
+    # ---------------------------------------------------------------- inputs
+
+    def set_project(self, project: Project | None) -> None:
+        if self.running:
+            self.job.cancel()
+        self.project = project
+        self.source = None
+        self.last_runs = None
+        self.curves.clear()
+        self.result_table.setRowCount(0)
+        self.compare_label.setText("")
+        self.status_label.setText("")
+        self.refresh_models()
+
+    def refresh_models(self) -> None:
+        """Re-read the project's csp_vae models into the model box (the newest chosen when none was)."""
+        from crystal_studio.ml.kinds import CSP_KINDS
+
+        current = self.model_combo.currentData()
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        if self.project is not None:
+            for m in model_store.list_models(self.project):
+                if m.kind not in CSP_KINDS:
+                    continue
+                self.model_combo.addItem(f"#{m.id} {m.name or m.kind}" + (f" · {m.dataset}" if m.dataset else ""),
+                                         m.id)
+                values = next((v for v in m.metrics.values() if isinstance(v, dict)), {})
+                tip = f"{m.kind}, trained {m.created[:16].replace('T', ' ')}"
+                for key, text in (("val_conservative_mae", "conservative surrogate validation MAE"),
+                                  ("val_mse_mae", "MSE surrogate validation MAE")):
+                    if isinstance(values.get(key), int | float):
+                        tip += f"; {text} {values[key]:.3g} eV/atom"
+                self.model_combo.setItemData(self.model_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        if not self.model_combo.count():
+            self.model_combo.addItem("(no csp_vae model — train one in the Training panel)", None)
+        index = self.model_combo.findData(current)
+        self.model_combo.setCurrentIndex(index if index >= 0 and current is not None else self.model_combo.count() - 1)
+        self.model_combo.blockSignals(False)
+        if not self.method_chosen:
+            self.method_combo.setCurrentIndex(self.method_combo.findData("random" if self.model_id() is None
+                                                                         else "lcoms"))
+        self._sync_enabled()
+
+    def method(self) -> str:
+        return self.method_combo.currentData()
+
+    def set_method(self, method: str) -> None:
+        index = self.method_combo.findData(method)
+        if index < 0:
+            raise CrystalStudioError(f"unknown structure-prediction method '{method}'")
+        self.method_chosen = True
+        self.method_combo.setCurrentIndex(index)
+
+    def latent(self) -> bool:
+        return self.method() != "random"
+
+    def model_id(self) -> int | None:
+        return self.model_combo.currentData()
+
+    def set_model(self, model_id: int) -> None:
+        index = self.model_combo.findData(model_id)
+        if index < 0:
+            raise CrystalStudioError(f"model #{model_id} is not a csp_vae of this project")
+        self.model_combo.setCurrentIndex(index)
+
+    def formulas(self) -> list[str]:
+        return parse_formula_list(self.formula_edit.text())
+
+    def set_formulas(self, formulas: list[str], source: dict | None = None, dataset: str | None = None) -> None:
+        """Put ``formulas`` in the formula field; ``source`` and ``dataset`` (where they came from, the novelty
+        reference) go with the run while the field holds exactly these formulas."""
+        self.formula_edit.setText(", ".join(formulas))
+        self.source = (parse_formula_list(", ".join(formulas)), source, dataset)
+
+    def focus_formulas(self) -> None:
+        self.formula_edit.setFocus(Qt.FocusReason.OtherFocusReason)
+        self.formula_edit.selectAll()
+
+    def _sync_enabled(self) -> None:
+        if not hasattr(self, "export_button"):
+            return  # still building
+        idle = not self.running and self.project is not None
+        latent = self.latent()
+        has_model = self.model_id() is not None
+        for widget in (self.formula_edit, self.method_combo, self.budget_spin, self.relax_steps_spin, self.seed_spin,
+                       self.device_combo):
+            widget.setEnabled(idle)
+        self.use_selected_button.setEnabled(idle and self.use_selected_button.property("available") is True)
+        self.model_combo.setEnabled(idle and latent and has_model)
+        if latent and not has_model:
+            self.model_combo.setToolTip(NO_CSP_MODEL_TIP)
+        elif not latent:
+            self.model_combo.setToolTip("Random search uses no model; LCOMs uses the chosen csp_vae")
+        else:
+            self.model_combo.setToolTip("The csp_vae whose latent space and energy surrogate LCOMs descends")
+        for widget in (self.steps_spin, self.true_every_spin, self.baseline_check):
+            widget.setEnabled(idle and latent)
+        self.budget_spin.setMinimum(2 if latent else 1)
+        self.start_button.setEnabled(idle and bool(self.formulas()) and (has_model or not latent))
+        self.start_button.setToolTip(NO_CSP_MODEL_TIP if latent and not has_model else
+                                     "Predict the structures of the formulas (a background job)")
+        self.cancel_button.setEnabled(self.running)
+        exporting = self.export_job is not None and self.export_job.running
+        self.export_button.setEnabled(self.project is not None and not exporting and bool(self._export_items()))
+
+    def set_selection_available(self, available: bool) -> None:
+        """Whether the Sample formulas table has selected formulas to take."""
+        self.use_selected_button.setProperty("available", bool(available))
+        self._sync_enabled()
+
+    # ---------------------------------------------------------------- the run
+
+    def start(self) -> Job | None:
+        """Predict the structures of the typed formulas with the form's settings; the job, or None (with the
+        reason in the status line) when it cannot start."""
+        if self.running or self.project is None:
+            return None
+        formulas = self.formulas()
+        if not formulas:
+            self.status_label.setText("Type one or more formulas (e.g. NaCl, SrTiO3).")
+            return None
+        problems = formula_problems(formulas)
+        if problems:
+            self.status_label.setText(f"Not a chemical formula: {', '.join(problems)}")
+            return None
+        method = self.method()
+        latent = self.latent()
+        model_ids: list[int] = []
+        if latent:
+            if self.model_id() is None:
+                self.status_label.setText(NO_CSP_MODEL_TIP)
+                return None
+            model_ids = [self.model_id()]
+        source, dataset = None, None
+        if self.source is not None and self.source[0] == formulas:
+            source, dataset = self.source[1], self.source[2]
+        baseline = latent and self.baseline_check.isChecked()
+        lcoms = {"steps": self.steps_spin.value(), "true_every": self.true_every_spin.value()} if latent else None
+        trials = self.budget_spin.value()
+        self.curves.start(method, baseline)
+        self._relay.take()
+        self._phase, self._main_run = "main", None
+        self.last_runs = None
+        self.result_table.setRowCount(0)
+        self.compare_label.setText("")
+        per_formula = trials + (self.steps_spin.value() if latent else 0)
+        self.progress_bar.setRange(0, max(1, per_formula * len(formulas)))
+        self.progress_bar.setValue(0)
+        name = dict(CSP_METHOD_CHOICES)[method]
+        self.status_label.setText(f"{name} for {', '.join(formulas)}: loading CHGNet…")
+        work = csp_work(self.project, formulas, trials, self.seed_spin.value(), self.device_combo.currentText(),
+                        dataset, source, method, model_ids, self.relax_steps_spin.value(), lcoms, baseline,
+                        self._relay.push)
+        what = f"{len(formulas)} formulas" if len(formulas) > 1 else formulas[0]
+        return self._launch_live(f"Predicting structures of {what} ({name})", work,
+                                 "Cancelled; nothing was stored.")
+
+    def _drain(self) -> None:
+        for phase, event in self._relay.take():
+            self._phase = phase
+            if event.run_id is not None and phase == "main":
+                self._main_run = event.run_id
+            if event.metrics:
+                self.curves.add_event(phase, event)
+
+    def _tick(self) -> None:
+        self.curves.redraw()
+
+    def _progress(self, event: ProgressEvent) -> None:
+        if event.total:
+            self.progress_bar.setRange(0, event.total)
+            self.progress_bar.setValue(min(event.step, event.total))
+        if event.message:
+            self.status_label.setText(event.message)
+
+    def _succeeded(self, runs: CspRuns) -> None:
+        self._finish_curves()
+        self.last_runs = runs
+        self.progress_bar.setValue(self.progress_bar.maximum())
+        self.show_runs(runs)
+        main = runs.main
+        done = sum(1 for f in main.formulas if f.status == "ok")
+        text = (f"Done: run #{main.run_id}: structures for {done} of {len(main.formulas)} formula(s)"
+                + (f", random baseline run #{runs.baseline.run_id}" if runs.baseline is not None else "")
+                + " — the candidates are in the Candidates panel.")
+        self.status_label.setText(text)
+        self._sync_enabled()
+        self.predicted.emit(main.run_id)
+        if runs.baseline is not None:
+            self.baseline_predicted.emit(runs.baseline.run_id)
+
+    def _stopped(self, text: str) -> None:
+        self._finish_curves()
+        if text.startswith("Cancelled") and self._phase == "baseline" and self._main_run is not None:
+            self.status_label.setText(f"Cancelled the random baseline; run #{self._main_run} is stored (Candidates "
+                                      "panel).")
+            self.predicted.emit(self._main_run)
+        else:
+            self.status_label.setText(text)
+        self._sync_enabled()
+
+    # ---------------------------------------------------------------- results
+
+    def show_runs(self, runs: CspRuns) -> None:
+        """Per formula the best structure of the run (and of its baseline), and how they compare."""
+        rows = [(runs.main, f) for f in runs.main.formulas]
+        if runs.baseline is not None:
+            rows += [(runs.baseline, f) for f in runs.baseline.formulas]
+        self.result_table.setRowCount(len(rows))
+        for r, (result, f) in enumerate(rows):
+            ok = f.status == "ok"
+            sg = f"{f.spacegroup} ({f.spacegroup_number})" if f.spacegroup else "—"
+            origin = f.best_from if ok else f"failed: {f.reason}"
+            cells = (f.formula, CSP_METHOD_NAMES.get(result.method, result.method),
+                     f"{f.energy_per_atom:.4f}" if f.energy_per_atom is not None else "—", sg, origin,
+                     f"#{result.run_id}")
+            tip = f"candidate #{f.candidate_id}" if f.candidate_id is not None else f.reason
+            if f.improvements:
+                tip += ("\nLCOMs decodes vs their starts (eV/atom, positive = lower): "
+                        + ", ".join(f"{v:+.3f}" for v in f.improvements))
+            if f.reason and ok:
+                tip += f"\n{f.reason}"
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, (result.run_id, f.candidate_id))
+                item.setToolTip(tip)
+                if c == 2:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if not ok:
+                    item.setForeground(pg.mkColor("#b00020"))
+                self.result_table.setItem(r, c, item)
+        self.compare_label.setText(comparison_html(runs))
+        self._sync_enabled()
+
+    def _export_items(self) -> list[tuple[int, list[int]]]:
+        """(run id, candidate ids) of the selected result rows, or of every row, that have a structure."""
+        rows = sorted({i.row() for i in self.result_table.selectionModel().selectedRows()}) or range(
+            self.result_table.rowCount())
+        grouped: dict[int, list[int]] = {}
+        for r in rows:
+            item = self.result_table.item(r, 0)
+            run_id, cid = item.data(Qt.ItemDataRole.UserRole) if item is not None else (None, None)
+            if cid is not None:
+                grouped.setdefault(run_id, []).append(cid)
+        return list(grouped.items())
+
+    def export_cif(self, folder: str) -> Job | None:
+        """Write the best structures (selected rows, or all) as CIF files into ``folder`` (a job)."""
+        items = self._export_items()
+        if self.project is None or not items or (self.export_job is not None and self.export_job.running):
+            return None
+        self.export_job = self.jobs.start("Exporting CIF files", cif_export_work(self.project, items, folder),
+                                          self._exported)
+        self.export_job.done.connect(self._sync_enabled)
+        self._sync_enabled()
+        return self.export_job
+
+    def _exported(self, paths: list) -> None:
+        self.last_export = paths
+        where = paths[0].parent if paths else ""
+        self.status_label.setText(f"Wrote {len(paths)} CIF file(s) to {where}.")
+
+    def export_dialog(self) -> None:
+        if self.project is None:
+            return
+        from PySide6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Export the predicted structures as CIF",
+                                                  str(self.project.path.parent))
+        if folder:
+            self.export_cif(folder)
+
+
+def comparison_html(runs: CspRuns) -> str:
+    """One line per formula: the best energy of the run against its random baseline's (eV/atom)."""
+    if runs.baseline is None:
+        best = [f for f in runs.main.formulas if f.status == "ok"]
+        return "<br>".join(f"<b>{html.escape(f.formula)}</b>: {f.energy_per_atom:.4f} eV/atom, {f.spacegroup} "
+                           f"(run #{runs.main.run_id})" for f in best)
+    name = CSP_METHOD_NAMES.get(runs.main.method, runs.main.method)
+    base = {f.formula: f for f in runs.baseline.formulas}
+    lines = []
+    for f in runs.main.formulas:
+        b = base.get(f.formula)
+        if f.energy_per_atom is None or b is None or b.energy_per_atom is None:
+            continue
+        delta = b.energy_per_atom - f.energy_per_atom
+        verdict = (f"{name} lower by {delta:.3f}" if delta > 5e-4 else
+                   f"random lower by {-delta:.3f}" if delta < -5e-4 else "the same within 0.001")
+        colour = "#2e7d32" if delta > 5e-4 else "#b00020" if delta < -5e-4 else "#555"
+        lines.append(f"<b>{html.escape(f.formula)}</b>: {name} {f.energy_per_atom:.4f} ({f.spacegroup}) vs random "
+                     f"{b.energy_per_atom:.4f} eV/atom ({b.spacegroup}) — <span style='color:{colour}'>{verdict} "
+                     "eV/atom</span>")
+    return "<br>".join(lines)
+
+
 class GeneratePanel(LiveJobMixin, QWidget):
     """Model, number of samples, seed, class and centre; sample/cancel; funnel, filtered formulas, plots;
     dataset hull; structure prediction for the selected formulas. See the module docstring."""
@@ -463,7 +1131,7 @@ class GeneratePanel(LiveJobMixin, QWidget):
         self.jobs = jobs
         self.project: Project | None = None
         self.job: Job | None = None
-        self.side_job: Job | None = None  # hull or structure prediction
+        self.side_job: Job | None = None  # the dataset hull (structure prediction runs in self.csp)
         self.result: GenerateResult | None = None
         self.last_csp_result = None
         self.last_hull = None
@@ -593,15 +1261,19 @@ class GeneratePanel(LiveJobMixin, QWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.selectionModel().selectionChanged.connect(lambda *_a: self._sync_enabled())
 
-        self.trials_spin = self._spin(1, 1000, 8)
-        self.trials_spin.setToolTip("Random trial structures per formula (relaxed, the best kept)")
+        # ---- structure prediction (its own tab): the selected formulas go there
+        self.csp = StructurePrediction(jobs)
+        self.csp.predicted.connect(self._csp_done)
+        self.csp.use_selected_button.clicked.connect(self.use_selected_formulas)
+        self.trials_spin = self.csp.budget_spin  # relaxations per formula
         self.csp_button = QPushButton("Predict structures…")
         self.csp_button.setObjectName("predictStructures")
-        self.csp_button.setToolTip("Predict crystal structures of the selected formulas (random trials relaxed with "
-                                   "the universal potential); the candidates appear in the Candidates panel")
+        self.csp_button.setToolTip("Predict crystal structures of the selected formulas with the settings of the "
+                                   "Structure prediction tab (random search or LCOMs, relaxed with CHGNet); the "
+                                   "candidates appear in the Candidates panel")
         self.csp_button.clicked.connect(self.predict_selected)
         self.side_cancel = QPushButton("■")
-        self.side_cancel.setToolTip("Cancel the hull computation or structure prediction")
+        self.side_cancel.setToolTip("Cancel the hull computation")
         self.side_cancel.setFixedWidth(28)
         self.side_cancel.clicked.connect(self.cancel_side_job)
         self.side_label = QLabel("")
@@ -609,8 +1281,6 @@ class GeneratePanel(LiveJobMixin, QWidget):
         self.side_label.setWordWrap(True)
         self.side_label.setStyleSheet("color:#555")
         csp_row = QHBoxLayout()
-        csp_row.addWidget(QLabel("Trials"))
-        csp_row.addWidget(self.trials_spin)
         csp_row.addWidget(self.csp_button)
         csp_row.addWidget(self.side_cancel)
         csp_row.addWidget(self.side_label, 1)
@@ -651,9 +1321,14 @@ class GeneratePanel(LiveJobMixin, QWidget):
         splitter.addWidget(results)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
+        self.sections = QTabWidget()
+        self.sections.setObjectName("generateSections")
+        self.sections.setDocumentMode(True)
+        self.sections.addTab(splitter, "Sample formulas")
+        self.sections.addTab(self.csp, "Structure prediction")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(splitter)
+        layout.addWidget(self.sections)
         self._sync_enabled()
 
     @staticmethod
@@ -677,6 +1352,7 @@ class GeneratePanel(LiveJobMixin, QWidget):
         self.funnel_label.setText("Sample a model to see the validity funnel.")
         self.status_label.setText("")
         self.side_label.setText("")
+        self.csp.set_project(project)
         self.set_structure(-1)
         self.refresh()
 
@@ -716,6 +1392,7 @@ class GeneratePanel(LiveJobMixin, QWidget):
             elif combo is self.model_combo and combo.count():
                 combo.setCurrentIndex(combo.count() - 1)  # the newest model
             combo.blockSignals(False)
+        self.csp.refresh_models()
         self._model_changed()
 
     def model_ids(self) -> list[int]:
@@ -781,10 +1458,15 @@ class GeneratePanel(LiveJobMixin, QWidget):
         self.hull_button.setEnabled(self.project is not None and not side_busy
                                     and self.hull_dataset_combo.count() > 0)
         crystals_shown = self.result is not None and self.result.crystals  # they have structures already
-        self.csp_button.setEnabled(self.project is not None and not side_busy and not crystals_shown
-                                   and bool(self.selected_formulas()))
-        self.trials_spin.setEnabled(not side_busy)
+        selected = not crystals_shown and bool(self.selected_formulas())
+        self.csp_button.setEnabled(self.project is not None and not self.csp.running and selected)
+        self.csp.set_selection_available(selected)
         self.side_cancel.setVisible(side_busy)
+
+    def set_device(self, device: str) -> None:
+        """'auto', 'cpu' or 'cuda', for sampling and structure prediction."""
+        super().set_device(device)
+        self.csp.set_device(device)
 
     # ---------------------------------------------------------------- sampling
 
@@ -938,8 +1620,24 @@ class GeneratePanel(LiveJobMixin, QWidget):
                                 "its decomposition classes.")
         self.hull_computed.emit(summary.dataset)
 
+    def show_structure_prediction(self) -> None:
+        """Bring the Structure prediction tab into view with the formula field focused."""
+        self.sections.setCurrentWidget(self.csp)
+        self.csp.focus_formulas()
+
+    def use_selected_formulas(self) -> list[str]:
+        """Put the selected sampled formulas into the Structure prediction tab (shown); returns them."""
+        formulas = self.selected_formulas()
+        if formulas:
+            dataset = self.result.dataset if self.result is not None else None
+            source = {"sampling_run": self.result.run_id} if self.result is not None else None
+            self.csp.set_formulas(formulas, source, dataset)
+            self.sections.setCurrentWidget(self.csp)
+        return formulas
+
     def predict_selected(self) -> Job | None:
-        """Predict structures for the selected formulas (a job); see :attr:`structures_predicted`."""
+        """Predict structures for the selected formulas (a job, with the Structure prediction tab's settings,
+        shown); see :attr:`structures_predicted`."""
         formulas = self.selected_formulas()
         if not formulas:
             self.side_label.setText("Select formulas in the table first.")
@@ -947,20 +1645,37 @@ class GeneratePanel(LiveJobMixin, QWidget):
         return self.predict_structures(formulas)
 
     def predict_structures(self, formulas: list[str]) -> Job | None:
-        if self.project is None or not formulas or (self.side_job is not None and self.side_job.running):
+        """Predict structures for ``formulas`` with the Structure prediction tab's settings (shown), the sampling
+        run shown as their source; the job, or None when it cannot start."""
+        if self.project is None or not formulas or self.csp.running:
             return None
         dataset = self.result.dataset if self.result is not None else None
         source = {"sampling_run": self.result.run_id} if self.result is not None else None
-        work = csp_work(self.project, formulas, self.trials_spin.value(), self.seed_spin.value(),
-                        self.device_combo.currentText(), dataset, source)
-        title = f"Predicting structures of {len(formulas)} formula{'s' if len(formulas) != 1 else ''}"
-        return self._side_job(title, work, self._csp_done)
+        self.csp.set_formulas(formulas, source, dataset)
+        self.sections.setCurrentWidget(self.csp)
+        job = self.csp.start()
+        if job is not None:
+            title = f"Predicting structures of {len(formulas)} formula{'s' if len(formulas) != 1 else ''}"
+            self.side_label.setText(f"{title} (Structure prediction tab)…")
+            job.failed.connect(lambda message, _d: self.side_label.setText(f"{title} failed: {message}"))
+            job.cancelled.connect(lambda: self.side_label.setText(f"{title}: cancelled."))
+            job.done.connect(self._sync_enabled)
+        else:
+            self.side_label.setText(self.csp.status_label.text())
+        self._sync_enabled()
+        return job
 
-    def _csp_done(self, result) -> None:
-        self.last_csp_result = result
-        failed = getattr(result, "failed", [])
-        note = "".join(f"\n{f.formula}: {f.reason}" for f in failed[:3]) + ("\n…" if len(failed) > 3 else "")
-        self.side_label.setText(f"Structure prediction run #{result.run_id} finished: {result.n_candidates} "
-                                f"candidate(s), in the Candidates panel"
-                                + (f"; {len(failed)} formula(s) failed:{note}" if failed else "."))
-        self.structures_predicted.emit(result.run_id)
+    def _csp_done(self, run_id: int) -> None:
+        runs = self.csp.last_runs
+        self.last_csp_result = runs.main if runs is not None and runs.main.run_id == run_id else None
+        result = self.last_csp_result
+        if result is None:
+            self.side_label.setText(f"Structure prediction run #{run_id} is in the Candidates panel.")
+        else:
+            failed = result.failed
+            note = "".join(f"\n{f.formula}: {f.reason}" for f in failed[:3]) + ("\n…" if len(failed) > 3 else "")
+            self.side_label.setText(f"Structure prediction run #{result.run_id} finished: {result.n_candidates} "
+                                    f"candidate(s), in the Candidates panel"
+                                    + (f"; {len(failed)} formula(s) failed:{note}" if failed else "."))
+        self._sync_enabled()
+        self.structures_predicted.emit(run_id)

@@ -175,6 +175,7 @@ class MainWindow(QMainWindow):
         self.plots.structure_clicked.connect(self.show_structure)
         self.plots.ids_selected.connect(self.datasets_panel.set_id_filter)
         self.targets_panel.spec_changed.connect(self.optimization_panel.set_spec)
+        self.targets_panel.structure_prediction_requested.connect(self.show_structure_prediction)
         self.optimization_panel.set_spec(self.targets_panel.spec)
         self.optimization_panel.set_device(self.compute_device())
         self.training_panel.set_device(self.compute_device())
@@ -495,6 +496,13 @@ class MainWindow(QMainWindow):
         """A latent-space optimization started: its queries go live onto the latent map, shown."""
         self.latent_map.follow(generator_id)
         self.tabs.setCurrentWidget(self.latent_map)
+
+    def show_structure_prediction(self) -> None:
+        """The Generate panel's Structure prediction tab in view, its formula field focused."""
+        dock = self.docks["Generate"]
+        dock.show()
+        dock.raise_()
+        self.generate_panel.show_structure_prediction()
 
     def show_predicted_structures(self, run_id: int) -> None:
         """After structure prediction from the Generate panel: its candidates in the Candidates panel, in view."""

@@ -5,6 +5,10 @@ validated with :func:`~crystal_studio.design.spec.spec_from_dict`; the problems 
 the form (and the offending cells turn red), otherwise the spec's plain-language summary does. The
 current valid spec is :attr:`TargetsPanel.spec` and every change is announced by
 :attr:`TargetsPanel.spec_changed` (None while the form is invalid).
+
+When the composition is known and only its crystal structure is wanted, **Predict the structure of a
+composition…** asks (:attr:`TargetsPanel.structure_prediction_requested`) for the Generate panel's
+Structure prediction tab.
 """
 
 from __future__ import annotations
@@ -105,6 +109,7 @@ class TargetsPanel(QWidget):
     """Form editor of a :class:`~crystal_studio.design.spec.DesignSpec`; see the module docstring."""
 
     spec_changed = Signal(object)  # DesignSpec, or None while the form has problems
+    structure_prediction_requested = Signal()  # the user wants the structure of a given composition
 
     def __init__(self, parent: QWidget | None = None, settings: QSettings | None = None):
         super().__init__(parent)
@@ -241,6 +246,17 @@ class TargetsPanel(QWidget):
         self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary_label.setStyleSheet("QLabel { background: #eef5ee; border: 1px solid #b5d3b5; padding: 6px; }")
 
+        # ---- a known composition: structure prediction instead of a design goal
+        self.csp_button = QPushButton("Predict the structure of a composition…")
+        self.csp_button.setObjectName("predictCompositionStructure")
+        self.csp_button.setToolTip("Know the formula already? Find its lowest-energy crystal structure (random "
+                                   "search or LCOMs, relaxed with CHGNet) in the Generate panel's Structure "
+                                   "prediction tab")
+        self.csp_button.clicked.connect(self.structure_prediction_requested)
+        csp_row = QHBoxLayout()
+        csp_row.addWidget(self.csp_button)
+        csp_row.addStretch(1)
+
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.addLayout(file_row)
@@ -249,6 +265,7 @@ class TargetsPanel(QWidget):
         layout.addWidget(cons_box)
         layout.addWidget(self.problems_label)
         layout.addWidget(self.summary_label)
+        layout.addLayout(csp_row)
         layout.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)

@@ -19,7 +19,9 @@ composition VAE) predicts no properties: its targets list is disabled with a not
 split/ensemble/size fields give way to a table of the kind's own settings (built from
 ``describe_options(config_class(kind))``, as the Optimization panel shows a method's settings), and
 the curves show its loss terms (reconstruction, KL, classification; validation solid, training dashed)
-and validation accuracies instead of MAE per target.
+and validation accuracies instead of MAE per target. The csp_vae (role 'csp', for LCOMs structure
+prediction in the Generate panel) is trained the same way: its own settings, its VAE terms and then its
+two energy surrogates' terms on the curves, no parity plot.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ from crystal_studio.core.properties import unit_of
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, PALETTE, LiveCurves, LiveJobMixin
 from crystal_studio.gui.settings_table import SettingsTable
-from crystal_studio.ml.kinds import GENERATOR_KINDS, KIND_DEFAULTS, KINDS, PREDICTOR_KINDS
+from crystal_studio.ml.kinds import CSP_KINDS, GENERATOR_KINDS, KIND_DEFAULTS, KINDS, PREDICTOR_KINDS
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
 
@@ -70,10 +72,19 @@ RESUMABLE = ("cancelled", "failed", "interrupted", "running")  # interrupted: it
 MODEL_FILE_FILTER = "Crystal Studio model (*.pt);;All files (*)"
 ROLE_ID = Qt.ItemDataRole.UserRole
 MODEL_COLUMNS = ("ID", "Name", "Targets", "Test MAE", "Dataset", "Created")
-TRAINABLE_KINDS = {k: KINDS[k].title for k in KINDS if k in PREDICTOR_KINDS or k in GENERATOR_KINDS}
+# kinds trained with their own settings table and no parity plot: generative models and the csp_vae
+# (role 'csp': the composition-conditioned crystal VAE with energy surrogates of LCOMs structure prediction)
+OWN_SETTINGS_KINDS = {**GENERATOR_KINDS, **{k: KINDS[k].title for k in CSP_KINDS}}
+TRAINABLE_KINDS = {k: KINDS[k].title for k in KINDS if k in PREDICTOR_KINDS or k in OWN_SETTINGS_KINDS}
 KIND_FORM_SKIPS = ("kind", "device", "targets")  # a kind's own settings the form sets elsewhere
 ACCURACY_WORDS = ("accuracy", "validity")  # a generative kind's metrics with these go to the accuracy plot
 ACCURACY_LABELS = {"formula_accuracy": "exact formula (reconstruction)", "class_accuracy": "decomposition class"}
+
+
+def kind_label(kind: str) -> str:
+    """The short name of a kind in the kind box (its title up to the parenthesis; a csp kind: '… · LCOMs')."""
+    label = TRAINABLE_KINDS[kind].split(" (")[0]
+    return f"{label.split(' + ')[0]} · LCOMs" if kind in CSP_KINDS else label
 
 
 def _with_unit(name: str) -> str:
@@ -417,7 +428,9 @@ def _generator_scores(metrics: dict) -> tuple[str, str]:
     """(table cell, tooltip) of a generative model's stored validation metrics."""
     values = next((v for v in metrics.values() if isinstance(v, dict)), {})
     accuracy = values.get("val_formula_accuracy")
-    cell = f"recon. {accuracy:.0%} (val)" if isinstance(accuracy, int | float) else ""
+    surrogate = values.get("val_conservative_mae")  # a csp_vae's conservative energy surrogate
+    cell = (f"recon. {accuracy:.0%} (val)" if isinstance(accuracy, int | float) else
+            f"surrogate {surrogate:.3g} eV/atom (val)" if isinstance(surrogate, int | float) else "")
     details = "\n".join(f"{k}: {v:.4g}" for k, v in values.items() if isinstance(v, int | float))
     return cell, details
 
@@ -453,7 +466,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.kind_combo = QComboBox()
         self.kind_combo.setObjectName("trainingKind")
         for kind, text in TRAINABLE_KINDS.items():
-            self.kind_combo.addItem(text.split(" (")[0], kind)
+            self.kind_combo.addItem(kind_label(kind), kind)
             self.kind_combo.setItemData(self.kind_combo.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
         self.targets_note = QLabel("")
         self.targets_note.setObjectName("targetsNote")
@@ -726,7 +739,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
 
     def is_generator(self) -> bool:
         """Whether the chosen kind is generative (no targets; its own settings table)."""
-        return self.kind() in GENERATOR_KINDS
+        return self.kind() in OWN_SETTINGS_KINDS
 
     def _show_kind_form(self) -> None:
         """Show the form rows of the chosen kind: targets, split, ensemble and sizes for a predictor; a
@@ -739,8 +752,13 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.form.setRowVisible(self.targets_list, not generator or self.optional_targets)
         self.form.setRowVisible(self.targets_note, generator)
         if generator:
-            title = TRAINABLE_KINDS[self.kind()].split(" (")[0]
-            if self.optional_targets:
+            title = kind_label(self.kind())
+            if self.kind() in CSP_KINDS:
+                self.targets_note.setText(f"{title} learns the dataset's crystals with an energy surrogate on its "
+                                          "'energy' property (energy_per_atom, eV/atom: a polymorphs dataset of "
+                                          "relaxed random crystals suits it), for LCOMs structure prediction in the "
+                                          "Generate panel. Its settings are below (hover a row for its meaning).")
+            elif self.optional_targets:
                 self.targets_note.setText(f"{title} is a generative model: the checked targets (optional) get "
                                           "property heads. Its settings are below (hover a row for its meaning).")
             else:
@@ -749,7 +767,8 @@ class TrainingPanel(LiveJobMixin, QWidget):
             if self._kind_shown != self.kind():
                 self.kind_settings.show_options(kind_options(self.kind()))
                 self._kind_shown = self.kind()
-        self.settings_box.setTitle("Train a generative model" if generator else "Train a property predictor")
+        self.settings_box.setTitle("Train a structure-prediction model" if self.kind() in CSP_KINDS else
+                                   "Train a generative model" if generator else "Train a property predictor")
         self.curves.set_generator(generator)
         self._sync_enabled()
 
@@ -833,11 +852,11 @@ class TrainingPanel(LiveJobMixin, QWidget):
         run, metrics = loaded
         self.run_id = run_id
         kind = run.parameters.get("kind", "gnn")
-        if kind in GENERATOR_KINDS and self.kind_combo.findData(kind) >= 0:
+        if kind in OWN_SETTINGS_KINDS and self.kind_combo.findData(kind) >= 0:
             self.set_kind(kind)  # its settings back in the table, to repeat or vary the run
             self.kind_settings.set_values({k: v for k, v in (run.parameters.get("config") or {}).items()
                                            if k not in KIND_FORM_SKIPS})
-        self.curves.set_generator(kind in GENERATOR_KINDS)
+        self.curves.set_generator(kind in OWN_SETTINGS_KINDS)
         self.curves.set_history(metrics)
         self.select_run(run_id)
         self.status_label.setText(f"Run #{run_id}: {run.status}" + (f" — {run.message}" if run.message else ""))
@@ -896,7 +915,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
             self.status_label.setText(f"Run #{run_id} is {run.status}: nothing to resume.")
             return None
         self._begin(run_id, f"Resuming run #{run_id} from its last checkpoint…")
-        self.curves.set_generator(run.parameters.get("kind", "gnn") in GENERATOR_KINDS)
+        self.curves.set_generator(run.parameters.get("kind", "gnn") in OWN_SETTINGS_KINDS)
         self.curves.set_history(model_store.run_metrics(self.project, run_id))
         cfg = run.parameters.get("config") or {}
         self.progress_bar.setRange(0, max(1, int(cfg.get("epochs", 1)) * int(cfg.get("ensemble", 1))))
@@ -925,7 +944,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
                 self.refresh_runs()
                 self.select_run(self.run_id)
             metrics = event.metrics
-            if "train_loss" in metrics:
+            if "train_loss" in metrics or self._surrogate_epoch(metrics):
                 step = event.step - 1  # events count completed epochs; metrics are stored from step 0
                 self.curves.add_epoch(step, {k: v for k, v in metrics.items() if k != "lr"})
                 self.epochs_seen += 1
@@ -933,6 +952,11 @@ class TrainingPanel(LiveJobMixin, QWidget):
             elif "batch_loss" in metrics:
                 position = event.position if event.position is not None else event.step + 1.0
                 self.curves.add_batch(position, float(metrics["batch_loss"]))
+
+    def _surrogate_epoch(self, metrics: dict) -> bool:
+        """Whether ``metrics`` are an epoch of a csp_vae's surrogate stage (its terms, no train_loss)."""
+        return "batch_loss" not in metrics and any(k.startswith(("train_conservative_", "train_mse_"))
+                                                   for k in metrics)
 
     def _tick(self) -> None:
         self.curves.redraw()
@@ -952,7 +976,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.last_result = result
         self.run_id = result.run_id
         self.progress_bar.setValue(self.progress_bar.maximum())
-        if result.kind in GENERATOR_KINDS:
+        if result.kind in OWN_SETTINGS_KINDS:
             self.status_label.setText(f"Done: model #{result.model_id} (run #{result.run_id}). {result.message}")
         else:
             maes = ", ".join(f"{t} {m['mae']:.3g} {unit_of(t)}".rstrip() for t, m in result.metrics.items()
@@ -965,7 +989,7 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.select_model(result.model_id)
         self.model_trained.emit(result.model_id)
         self.models_changed.emit()
-        if result.kind not in GENERATOR_KINDS:
+        if result.kind not in OWN_SETTINGS_KINDS:
             self.show_parity(result.model_id)
 
     def _stopped(self, text: str) -> None:
@@ -983,9 +1007,11 @@ class TrainingPanel(LiveJobMixin, QWidget):
             return None
         try:
             record = model_store.get_model(self.project, model_id, with_checkpoint=False)
-            if record.kind in GENERATOR_KINDS:
+            if record.kind in OWN_SETTINGS_KINDS:
+                use = ("predict structures with it in the Generate panel" if record.kind in CSP_KINDS else
+                       "sample it in the Generate panel")
                 raise CrystalStudioError(f"model #{model_id} ({record.name}) is a {record.kind}: it predicts no "
-                                         "properties, so there is no parity plot (sample it in the Generate panel)")
+                                         f"properties, so there is no parity plot ({use})")
             stored_test_ids(self.project, record)
         except CrystalStudioError as exc:
             self.parity.show_message(str(exc))
@@ -1018,9 +1044,9 @@ class TrainingPanel(LiveJobMixin, QWidget):
         self.models_table.setRowCount(len(models))
         for row, m in enumerate(models):
             members = m.hyperparameters.get("members")
-            if m.kind in GENERATOR_KINDS:
+            if m.kind in OWN_SETTINGS_KINDS:
                 scores, details = _generator_scores(m.metrics)
-                targets = "(formulas)"
+                targets = "(crystals · energy)" if m.kind in CSP_KINDS else "(formulas)"
             else:
                 scores = "; ".join(f"{v['mae']:.3g} {unit_of(t)}".rstrip() for t, v in m.metrics.items()
                                    if isinstance(v, dict) and isinstance(v.get("mae"), int | float))
