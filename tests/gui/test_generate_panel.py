@@ -79,11 +79,11 @@ def train_tiny_vae(qtbot, panel) -> int:
 
 
 def test_training_panel_offers_the_composition_vae_from_the_registry(qtbot, training, syn_project):
-    from crystal_studio.ml.kinds import GENERATOR_KINDS, PREDICTOR_KINDS
+    from crystal_studio.ml.kinds import CSP_KINDS, GENERATOR_KINDS, PREDICTOR_KINDS
     from crystal_studio.store import models as store
 
     kinds = [training.kind_combo.itemData(i) for i in range(training.kind_combo.count())]
-    assert kinds == [k for k in (*PREDICTOR_KINDS, *GENERATOR_KINDS)] and "composition_vae" in kinds
+    assert kinds == [k for k in (*PREDICTOR_KINDS, *GENERATOR_KINDS, *CSP_KINDS)] and "composition_vae" in kinds
     assert training.kind() == "gnn" and not training.is_generator()
     assert training.targets_list.isVisible() and not training.kind_settings.isVisible()
     assert training.epochs_spin.isVisible()
