@@ -199,8 +199,8 @@ def stage_report(project, args) -> None:
         success, matched, delta = False, False, None
         if doc.get("structure"):
             delta = doc["energy_per_atom"] - ref["energy_per_atom"]
-            matched = matcher.fit(Structure.from_dict(doc["structure"]), Structure.from_dict(ref["structure"]))
-            success = matched or delta <= TOLERANCE
+            matched = bool(matcher.fit(Structure.from_dict(doc["structure"]), Structure.from_dict(ref["structure"])))
+            success = bool(matched or delta <= TOLERANCE)
         counted[doc["method"]] += 1
         totals[doc["method"]] += success
         table.setdefault(doc["formula"], {})[doc["method"]] = (success, matched, delta, doc["wall_s"])
@@ -210,7 +210,10 @@ def stage_report(project, args) -> None:
     for method in METHODS:
         if counted[method]:
             improvements = [x for d in runs if d["method"] == method for x in d["improvements"]]
+            own = [d["surrogate_changes"][0] - d["surrogate_changes"][-1] for d in runs
+                   if d["method"] == method and d.get("surrogate_changes")]
             emit(kind="csp_total", method=method, successes=totals[method], compounds=counted[method],
+                 mean_surrogate_predicted_drop=(sum(own) / len(own)) if own else None,
                  mean_true_improvement=(sum(improvements) / len(improvements)) if improvements else None,
                  share_improved=(sum(x > 0 for x in improvements) / len(improvements)) if improvements else None,
                  n_decodes=len(improvements))
@@ -229,7 +232,7 @@ def stage_report(project, args) -> None:
         values = [x for d in runs if d["method"] == method for x in d["improvements"]]
         if values:
             log(f"{method}: true-energy improvement start → decode (eV/atom), {len(values)} decodes")
-            edges = [-1.0, -0.3, -0.1, -0.03, -0.01, 0.01, 0.03, 0.1, 0.3, 10.0]
+            edges = [-float("inf"), -0.3, -0.1, -0.03, -0.01, 0.01, 0.03, 0.1, 0.3, float("inf")]
             for lo, hi in zip(edges[:-1], edges[1:], strict=True):
                 n = sum(lo <= x < hi for x in values)
                 log(f"  [{lo:+.2f}, {hi:+.2f})  {'#' * n} {n}")
