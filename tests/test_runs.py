@@ -65,6 +65,16 @@ def wait_for_metrics(path: Path, kind: str, proc: subprocess.Popen) -> int:
     pytest.fail(f"no {kind} run recorded metrics in time")
 
 
+def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
+    """The process's (stdout, stderr) once it ends; killed (never left running) if it outlives ``timeout`` s."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+
+
 def status_of(path: Path, run_id: int) -> str:
     """A run's status as stored, read without opening the project (which would mark stale runs)."""
     with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
@@ -128,7 +138,7 @@ def test_ctrl_c_cancels_a_training_run_and_says_how_to_resume(syn):
     proc = start("train", syn, "--dataset", "syn", "--epochs", "500", *TINY)
     run_id = wait_for_metrics(syn, "train", proc)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    _, stderr = finish(proc)
     assert proc.returncode == 130, stderr
     assert f"run {run_id} cancelled at" in stderr and f"crystal-studio train {syn} --resume {run_id}" in stderr
     assert "Traceback" not in stderr
@@ -146,7 +156,7 @@ def test_ctrl_c_cancels_an_optimization_run_with_a_message(syn, tmp_path):
                  "--steps", "1000000", "--device", "cpu")
     run_id = wait_for_metrics(syn, "optimization", proc)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    _, stderr = finish(proc)
     assert proc.returncode == 130, stderr
     assert f"run {run_id} keeps what it recorded" in stderr and "Traceback" not in stderr
     with closing(Project.open(syn)) as project:
