@@ -410,16 +410,7 @@ class _Job:
 
     def relax(self, structure: Structure):
         """CHGNet relaxation of one structure (RuntimeError when it fails or gives a non-finite energy)."""
-        try:
-            [relaxation] = self.oracle.relax([structure], fmax=self.fmax, max_steps=self.relax_steps,
-                                             relax_cell=True, cancel=self.cancel)
-        except Cancelled:
-            raise
-        except Exception as exc:  # CHGNet/ASE failing on one structure fails that trial only
-            raise RuntimeError(f"relaxation failed: {exc}") from None
-        if not math.isfinite(relaxation.energy_per_atom):
-            raise RuntimeError("relaxation failed: non-finite energy")
-        return relaxation
+        return relax_one(self.oracle, structure, self.fmax, self.relax_steps, self.cancel)
 
     def _trial(self, index: int, spacegroup: int, z: int, generated: Structure, origin: str, relaxation,
                latent: dict | None = None) -> _Trial:
@@ -526,6 +517,21 @@ def spec_for(targets: list[_Target]):
         doc["name"] = f"structure of {valid[0].formula}"
         doc["description"] = f"crystal structure prediction: the lowest-CHGNet-energy structure of {valid[0].formula}"
     return spec_from_dict(doc)
+
+
+def relax_one(oracle, structure: Structure, fmax: float, max_steps: int, cancel: CancelToken, frames: int = 0):
+    """CHGNet relaxation of one structure with a free cell (``fmax`` eV/Å, at most ``max_steps``);
+    RuntimeError when CHGNet/ASE fails or the energy is not finite, so one bad crystal fails one trial."""
+    try:
+        [relaxation] = oracle.relax([structure], fmax=fmax, max_steps=max_steps, relax_cell=True, cancel=cancel,
+                                    frames=frames)
+    except Cancelled:
+        raise
+    except Exception as exc:  # CHGNet/ASE signal with many exception types
+        raise RuntimeError(f"relaxation failed: {exc}") from None
+    if not math.isfinite(relaxation.energy_per_atom):
+        raise RuntimeError("relaxation failed: non-finite energy")
+    return relaxation
 
 
 def _load_models(project: Project, model_ids: list[int], method: str, device):

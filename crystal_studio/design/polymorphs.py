@@ -30,10 +30,19 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from crystal_studio.core import structures as cs
-from crystal_studio.core.errors import Cancelled, CrystalStudioError
+from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.io import ParsedRecord
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
-from crystal_studio.design.csp import _cpu_threads, _distinct, _rng, _target, _version, random_crystal, space_groups_for
+from crystal_studio.design.csp import (
+    _cpu_threads,
+    _distinct,
+    _rng,
+    _target,
+    _version,
+    random_crystal,
+    relax_one,
+    space_groups_for,
+)
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
 
@@ -270,15 +279,7 @@ class _Job:
                          ) -> list[ParsedRecord]:
         """The relaxed structure's record, then its frames'; RuntimeError when the relaxation fails."""
         p = self.parameters
-        try:
-            [relaxation] = self.oracle.relax([generated], fmax=p["fmax"], max_steps=p["relax_steps"],
-                                             relax_cell=True, cancel=self.cancel, frames=p["frames"])
-        except Cancelled:
-            raise
-        except Exception as exc:  # CHGNet/ASE failing on one crystal fails that trial only
-            raise RuntimeError(f"relaxation failed: {exc}") from None
-        if not math.isfinite(relaxation.energy_per_atom):
-            raise RuntimeError("relaxation failed: non-finite energy")
+        relaxation = relax_one(self.oracle, generated, p["fmax"], p["relax_steps"], self.cancel, p["frames"])
         converged = float(relaxation.converged)
         meta = {"run_id": str(self.run_id), "formula": formula, "seed": str(p["seed"]), "trial": str(trial),
                 "generated_spacegroup_number": str(spacegroup), "z": str(z),
