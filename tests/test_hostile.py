@@ -4,6 +4,7 @@ right exit code (2 nothing done, 3 partial) and no traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -359,3 +360,69 @@ def test_candidates_of_a_training_run_are_refused_with_the_reason(tmp_path):
                            str(run), "--json"], capture_output=True, text=True)
     assert done.returncode == 2 and "training run" in done.stderr and not done.stdout.strip()
     assert "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------ item 15: parse workers outlive a killed import
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for a reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_parse_workers_die_when_the_import_is_killed(tmp_path):
+    import csv
+    import signal
+    import time
+
+    from crystal_studio.store.importer import PARALLEL_THRESHOLD
+
+    table = tmp_path / "many.csv"
+    cif = (GOOD / "SrTiO3.cif").read_text()
+    with table.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "cif"])
+        writer.writerows([f"s{i}", cif] for i in range(PARALLEL_THRESHOLD * 3))
+    project = tmp_path / "p.sqlite"
+    assert cli("new", project).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "crystal_studio", "import", str(project), str(table),
+                             "--dataset", "d", "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 90
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            workers = [c for c in _children(proc.pid)
+                       if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()] if _alive(proc.pid) else []
+            time.sleep(0.2)
+        assert len(workers) == 2, "the import never started its parse workers"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_alive, workers)), "parse workers kept running after their import was killed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in filter(_alive, workers):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

@@ -8,8 +8,13 @@ unchanged.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -27,6 +32,7 @@ from crystal_studio.core.progress import CancelToken, ProgressCallback, Progress
 from crystal_studio.store.project import Project
 
 PARALLEL_THRESHOLD = 2000  # raw records; below this, parse in-process
+PR_SET_PDEATHSIG = 1  # prctl(2) option: signal this process when its parent dies (Linux)
 CHUNK_SIZE = 200  # records per worker task; smaller chunks keep GIL pauses in the receiving thread short
 
 
@@ -62,11 +68,34 @@ def _parse_chunk(chunk: list[RawRecord], options: ImportOptions) -> list[ParsedR
     return out
 
 
-def _worker_init() -> None:
+def _worker_init(parent_pid: int) -> None:
     import warnings
 
     warnings.simplefilter("ignore")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _die_with_parent(parent_pid)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker exit when the importing process dies, even by SIGKILL, so no parser keeps
+    running (and holding memory) for an import nobody waits for.
+
+    Linux: the kernel sends SIGKILL at the parent's death (``PR_SET_PDEATHSIG``), which also stops a
+    worker stuck in a long C call. Elsewhere a daemon thread checks the parent every 0.5 s.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0:
+            if os.getppid() != parent_pid:  # the parent died before the request was made
+                os._exit(1)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def parse_records(raws: Sequence[RawRecord], options: ImportOptions, workers: int | None = None,
@@ -89,7 +118,8 @@ def parse_records(raws: Sequence[RawRecord], options: ImportOptions, workers: in
                     progress(ProgressEvent(done, total, "parsing"))
         return [item for part in results for item in part]
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(os.getpid(),)) as pool:
         pending = {pool.submit(_parse_chunk, chunk, options): i for i, chunk in enumerate(chunks)}
         try:
             while pending:
