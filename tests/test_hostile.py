@@ -426,3 +426,37 @@ def test_parse_workers_die_when_the_import_is_killed(tmp_path):
         for pid in filter(_alive, workers):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------ item 18: repeated ids
+
+
+def test_repeated_ids_are_named_and_can_be_left_out(tmp_path):
+    from crystal_studio.store.importer import import_paths
+
+    project = Project.create(tmp_path / "p.sqlite")
+    first = import_paths(project, [GOOD / "SrTiO3.cif"], "d", workers=1)
+    assert first.imported == 1 and first.repeated == []
+    again = import_paths(project, [GOOD / "SrTiO3.cif"], "d", workers=1)
+    assert again.imported == 1 and len(again.repeated) == 1 and not again.repeats_skipped
+    assert "imported again" in again.repeat_note()
+    skipped = import_paths(project, [GOOD / "SrTiO3.cif"], "d", workers=1, duplicates="skip")
+    assert skipped.imported == 0 and skipped.repeats_skipped and skipped.exit_code == 0
+    assert "left out" in skipped.repeat_note()
+    assert project.count() == 2
+    with pytest.raises(CrystalStudioError, match="duplicates must be one of keep, skip"):
+        import_paths(project, [GOOD / "SrTiO3.cif"], "d", duplicates="merge")
+
+
+def test_cli_import_warns_about_repeated_ids_and_skips_them_on_request(tmp_path):
+    project = tmp_path / "p.sqlite"
+    assert cli("new", project).returncode == 0
+    assert cli("import", project, GOOD / "SrTiO3.cif", "--dataset", "d").returncode == 0
+    again = cli("import", project, GOOD / "SrTiO3.cif", "--dataset", "d")
+    assert again.returncode == 0
+    assert "warning: 1 record(s) repeat an id already in 'd'" in again.stderr
+    assert "--duplicates skip" in again.stderr
+    skipped = cli("import", project, GOOD / "SrTiO3.cif", "--dataset", "d", "--duplicates", "skip", "--json")
+    assert skipped.returncode == 0 and "nothing new imported" in skipped.stderr
+    doc = json.loads(skipped.stdout)
+    assert doc["imported"] == 0 and doc["repeats_skipped"] and len(doc["repeated_ids"]) == 1

@@ -65,6 +65,9 @@ def import_(
         help="Reject structures with atoms closer than 0.5 Å instead of importing them flagged invalid.")] = False,
     max_file_mb: Annotated[float, typer.Option(help="Largest file accepted, in MiB (after decompression).")] = 512,
     workers: Annotated[int, typer.Option(help="Parser processes (default: one per core).")] = 0,
+    duplicates: Annotated[str, typer.Option(
+        help="A record whose id is already in the dataset: 'keep' imports it again (with a warning), "
+             "'skip' leaves it out.")] = "keep",
     json_out: JsonOpt = False,
 ) -> None:
     """Import crystals with their properties; lists every skipped record with the reason.
@@ -81,9 +84,16 @@ def import_(
                             max_file_bytes=max_file_bytes)
     report = run_with_progress(
         f"importing into '{dataset}'",
-        lambda progress, cancel: import_paths(proj, paths, dataset, options, workers or None, progress, cancel))
+        lambda progress, cancel: import_paths(proj, paths, dataset, options, workers or None, progress, cancel,
+                                               duplicates=duplicates))
     report_skipped(report.issues)
-    summary = f"imported {report.imported} structures into '{dataset}'" if report.imported else "nothing imported"
+    if report.repeated:
+        if report.repeats_skipped:
+            err.print(f"note: {report.repeat_note()}", highlight=False)
+        else:
+            err.print(f"warning: {report.repeat_note()}; pass --duplicates skip to leave them out", highlight=False)
+    summary = (f"imported {report.imported} structures into '{dataset}'" if report.imported
+               else "nothing new imported" if report.repeats_skipped else "nothing imported")
     if report.flagged:
         summary += f" ({report.flagged} flagged invalid: atoms closer than 0.5 Å)"
     if report.skipped:

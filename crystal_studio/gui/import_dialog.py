@@ -3,6 +3,7 @@ show the importer's per-record report (what was skipped and why)."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -35,12 +36,13 @@ FILE_FILTER = ("Crystal files (*.cif *.mcif *.vasp *.poscar POSCAR* CONTCAR* *.e
                "All files (*)")
 
 
-def import_work(project: Project, paths: list[str], dataset: str, options: ImportOptions):
+def import_work(project: Project, paths: list[str], dataset: str, options: ImportOptions, duplicates: str = "keep"):
     """The import as a job function (runs in a worker thread on its own store connection)."""
 
     def work(progress: ProgressCallback, cancel: CancelToken) -> ImportReport:
         try:
-            return import_paths(project, paths, dataset, options, progress=progress, cancel=cancel)
+            return import_paths(project, paths, dataset, options, progress=progress, cancel=cancel,
+                                duplicates=duplicates)
         finally:
             project.close()
 
@@ -99,10 +101,13 @@ class ImportDialog(QDialog):
         self.dataset_combo.lineEdit().setPlaceholderText("new or existing dataset name")
         self.ordered_box = QCheckBox("Partial occupancies: keep the majority species (instead of skipping)")
         self.reject_close_box = QCheckBox("Skip structures with atoms closer than 0.5 Å (instead of flagging them)")
+        self.skip_repeats_box = QCheckBox("Skip records whose id is already in the dataset (instead of importing "
+                                          "them again)")
         form = QFormLayout()
         form.addRow("Dataset:", self.dataset_combo)
         form.addRow("", self.ordered_box)
         form.addRow("", self.reject_close_box)
+        form.addRow("", self.skip_repeats_box)
 
         self.progress = QProgressBar()
         self.progress.setVisible(False)
@@ -173,6 +178,10 @@ class ImportDialog(QDialog):
         return ImportOptions(ordered_approximation=self.ordered_box.isChecked(),
                              reject_close_atoms=self.reject_close_box.isChecked())
 
+    def duplicates(self) -> str:
+        """The import's policy for records whose id is already in the dataset."""
+        return "skip" if self.skip_repeats_box.isChecked() else "keep"
+
     def start_import(self) -> Job | None:
         """Start the import job (returns it), or explain what is missing."""
         paths, dataset = self.paths(), self.dataset_combo.currentText().strip()
@@ -190,7 +199,7 @@ class ImportDialog(QDialog):
         self.import_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.job = self.jobs.start(f"Importing into {dataset}", import_work(self.project, paths, dataset,
-                                                                             self.options()))
+                                                                             self.options(), self.duplicates()))
         self.job.progress.connect(self._on_progress)
         self.job.succeeded.connect(self._on_report)
         self.job.cancelled.connect(self._on_cancelled)
@@ -223,8 +232,9 @@ class ImportDialog(QDialog):
     def _on_report(self, report: ImportReport) -> None:
         self.report = report
         flagged = f" ({report.flagged} flagged: atoms too close)" if report.flagged else ""
-        self._finish(f"<b>Imported {report.imported}</b> structures into “{report.dataset}”{flagged}; "
-                     f"<b>skipped {report.skipped}</b>.")
+        repeats = f"<br>Note: {html.escape(report.repeat_note())}." if report.repeated else ""
+        self._finish(f"<b>Imported {report.imported}</b> structures into “{html.escape(report.dataset)}”{flagged}; "
+                     f"<b>skipped {report.skipped}</b>.{repeats}")
         self.issues.setRowCount(len(report.issues))
         for row, issue in enumerate(report.issues):
             for col, text in enumerate((issue.source, issue.reason)):

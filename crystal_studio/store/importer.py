@@ -44,6 +44,8 @@ class ImportReport:
     imported: int = 0
     flagged: int = 0  # imported but marked valid=false (e.g. atoms too close)
     issues: list[ImportIssue] = field(default_factory=list)
+    repeated: list[str] = field(default_factory=list)  # ids already in the dataset or earlier in this import
+    repeats_skipped: bool = False  # True when the repeated ids were left out (duplicates="skip")
 
     @property
     def skipped(self) -> int:
@@ -51,14 +53,42 @@ class ImportReport:
 
     @property
     def exit_code(self) -> int:
-        """CLI convention: 0 all imported, 3 some skipped, 2 nothing imported."""
-        if self.imported == 0:
+        """CLI convention: 0 all imported (or left out as repeats on request), 3 some skipped, 2 nothing imported."""
+        if self.imported == 0 and (self.issues or not self.repeats_skipped):
             return 2
         return 3 if self.issues else 0
 
     def as_json(self) -> dict:
         return {"dataset": self.dataset, "imported": self.imported, "flagged": self.flagged,
-                "skipped": self.skipped, "issues": [{"source": i.source, "reason": i.reason} for i in self.issues]}
+                "skipped": self.skipped, "issues": [{"source": i.source, "reason": i.reason} for i in self.issues],
+                "repeated_ids": self.repeated, "repeats_skipped": self.repeats_skipped}
+
+    def repeat_note(self) -> str:
+        """One sentence about records whose id repeats one in the dataset ('' when none)."""
+        if not self.repeated:
+            return ""
+        shown = ", ".join(self.repeated[:5]) + (f" and {len(self.repeated) - 5} more" if len(self.repeated) > 5 else "")
+        verb = "left out" if self.repeats_skipped else "imported again"
+        return (f"{len(self.repeated)} record(s) repeat an id already in '{self.dataset}' or earlier in this "
+                f"import ({shown}): {verb}")
+
+
+DUPLICATE_POLICIES = ("keep", "skip")
+"""What an import does with a record whose id is already in the dataset: import it again (with a
+warning in the report) or leave it out."""
+
+
+def _repeated(project: Project, dataset: str, records: list[ParsedRecord]) -> list[bool]:
+    """Per record, whether its id (name) is already in ``dataset`` or on an earlier record of this import."""
+    seen = {name for (name,) in project.db.execute(
+        "SELECT s.name FROM structures s JOIN datasets d ON d.id = s.dataset_id "
+        "WHERE d.name = ? AND s.name IS NOT NULL", [dataset])}
+    flags = []
+    for rec in records:
+        flags.append(rec.name is not None and rec.name in seen)
+        if rec.name is not None:
+            seen.add(rec.name)
+    return flags
 
 
 def _parse_chunk(chunk: list[RawRecord], options: ImportOptions) -> list[ParsedRecord | ImportIssue]:
@@ -141,16 +171,20 @@ def parse_records(raws: Sequence[RawRecord], options: ImportOptions, workers: in
 def import_paths(project: Project, paths: Iterable[str | os.PathLike], dataset: str,
                  options: ImportOptions | None = None, workers: int | None = None,
                  progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
-                 description: str = "", metadata: dict | None = None) -> ImportReport:
+                 description: str = "", metadata: dict | None = None, duplicates: str = "keep") -> ImportReport:
     """Import every crystal under ``paths`` into ``dataset`` (created when new).
 
-    Valid records are inserted in one transaction; invalid ones are listed in the report. Raises
+    Valid records are inserted in one transaction; invalid ones are listed in the report. A record
+    whose id is already in the dataset is imported again or left out (``duplicates``, one of
+    :data:`DUPLICATE_POLICIES`), and named in the report either way. Raises
     :class:`~crystal_studio.core.errors.Cancelled` if cancelled (the project is then unchanged).
     """
     options = options or ImportOptions()
     cancel = cancel or CancelToken()
     if not dataset or not dataset.strip():
         raise CrystalStudioError("dataset name must not be empty")
+    if duplicates not in DUPLICATE_POLICIES:
+        raise CrystalStudioError(f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, not '{duplicates}'")
     paths = [str(p) for p in paths]
     report = ImportReport(dataset)
     raws: list[RawRecord] = []
@@ -168,6 +202,11 @@ def import_paths(project: Project, paths: Iterable[str | os.PathLike], dataset: 
             report.issues.append(item)
         else:
             records.append(item)
+    repeated = _repeated(project, dataset, records)
+    report.repeated = [rec.name for rec, again in zip(records, repeated, strict=True) if again]
+    if duplicates == "skip":
+        report.repeats_skipped = bool(report.repeated)
+        records = [rec for rec, again in zip(records, repeated, strict=True) if not again]
     cancel.check()
     if records:
         progress(ProgressEvent(len(raws), len(raws), f"writing {len(records)} structures"))

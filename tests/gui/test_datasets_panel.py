@@ -186,3 +186,19 @@ def test_cancelled_import_leaves_project_unchanged(qtbot, project, tmp_path):
     assert job.state == "cancelled"
     assert "cancelled" in dialog.summary.text()
     assert project.count() == before and "many" not in project.dataset_names()
+
+
+def test_import_dialog_skips_ids_already_in_the_dataset_when_asked(qtbot, project):
+    jobs = JobManager(None)
+    for skip in (False, True):
+        dialog = ImportDialog(project, jobs, [str(GOOD / "SrTiO3.cif")])
+        qtbot.addWidget(dialog)
+        dialog.dataset_combo.setCurrentText("twice")
+        dialog.skip_repeats_box.setChecked(skip)
+        job = dialog.start_import()
+        with qtbot.waitSignal(job.done, timeout=10000):
+            pass
+        if skip:
+            assert dialog.report.imported == 0 and "left out" in dialog.summary.text()
+        else:
+            assert dialog.report.imported == 1 and "Note" not in dialog.summary.text()
