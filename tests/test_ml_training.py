@@ -192,3 +192,38 @@ def test_model_file_export_import_and_store_operations(data_project, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CrystalStudioError, match="junk.pt"):
         import_model_file(data_project, tmp_path / "junk.pt")
+
+
+def test_a_huge_label_is_named_before_training(data_project, tmp_path):
+    crystals = synthetic_crystals(6)
+    crystals[2][1]["band_gap"] = 1e308
+    records, _ = read_structures([write_csv(tmp_path / "huge.csv", crystals)])
+    data_project.add_records("huge", records)
+    with pytest.raises(CrystalStudioError, match=r"of 'huge': band_gap = 1e\+308 is too large to train on") as info:
+        train_model(data_project, "huge", config())
+    assert "--lr" not in str(info.value)
+
+
+def test_a_corrupt_state_file_is_named_and_unsafe_advice_never_given(data_project):
+    import io
+    import os
+
+    import torch
+
+    cancel = CancelToken()
+    with pytest.raises(Cancelled):
+        train_model(data_project, "syn", config(epochs=3),
+                    progress=lambda e: e.metrics.get("val_loss") is not None and cancel.cancel(), cancel=cancel)
+    [run] = [r for r in store.list_runs(data_project, "train") if r.status == "cancelled"]
+    state = store.run_state_path(data_project, run.id)
+    state.write_bytes(b"\x80\x02garbage")
+    with pytest.raises(CrystalStudioError, match="state file") as info:
+        resume_training(data_project, run.id)
+    assert str(state) in str(info.value)
+
+    buffer = io.BytesIO()
+    torch.save({"payload": os.system}, buffer)  # a checkpoint that asks to run code
+    state.write_bytes(buffer.getvalue())
+    with pytest.raises(CrystalStudioError, match=r"asks to run code .*refused") as info:
+        resume_training(data_project, run.id)
+    assert "weights_only" not in str(info.value) and "trusted" not in str(info.value)

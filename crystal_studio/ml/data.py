@@ -54,6 +54,7 @@ def load_labelled(project: Project, dataset: str, targets: list[str], progress: 
         if all(np.isnan(v) for v in values):
             skipped["no target value"] += 1
             continue
+        _check_label_sizes(row["id"], dataset, targets, values)
         bad = unsupported_elements(row["elements"])
         if bad:
             skipped[f"element(s) not covered: {', '.join(bad)}"] += 1
@@ -63,6 +64,18 @@ def load_labelled(project: Project, dataset: str, targets: list[str], progress: 
         rows.append(values)
     y = np.array(rows, dtype=np.float64).reshape(len(rows), len(targets))
     return LabelledData(ids, structures, y, skipped)
+
+
+LABEL_LIMIT = 1e30
+"""Largest label magnitude a model trains on: far beyond any property in its canonical unit (the
+float32 models overflow near 3e38), so a larger value is an entry error, not data."""
+
+
+def _check_label_sizes(structure_id: int, dataset: str, targets: list[str], values: list[float]) -> None:
+    for target, value in zip(targets, values, strict=True):
+        if abs(value) > LABEL_LIMIT:
+            raise CrystalStudioError(f"structure {structure_id} of '{dataset}': {target} = {value:.3g} is too large "
+                                     f"to train on (|value| must be at most {LABEL_LIMIT:.0e}); fix or remove it")
 
 
 def split_ids(ids: list[int], fractions: tuple[float, float, float], seed: int) -> dict[str, list[int]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -101,7 +102,22 @@ def load_state(blob: bytes, where: str) -> dict:
     try:
         return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CrystalStudioError(f"{where}: not a readable weights-only checkpoint ({exc})") from None
+        raise CrystalStudioError(f"{where}: not a readable weights-only checkpoint ({_refusal_reason(exc)})") from None
+
+
+def _refusal_reason(exc: Exception) -> str:
+    """Why torch refused a checkpoint, in one line and without torch's advice to load it unsafely."""
+    text = str(exc)
+    code = re.search(r"unsupported global:?\s+(?:GLOBAL\s+)?(\S+)", text, re.IGNORECASE)
+    if code:
+        return f"it asks to run code ({code.group(1)}), which a weights-only file never does; refused"
+    detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    if detail:
+        return detail.group(1).strip()
+    if isinstance(exc, EOFError):
+        return "the data ends too early (a truncated file)"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return "unreadable data" if "weights_only" in first else first
 
 
 def reopened_run(project: Project, run_id: int, config):
@@ -113,7 +129,8 @@ def reopened_run(project: Project, run_id: int, config):
     device = resolve_device(config.device)
     set_threads(config.threads)
     blob = model_store.load_run_state(project, run_id)
-    return run, device, (load_state(blob, f"run {run_id} checkpoint") if blob is not None else None)
+    return run, device, (load_state(blob, f"run {run_id} state file {model_store.run_state_path(project, run_id)}")
+                          if blob is not None else None)
 
 
 def predictor_from_parts(hyperparameters: dict, targets: list[str], state: dict, where: str) -> CrystalPredictor:
