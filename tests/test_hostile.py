@@ -460,3 +460,47 @@ def test_cli_import_warns_about_repeated_ids_and_skips_them_on_request(tmp_path)
     assert skipped.returncode == 0 and "nothing new imported" in skipped.stderr
     doc = json.loads(skipped.stdout)
     assert doc["imported"] == 0 and doc["repeats_skipped"] and len(doc["repeated_ids"]) == 1
+
+
+# ------------------------------------------------------------------ item 14: export outputs that cannot be written
+
+
+def test_cli_export_through_a_file_names_the_file(tmp_path):
+    project = tmp_path / "p.sqlite"
+    assert cli("new", project).returncode == 0
+    assert cli("import", project, GOOD / "SrTiO3.cif", "--dataset", "d").returncode == 0
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    for out in (afile / "x.zip", afile / "sub"):
+        result = cli("export", project, "--dataset", "d", "--out", out)
+        assert result.returncode == 2
+        assert f"{afile} is a file, not a folder" in result.stderr
+    assert afile.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="simulates a full disk with Linux's RLIMIT_FSIZE")
+def test_cli_export_to_a_full_disk_leaves_nothing_half_written(tmp_path):
+    import resource
+
+    project = tmp_path / "p.sqlite"
+    assert cli("new", project).returncode == 0
+    many = tmp_path / "many"
+    many.mkdir()
+    text = (GOOD / "SrTiO3.cif").read_text()
+    for i in range(200):
+        (many / f"s{i}.cif").write_text(text.replace("data_", f"data_s{i}_", 1))
+    assert cli("import", project, many, "--dataset", "d").returncode == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    limit = 40 * 1024  # above SQLite's 32 KiB -shm index, so the project opens; the archives outgrow it
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    for target in (out / "all.zip", out / "all-poscar.zip"):
+        result = subprocess.run([sys.executable, "-m", "crystal_studio", "export", str(project), "--dataset", "d",
+                                 "--out", str(target), "--format", "poscar" if "poscar" in target.name else "cif"],
+                                capture_output=True, text=True, timeout=120, preexec_fn=small_disk)
+        assert "Traceback" not in result.stderr
+        assert result.returncode == 2 and f"cannot write {target}: File too large" in result.stderr, result.stderr
+    assert list(out.iterdir()) == []

@@ -744,7 +744,9 @@ def ensure_folder(folder: Path) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CrystalStudioError(f"cannot create output folder {folder}: {exc.strerror or exc}") from None
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
+        raise CrystalStudioError(f"cannot create output folder {folder}: {reason}") from None
     return folder
 
 
