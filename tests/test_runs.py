@@ -283,3 +283,25 @@ def test_runs_lists_and_shows_runs(project):
                           (["--show", str(train), "--kind", "train"], "leave out --kind")):
         refused = cli("runs", project.path, *args)
         assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("verb", ["train", "optimize"])
+def test_sigterm_ends_a_run_as_cancelled_not_running(syn, tmp_path, verb):
+    if verb == "train":
+        proc = start("train", syn, "--dataset", "syn", "--epochs", "500", *TINY)
+    else:
+        spec = json.loads((SPECS / "smoacs_perovskite_gap_2.5eV.json").read_text())
+        spec["objectives"] = [o for o in spec["objectives"] if o["property"] == "band_gap"]
+        spec_path = tmp_path / "gap.json"
+        spec_path.write_text(json.dumps(spec))
+        proc = start("optimize", syn, "--spec", spec_path, "--models", "1", "--method", "smoacs", "--candidates", "8",
+                     "--steps", "1000000", "--device", "cpu")
+    run_id = wait_for_metrics(syn, "train" if verb == "train" else "optimization", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = finish(proc)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr and f"run {run_id}" in stderr
+    with closing(Project.open(syn)) as project:
+        run = model_store.get_run(project, run_id)
+    assert run.status == "cancelled" and run.finished
+    assert ("resume with" in run.message) if verb == "train" else (run.message == "cancelled by SIGTERM")

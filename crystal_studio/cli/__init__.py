@@ -8,6 +8,7 @@ nothing else; this module builds the typer ``app`` from them and defines the ent
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from typing import Annotated
 
@@ -15,7 +16,7 @@ import typer
 
 from crystal_studio import __version__
 from crystal_studio.cli import data, design, models, polymorphs
-from crystal_studio.cli.common import EXIT_CANCELLED, EXIT_USAGE, err, out
+from crystal_studio.cli.common import EXIT_USAGE, cancelled_exit_code, err, out
 from crystal_studio.core.errors import Cancelled, CrystalStudioError
 from crystal_studio.jobs.cli_runner import RunCancelled
 
@@ -58,10 +59,17 @@ def main() -> None:
     except CrystalStudioError as exc:
         err.print(f"[red]error:[/red] {exc}")
         sys.exit(EXIT_USAGE)
+    except sqlite3.DatabaseError as exc:  # a damaged page met by a read (writes check the file first)
+        if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_CORRUPT:
+            raise
+        from crystal_studio.store.project import damaged
+
+        err.print(f"[red]error:[/red] {damaged(exc)}")
+        sys.exit(EXIT_USAGE)
     except RunCancelled as exc:
         err.print(f"cancelled; run {exc.run_id} keeps what it recorded "
                   f"(see 'crystal-studio runs PROJECT --show {exc.run_id}')")
-        sys.exit(EXIT_CANCELLED)
-    except (Cancelled, KeyboardInterrupt):
+        sys.exit(cancelled_exit_code(exc))
+    except (Cancelled, KeyboardInterrupt) as exc:
         err.print("cancelled; nothing was written")
-        sys.exit(EXIT_CANCELLED)
+        sys.exit(cancelled_exit_code(exc))

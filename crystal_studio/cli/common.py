@@ -24,7 +24,18 @@ EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 """Partial success: some records were skipped (listed on stderr)."""
 EXIT_CANCELLED = 130
-"""Cancelled by the user (Ctrl+C)."""
+"""Cancelled by the user (Ctrl+C; 128 + SIGINT, as the shell reports it)."""
+EXIT_TERMINATED = 143
+"""Stopped by SIGTERM (kill, a batch scheduler, a shutdown; 128 + SIGTERM)."""
+
+
+def cancelled_exit_code(exc: BaseException) -> int:
+    """The exit code of a command that ``exc`` (Ctrl-C, SIGTERM or a cancelled run) ended."""
+    from crystal_studio.core.errors import Terminated
+    from crystal_studio.jobs.cli_runner import RunCancelled
+
+    terminated = exc.terminated if isinstance(exc, RunCancelled) else isinstance(exc, Terminated)
+    return EXIT_TERMINATED if terminated else EXIT_CANCELLED
 
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 out = Console()

@@ -16,11 +16,11 @@ import typer
 from rich.table import Table
 
 from crystal_studio.cli.common import (
-    EXIT_CANCELLED,
     EXIT_PARTIAL,
     MAX_ID,
     JsonOpt,
     ProjectArg,
+    cancelled_exit_code,
     emit_json,
     err,
     open_project,
@@ -121,7 +121,7 @@ def train(
     except RunCancelled as exc:
         err.print(f"run {exc.run_id} {_message(model_store.get_run(proj, exc.run_id), project)}", highlight=False,
                   soft_wrap=True)
-        raise typer.Exit(EXIT_CANCELLED) from None
+        raise typer.Exit(cancelled_exit_code(exc)) from None
     err.print(f"model {result.model_id} stored (run {result.run_id}): {result.message}", highlight=False,
               soft_wrap=True)
     if json_out:
@@ -143,13 +143,21 @@ def models(project: ProjectArg, json_out: JsonOpt = False) -> None:
     """List trained models with their targets, dataset and test metrics."""
     from crystal_studio.store import models as model_store
 
-    records = model_store.list_models(open_project(project))
+    records, unreadable = model_store.read_models(open_project(project))
+    for line in unreadable:
+        err.print(f"[yellow]warning:[/yellow] {line}; left out", markup=True, highlight=False, soft_wrap=True)
     if json_out:
-        emit_json({"models": [r.as_json() for r in records]})
-        return
-    if not records:
+        emit_json({"models": [r.as_json() for r in records], "unreadable": unreadable})
+    elif not records:
         err.print("no models yet: train one with 'crystal-studio train PROJECT --dataset NAME --targets ...'")
-        return
+    else:
+        out.print(_models_table(records))
+    if unreadable:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _models_table(records) -> Table:
+    """The models as a table: id, name, kind, members, dataset, test MAE, created."""
     table = Table(title="models", title_justify="left")
     for col in ("id", "name", "kind", "members", "dataset", "test MAE", "created"):
         table.add_column(col, justify="right" if col in ("id", "members") else "left")
@@ -157,7 +165,7 @@ def models(project: ProjectArg, json_out: JsonOpt = False) -> None:
         mae = ", ".join(f"{t} {_fmt(m.get('mae'))}" for t, m in r.metrics.items())
         table.add_row(str(r.id), r.name, r.kind, str(r.hyperparameters.get("members", "")), r.dataset or "—", mae,
                       r.created)
-    out.print(table)
+    return table
 
 
 def _message(run, project: Path) -> str:

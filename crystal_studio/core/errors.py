@@ -28,3 +28,8 @@ class NotFoundError(CrystalStudioError):
 
 class Cancelled(Exception):
     """Raised inside a job when the user cancelled it; not an error."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's or the system's request to stop) arrived during a command-line
+    job: handled as Ctrl-C is, so transactions roll back and the run is marked cancelled."""
