@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -26,6 +27,9 @@ from crystal_studio.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 _WRITE_LOCKS: dict[str, threading.RLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
+
+BUSY_TIMEOUT_S = 30.0
+"""How long a write waits for another process's write to end before giving up."""
 
 SORTABLE_COLUMNS = ("id", "name", "reduced_formula", "nsites", "spacegroup_number", "volume", "density", "valid")
 
@@ -74,9 +78,57 @@ PROJECT_TABLES = {"datasets", "structures", "properties"}
 """Tables every project has since schema 1; a database without them is not a project."""
 
 
+def _read_only_reason(path: Path) -> str | None:
+    """Why the readable project file ``path`` cannot be written (its file system, its folder or the file
+    itself), None when it can be written or cannot even be read."""
+    folder = path.resolve().parent
+    if path.exists() and not os.access(path, os.R_OK):
+        return None
+    if hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY:
+        return "it is on a read-only file system"
+    if not os.access(folder, os.W_OK):
+        return "its folder is read-only"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    return None
+
+
+def damaged(detail: object, path: Path | None = None) -> ProjectError:
+    """The error for a damaged project file (at ``path`` when known)."""
+    where = f"{path}: the project file" if path else "the project file"
+    return ProjectError(f"{where} is damaged ({detail}); nothing was written to it: restore it from a backup")
+
+
+def storage_error(path: Path, exc: sqlite3.Error) -> ProjectError | None:
+    """A :class:`ProjectError` saying what went wrong for an SQLite error the project's file or disk
+    causes (read-only, disk full, locked by another process, damaged); None for any other error."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+        reason = _read_only_reason(path)
+        if reason is None:
+            return ProjectError(f"{path}: cannot open or write the project file ({exc})")
+        if code == sqlite3.SQLITE_CANTOPEN and not path.exists():
+            return ProjectError(f"{path}: cannot create the project: {reason}")
+        if code == sqlite3.SQLITE_CANTOPEN:
+            return ProjectError(f"{path}: cannot open the project: {reason} (SQLite writes beside a project even "
+                                "to read it: copy it to a writable folder)")
+        return ProjectError(f"{path}: the project is read-only ({reason}); nothing was changed")
+    if code == sqlite3.SQLITE_FULL:
+        return ProjectError(f"{path}: the disk is full ({exc}); nothing was changed: free some space and try again")
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return ProjectError(f"{path}: the project is locked by another process (waited {BUSY_TIMEOUT_S:g} s); "
+                            "nothing was changed: try again when it has finished")
+    if code == sqlite3.SQLITE_CORRUPT:
+        return damaged(exc, path)
+    if code == sqlite3.SQLITE_IOERR:
+        return ProjectError(f"{path}: cannot read or write the project file ({exc})")
+    return None
+
+
 def _project_version(path: Path) -> int:
     """Schema version of the project file ``path``, read on a read-only connection (no schema, no WAL
-    switch); :class:`ProjectError` when the file is not a Crystal Studio project."""
+    switch); :class:`ProjectError` when the file is not a Crystal Studio project or its version is not
+    one Crystal Studio ever wrote."""
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
@@ -84,13 +136,14 @@ def _project_version(path: Path) -> int:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
             conn.close()
-    except sqlite3.OperationalError as exc:
-        raise ProjectError(f"{path}: cannot read the project file ({exc})") from None
     except sqlite3.DatabaseError as exc:
-        raise ProjectError(f"{path}: not a Crystal Studio project ({exc})") from None
-    if version < 1 or not PROJECT_TABLES <= tables:
+        raise storage_error(path, exc) or ProjectError(f"{path}: not a Crystal Studio project ({exc})") from None
+    if not PROJECT_TABLES <= tables:
         what = "an empty file" if path.stat().st_size == 0 else "an SQLite database without the project tables"
         raise ProjectError(f"{path}: not a Crystal Studio project ({what}); nothing was changed")
+    if version < 1:
+        raise ProjectError(f"{path}: damaged project: its schema version is {version} (Crystal Studio writes 1 to "
+                           f"{SCHEMA_VERSION}); nothing was changed")
     return version
 
 
@@ -100,6 +153,7 @@ class Project:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._local = threading.local()
+        self._checked = False  # whether quick_check passed (run before the first write)
         with _WRITE_LOCKS_GUARD:
             self._write_lock = _WRITE_LOCKS.setdefault(str(self.path.resolve()), threading.RLock())
 
@@ -141,13 +195,13 @@ class Project:
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=True)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
         except sqlite3.DatabaseError as exc:
-            raise ProjectError(f"{self.path}: not a Crystal Studio project ({exc})") from None
+            raise (storage_error(self.path, exc)
+                   or ProjectError(f"{self.path}: not a Crystal Studio project ({exc})")) from None
         return conn
 
     @property
@@ -176,22 +230,48 @@ class Project:
     def migrate(self, target: int = SCHEMA_VERSION) -> None:
         """Apply forward migrations up to ``target``, each in its own transaction."""
         for version in range(self.schema_version + 1, target + 1):
-            with self.transaction() as db:
-                MIGRATIONS[version](db)
-                db.execute(f"PRAGMA user_version = {version}")
+            try:
+                with self.transaction() as db:
+                    MIGRATIONS[version](db)
+                    db.execute(f"PRAGMA user_version = {version}")
+            except sqlite3.OperationalError as exc:  # e.g. a table it adds exists: the version is wrong
+                raise ProjectError(f"{self.path}: damaged project: cannot update it from schema {version - 1} to "
+                                   f"{version} ({exc}); it stays at schema {version - 1}") from None
+
+    def _check_integrity(self) -> None:
+        """ProjectError when SQLite's ``quick_check`` finds the file damaged (so nothing writes into it)."""
+        try:
+            problems = [row[0] for row in self.db.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            raise damaged("; ".join(problems), self.path)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """An immediate write transaction, committed on success and rolled back on any exception."""
+        """An immediate write transaction, committed on success and rolled back on any exception.
+
+        The first write of a :class:`Project` checks the file for damage first. An SQLite error the
+        file or disk causes (read-only, full, locked, damaged) becomes a :class:`ProjectError`.
+        """
         db = self.db
         with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
+            if not self._checked:
+                self._check_integrity()
+                self._checked = True
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.rollback()  # a no-op when the error already ended the transaction (a full disk does)
+                    raise
+            except sqlite3.Error as exc:
+                error = storage_error(self.path, exc)
+                if error is None:
+                    raise
+                raise error from None
 
     # ---------------------------------------------------------------- datasets
 
