@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from crystal_studio.core.errors import Cancelled, CrystalStudioError, NotFoundError
+from crystal_studio.core.errors import Cancelled, CrystalStudioError, NotFoundError, ProjectError, Terminated
 from crystal_studio.core.progress import ProgressCallback, ProgressEvent
 from crystal_studio.store.project import Project, now
 
@@ -155,13 +154,20 @@ def guarded_run(project: Project, run_id: int, cancelled_message: Callable[[], s
     try:
         yield
     except (Cancelled, KeyboardInterrupt) as exc:
-        how = "by the user" if isinstance(exc, Cancelled) else "by Ctrl-C"
-        update_run(project, run_id, status="cancelled",
-                   message=cancelled_message() if cancelled_message else f"cancelled {how}")
+        how = "by the user" if isinstance(exc, Cancelled) else "by SIGTERM" if isinstance(exc, Terminated) else "by Ctrl-C"
+        _end_run(project, run_id, "cancelled", cancelled_message() if cancelled_message else f"cancelled {how}")
         raise
     except BaseException as exc:
-        update_run(project, run_id, status="failed", message=(str(exc) or type(exc).__name__)[:500])
+        _end_run(project, run_id, "failed", (str(exc) or type(exc).__name__)[:500])
         raise
+
+
+def _end_run(project: Project, run_id: int, status: str, message: str) -> None:
+    """Give a run that ended by an exception its final status. When the project cannot take even that
+    write (a full disk), the run is left as it is (the next open marks it interrupted), so the error that
+    ended the run is the one reported."""
+    with suppress(ProjectError):
+        update_run(project, run_id, status=status, message=message)
 
 
 def update_run(project: Project, run_id: int, status: str | None = None, message: str | None = None,
@@ -211,8 +217,8 @@ def interrupt_stale_runs(project: Project) -> list[int]:
                            "status = 'running' AND owner_pid IS ? AND heartbeat IS ?",
                            [f"interrupted: {owner} ended without finishing it{hint}", now(), row["id"],
                             row["owner_pid"], row["heartbeat"]])
-    except sqlite3.OperationalError:
-        return []  # read-only or locked: the next writable open marks them
+    except ProjectError:
+        return []  # read-only, full, locked or damaged: the next writable open marks them
     return [row["id"] for row in stale]
 
 
@@ -274,15 +280,20 @@ def run_state_path(project: Project, run_id: int) -> Path:
 
 
 def save_run_state(project: Project, run_id: int, blob: bytes) -> None:
-    """Atomically replace the resumable state of a run."""
+    """Atomically replace the resumable state of a run; ProjectError (the previous state kept, no
+    temporary file left) when it cannot be written, e.g. on a full disk."""
     path = run_state_path(project, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(blob)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ProjectError(f"{path}: cannot save the run's state ({exc.strerror or exc})") from None
 
 
 def load_run_state(project: Project, run_id: int) -> bytes | None:
@@ -309,11 +320,32 @@ _MODEL_COLUMNS = ("m.id, m.name, m.kind, m.targets, m.hyperparameters, m.normali
                   "m.run_id, m.created, LENGTH(m.checkpoint) AS checkpoint_bytes, d.name AS dataset")
 
 
+def _json_column(row: dict, column: str, kind: type):
+    """The JSON in ``column`` of a model row, which must be a ``kind`` (list or dict; empty when NULL);
+    ValueError naming the column otherwise."""
+    if not row[column]:
+        return kind()
+    try:
+        value = json.loads(row[column])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{column} is not valid JSON ({exc})") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"{column} is not a JSON {'list' if kind is list else 'object'}")
+    return value
+
+
 def _model(row: dict, checkpoint: bytes | None = None) -> ModelRecord:
-    return ModelRecord(row["id"], row["name"] or "", row["kind"], json.loads(row["targets"] or "[]"),
-                       json.loads(row["hyperparameters"] or "{}"), json.loads(row["normalization"] or "{}"),
-                       json.loads(row["metrics"] or "{}"), row["dataset"], row["dataset_id"], row["run_id"],
-                       row["created"] or "", row["checkpoint_bytes"] or 0, checkpoint)
+    """The record of a model row; ValueError saying what is wrong with a row that cannot be one."""
+    hyperparameters = _json_column(row, "hyperparameters", dict)
+    members = hyperparameters.get("members", 1)
+    if type(members) is not int or members < 1:
+        raise ValueError(f"hyperparameters: members is {members!r}, not a whole number of at least 1")
+    metrics = _json_column(row, "metrics", dict)
+    if not all(isinstance(value, dict) for value in metrics.values()):
+        raise ValueError("metrics is not a JSON object of one object per target")
+    return ModelRecord(row["id"], row["name"] or "", row["kind"], _json_column(row, "targets", list),
+                       hyperparameters, _json_column(row, "normalization", dict), metrics, row["dataset"],
+                       row["dataset_id"], row["run_id"], row["created"] or "", row["checkpoint_bytes"] or 0, checkpoint)
 
 
 def add_model(project: Project, name: str, kind: str, targets: list[str], hyperparameters: dict,
@@ -335,33 +367,61 @@ def add_model(project: Project, name: str, kind: str, targets: list[str], hyperp
 
 
 def get_model(project: Project, model_id: int, with_checkpoint: bool = True) -> ModelRecord:
-    """The model with id ``model_id``; NotFoundError naming the available ids if there is none."""
+    """The model with id ``model_id``; NotFoundError naming the available ids if there is none,
+    ProjectError saying what is wrong with its row if it cannot be read."""
     rows = list(project.db.query(
         f"SELECT {_MODEL_COLUMNS} FROM models m LEFT JOIN datasets d ON d.id = m.dataset_id WHERE m.id = ?",
         [model_id]))
     if not rows:
-        have = [str(r[0]) for r in project.db.execute("SELECT id FROM models ORDER BY id")]
-        raise NotFoundError(f"no model with id {model_id} in {project.path.name} "
-                            f"(have: {', '.join(have) or 'none; train one with crystal-studio train'})")
+        raise _unknown_model(project, model_id)
     blob = None
     if with_checkpoint:
         blob = project.db.execute("SELECT checkpoint FROM models WHERE id = ?", [model_id]).fetchone()[0]
-    return _model(rows[0], blob)
+    try:
+        return _model(rows[0], blob)
+    except ValueError as exc:
+        raise ProjectError(f"{project.path}: model {model_id} cannot be read: {exc}") from None
+
+
+def _unknown_model(project: Project, model_id: int) -> NotFoundError:
+    """The error for a model id that names no model, listing the ids there are."""
+    have = [str(r[0]) for r in project.db.execute("SELECT id FROM models ORDER BY id")]
+    return NotFoundError(f"no model with id {model_id} in {project.path.name} "
+                         f"(have: {', '.join(have) or 'none; train one with crystal-studio train'})")
+
+
+def _require_model(project: Project, model_id: int) -> None:
+    """NotFoundError when there is no model ``model_id`` (its row is not read)."""
+    if project.db.execute("SELECT 1 FROM models WHERE id = ?", [model_id]).fetchone() is None:
+        raise _unknown_model(project, model_id)
+
+
+def read_models(project: Project) -> tuple[list[ModelRecord], list[str]]:
+    """Every readable model without its checkpoint, oldest first, and a line per model row that cannot
+    be read, naming it and what is wrong ("model 7: hyperparameters is not valid JSON (...)")."""
+    records, unreadable = [], []
+    for row in project.db.query(
+            f"SELECT {_MODEL_COLUMNS} FROM models m LEFT JOIN datasets d ON d.id = m.dataset_id ORDER BY m.id"):
+        try:
+            records.append(_model(row))
+        except ValueError as exc:
+            unreadable.append(f"model {row['id']}: {exc}")
+    return records, unreadable
 
 
 def list_models(project: Project) -> list[ModelRecord]:
-    """Every model without its checkpoint, oldest first."""
-    return [_model(r) for r in project.db.query(
-        f"SELECT {_MODEL_COLUMNS} FROM models m LEFT JOIN datasets d ON d.id = m.dataset_id ORDER BY m.id")]
+    """Every readable model without its checkpoint, oldest first (see :func:`read_models`)."""
+    return read_models(project)[0]
 
 
 def rename_model(project: Project, model_id: int, name: str) -> None:
-    get_model(project, model_id, with_checkpoint=False)
+    _require_model(project, model_id)
     with project.transaction() as db:
         db["models"].update(model_id, {"name": name})
 
 
 def delete_model(project: Project, model_id: int) -> None:
-    get_model(project, model_id, with_checkpoint=False)
+    """Delete a model, readable or not."""
+    _require_model(project, model_id)
     with project.transaction() as db:
         db["models"].delete(model_id)
