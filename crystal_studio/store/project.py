@@ -2,7 +2,10 @@
 
 Each thread gets its own connection; writes go through :meth:`Project.transaction`, which holds a
 process-wide write lock and an immediate SQLite transaction, so readers never see half a write and
-writers never hit "database is locked".
+writers never hit "database is locked" (another process writing for longer than :data:`BUSY_TIMEOUT_S`
+is reported as a lock held elsewhere). SQLite errors the file or disk causes reach the user as a
+:class:`ProjectError` saying which (:func:`storage_error`), and nothing is written into a file
+``quick_check`` finds damaged.
 """
 
 from __future__ import annotations
