@@ -24,9 +24,9 @@ import numpy as np
 import vtkmodules.vtkRenderingFreeType  # noqa: F401 - text rendering
 import vtkmodules.vtkRenderingOpenGL2  # noqa: F401 - the OpenGL backend
 from pymatgen.core import Structure
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
-    QCheckBox,
     QDoubleSpinBox,
     QFileDialog,
     QInputDialog,
@@ -34,7 +34,6 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSpinBox,
     QToolBar,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -125,7 +124,7 @@ class StructureViewer(QWidget):
         self.scene: Scene | None = None
         self.bond_tolerance = DEFAULT_BOND_TOLERANCE
         self.picked: list[int] = []
-        self._press_pos: tuple[int, int] | None = None
+        self._press_pos: tuple[float, float] | None = None  # widget position of a left press (Qt pixels)
         self._finalized = False
 
         self.vtk_widget = QVTKRenderWindowInteractor(self)
@@ -140,8 +139,9 @@ class StructureViewer(QWidget):
         self.interactor = self.render_window.GetInteractor()
         style = vtkInteractorStyleTrackballCamera()
         self.interactor.SetInteractorStyle(style)
-        self.interactor.AddObserver("LeftButtonPressEvent", self._on_press, 1.0)
-        self.interactor.AddObserver("LeftButtonReleaseEvent", self._on_release, 1.0)
+        # clicks are read from Qt's mouse events: the trackball style grabs VTK's event focus on a press,
+        # so a VTK release observer never hears the release
+        self.vtk_widget.installEventFilter(self)
         # level of detail: cheap frames while the camera moves, the full-quality frame once it stops
         self.interactive = False
         self._still_timer = QTimer(self)
@@ -164,18 +164,17 @@ class StructureViewer(QWidget):
         self.tolerance_spin.setRange(0.0, 1.5)
         self.tolerance_spin.setSingleStep(0.05)
         self.tolerance_spin.setDecimals(2)
+        self.tolerance_spin.setPrefix("bond tol. +")
         self.tolerance_spin.setSuffix(" Å")
         self.tolerance_spin.setValue(DEFAULT_BOND_TOLERANCE)
         self.tolerance_spin.setToolTip("Bond when the distance ≤ sum of covalent radii + this tolerance")
         self.tolerance_spin.valueChanged.connect(self._set_tolerance)
-        self.bonds_box = QCheckBox("Bonds")
-        self.cell_box = QCheckBox("Cell")
-        self.labels_box = QCheckBox("Labels")
-        self.images_box = QCheckBox("Boundary atoms")
-        self.images_box.setToolTip("Draw atoms on cell faces, edges and corners periodically")
-        for box, on in ((self.bonds_box, True), (self.cell_box, True), (self.labels_box, False),
-                        (self.images_box, True)):
-            box.setChecked(on)
+        # toggles and buttons are actions, so the toolbar's » overflow menu can list them when the view is narrow
+        self.bonds_box = self._toggle("Bonds", "Draw bonds (sum of covalent radii + tolerance)", True)
+        self.cell_box = self._toggle("Cell", "Draw the unit cell and its axes", True)
+        self.labels_box = self._toggle("Labels", "Label atoms with their element", False)
+        self.images_box = self._toggle("Boundary atoms", "Draw atoms on cell faces, edges and corners periodically",
+                                       True)
         self.bonds_box.toggled.connect(lambda _: self.rebuild())
         self.images_box.toggled.connect(lambda _: self.rebuild())
         self.cell_box.toggled.connect(self._apply_visibility)
@@ -186,11 +185,11 @@ class StructureViewer(QWidget):
                                 ("c", "View along c", lambda: self.view_along("c")),
                                 ("⟲", "Reset camera", self.reset_camera),
                                 ("PNG…", "Save image as PNG", self.save_png_dialog)):
-            button = QToolButton()
-            button.setText(text)
-            button.setToolTip(tip)
-            button.clicked.connect(slot)
-            buttons.append(button)
+            action = QAction(text, self)
+            action.setToolTip(tip)
+            action.triggered.connect(slot)
+            buttons.append(action)
+        self.view_actions = buttons
         self.legend = QLabel("")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
@@ -205,16 +204,20 @@ class StructureViewer(QWidget):
         # window wider than the screen
         toolbar = QToolBar()
         toolbar.setIconSize(QSize(16, 16))
+        self.toolbar = toolbar
         hidden_when_compact = {id(w) for w in (self.tolerance_spin, self.labels_box, self.images_box,
                                                *buttons[:3], buttons[4])}
-        groups = (self.supercell_spins, [self.bonds_box, self.cell_box, self.labels_box, self.images_box], buttons,
-                  [QLabel(" bond tolerance "), self.tolerance_spin])
+        # widgets first: what does not fit goes into the » menu from the right, and a menu can list actions only
+        groups = (self.supercell_spins, [self.tolerance_spin],
+                  [self.bonds_box, self.cell_box, self.labels_box, self.images_box], buttons)
         for k, group in enumerate(groups):
             if k:
                 toolbar.addSeparator()
-            for widget in group:
-                action = toolbar.addWidget(widget)
-                if compact and (id(widget) in hidden_when_compact or k == 3):
+            for item in group:
+                action = item if isinstance(item, QAction) else toolbar.addWidget(item)
+                if action is item:
+                    toolbar.addAction(action)
+                if compact and (id(item) in hidden_when_compact or k == 1):
                     action.setVisible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -593,14 +596,34 @@ class StructureViewer(QWidget):
 
     # ---------------------------------------------------------------- picking
 
-    def _on_press(self, interactor, _event) -> None:
-        self._press_pos = interactor.GetEventPosition()
+    def _toggle(self, text: str, tip: str, on: bool) -> QAction:
+        action = QAction(text, self)
+        action.setCheckable(True)
+        action.setChecked(on)
+        action.setToolTip(tip)
+        return action
 
-    def _on_release(self, interactor, _event) -> None:
-        pos = interactor.GetEventPosition()
-        if self._press_pos is None or abs(pos[0] - self._press_pos[0]) + abs(pos[1] - self._press_pos[1]) > 3:
-            return
-        self.pick_at(*pos)
+    def eventFilter(self, watched, event) -> bool:
+        """A left click (press and release within 3 px) on the 3D view picks the atom under the cursor;
+        drags stay the camera's. Never consumes the event."""
+        if watched is self.vtk_widget and event.type() in (QEvent.Type.MouseButtonPress,
+                                                            QEvent.Type.MouseButtonRelease):
+            if event.button() == Qt.MouseButton.LeftButton:
+                pos = event.position()
+                if event.type() == QEvent.Type.MouseButtonPress:
+                    self._press_pos = (pos.x(), pos.y())
+                elif self._press_pos is not None:
+                    moved = abs(pos.x() - self._press_pos[0]) + abs(pos.y() - self._press_pos[1])
+                    self._press_pos = None
+                    if moved <= 3:
+                        self.pick_at(*self._display_point(pos.x(), pos.y()))
+        return super().eventFilter(watched, event)
+
+    def _display_point(self, x: float, y: float) -> tuple[int, int]:
+        """VTK display pixels (origin bottom-left, device pixels) of widget position (x, y) (Qt, top-left)."""
+        ratio = self.vtk_widget.devicePixelRatioF()
+        height = self.render_window.GetSize()[1]
+        return int(round(x * ratio)), int(round(height - y * ratio - 1))
 
     def pick_at(self, x: int, y: int) -> int | None:
         """Pick the atom at display position (x, y) (VTK pixels, origin bottom-left); returns its index."""

@@ -161,3 +161,49 @@ def test_compare_view_links_cameras(qtbot, project):
         assert view.table.item(row, 2).background().color().name() == "#ffe2aa"  # NaCl a = 5.6 Å
     finally:
         view.close_viewers()
+
+
+def _widget_point(viewer, k: int):
+    """Qt widget position of the projected centre of drawn atom ``k``."""
+    from PySide6.QtCore import QPoint
+
+    renderer = viewer.renderer
+    renderer.SetWorldPoint(*viewer.scene.positions[k], 1.0)
+    renderer.WorldToDisplay()
+    x, y, _ = renderer.GetDisplayPoint()
+    ratio = viewer.vtk_widget.devicePixelRatioF()
+    return QPoint(round(x / ratio), round(viewer.render_window.GetSize()[1] / ratio - y / ratio - 1))
+
+
+@needs_display
+def test_real_mouse_clicks_pick_atoms_and_drags_do_not(qtbot, viewer, srtio3):
+    from PySide6.QtCore import Qt
+
+    viewer.set_structure(srtio3, "SrTiO3")
+    viewer.images_box.setChecked(False)
+    left = Qt.MouseButton.LeftButton
+    for k in (1, 0):
+        point = _widget_point(viewer, k)
+        qtbot.mousePress(viewer.vtk_widget, left, pos=point)
+        qtbot.mouseRelease(viewer.vtk_widget, left, pos=point)
+    assert viewer.picked == [1, 0]
+    assert "distance" in viewer.info.text()
+    start = _widget_point(viewer, 2)
+    qtbot.mousePress(viewer.vtk_widget, left, pos=start)
+    qtbot.mouseMove(viewer.vtk_widget, start + start.__class__(40, 25))
+    qtbot.mouseRelease(viewer.vtk_widget, left, pos=start + start.__class__(40, 25))
+    assert viewer.picked == [1, 0]  # a drag rotates the camera, it never picks
+
+
+@needs_display
+def test_a_narrow_viewer_lists_its_hidden_controls_in_the_overflow_menu(qtbot, viewer):
+    from PySide6.QtWidgets import QToolButton
+
+    viewer.resize(330, 400)
+    qtbot.waitUntil(lambda: viewer.toolbar.findChild(QToolButton, "qt_toolbar_ext_button").isVisible(), timeout=3000)
+    menu = viewer.toolbar.findChild(QToolButton, "qt_toolbar_ext_button").menu()
+    menu.aboutToShow.emit()
+    texts = [a.text() for a in menu.actions()]
+    assert {"PNG…", "a", "Bonds"} <= set(texts)
+    [png] = [a for a in menu.actions() if a.text() == "PNG…"]
+    assert png is viewer.view_actions[-1]
