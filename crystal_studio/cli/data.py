@@ -26,6 +26,7 @@ from crystal_studio.cli.common import (
 from crystal_studio.core.errors import CrystalStudioError, OutputExistsError
 
 MAX_FILE_MB = 2.0**20  # 1 TiB: --max-file-mb above this is a typo, not a file
+MAX_SITES = 10**7  # --max-sites above this is a typo, not a crystal
 
 
 def new(
@@ -64,6 +65,9 @@ def import_(
     reject_close_atoms: Annotated[bool, typer.Option(
         help="Reject structures with atoms closer than 0.5 Å instead of importing them flagged invalid.")] = False,
     max_file_mb: Annotated[float, typer.Option(help="Largest file accepted, in MiB (after decompression).")] = 512,
+    max_archive_mb: Annotated[float, typer.Option(
+        help="Most content read from one .zip archive, all entries together, in MiB (after decompression).")] = 1024,
+    max_sites: Annotated[int, typer.Option(min=1, max=MAX_SITES, help="Most atoms in one structure.")] = 1000,
     workers: Annotated[int, typer.Option(help="Parser processes (default: one per core).")] = 0,
     duplicates: Annotated[str, typer.Option(
         help="A record whose id is already in the dataset: 'keep' imports it again (with a warning), "
@@ -79,14 +83,17 @@ def import_(
     from crystal_studio.store.importer import import_paths
 
     max_file_bytes = int(finite_positive(max_file_mb, "--max-file-mb", MAX_FILE_MB) * 2**20)
+    max_archive_bytes = int(finite_positive(max_archive_mb, "--max-archive-mb", MAX_FILE_MB) * 2**20)
     proj = open_project(project)
     options = ImportOptions(ordered_approximation=ordered_approximation, reject_close_atoms=reject_close_atoms,
-                            max_file_bytes=max_file_bytes)
+                            max_file_bytes=max_file_bytes, max_archive_bytes=max_archive_bytes, max_sites=max_sites)
     report = run_with_progress(
         f"importing into '{dataset}'",
         lambda progress, cancel: import_paths(proj, paths, dataset, options, workers or None, progress, cancel,
                                                duplicates=duplicates))
     report_skipped(report.issues)
+    for note in report.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
     if report.repeated:
         if report.repeats_skipped:
             err.print(f"note: {report.repeat_note()}", highlight=False)
@@ -139,7 +146,7 @@ def export(
     ids: Annotated[str | None, typer.Option(help="Comma-separated structure ids (default: the whole dataset).")] = None,
     run: Annotated[int | None, typer.Option(
         min=1, max=MAX_ID, help="Export the candidates of this optimization run instead.")] = None,
-    only_success: Annotated[bool, typer.Option(help="With --run: only candidates meeting every criterion.")] = False,
+    only_success: Annotated[bool, typer.Option(help="With --run: only candidates meeting every criterion (after CHGNet relaxation where they were relaxed).")] = False,
     relaxed: Annotated[bool, typer.Option(help="With --run: the CHGNet-relaxed structures where they exist.")] = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="cif, poscar or extxyz.")] = "cif",
     symmetrize: Annotated[bool, typer.Option(help="Write CIFs in their spglib space group instead of P1.")] = False,

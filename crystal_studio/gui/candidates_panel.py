@@ -19,6 +19,7 @@ The window listens to :attr:`CandidatesPanel.show_requested` (show one structure
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractTableModel, QSortFilterProxyModel, Qt, Signal
@@ -75,6 +76,11 @@ class Column:
         self.header, self.get, self.kind, self.tip, self.digits, self.name = header, get, kind, tip, digits, name
 
 
+def _relaxation(key: str) -> Callable[[CandidateRecord], object]:
+    """Getter of one field of a candidate's relaxation result (None when it was not relaxed)."""
+    return lambda r: (r.evaluation.get("relaxation") or {}).get(key)
+
+
 def candidate_columns(records: list[CandidateRecord]) -> list[Column]:
     """The columns for a run's records: fixed ones, one per criterion and property, relaxation if any."""
     criteria: list[str] = []
@@ -88,9 +94,18 @@ def candidate_columns(records: list[CandidateRecord]) -> list[Column]:
                 properties.append(name)
     cols = [Column("★", lambda r: r.flag == STAR, "star", "Starred (click to toggle)"),
             Column("id", lambda r: r.id, tip="Candidate id in the project"),
-            Column("Formula", lambda r: r.formula),
-            Column("Success", lambda r: r.success, "criterion", "Meets every criterion")]
+            Column("Formula", lambda r: r.formula)]
     judged = [r.evaluation["judge"] for r in records if r.evaluation.get("judge")]
+    relaxed = any(r.evaluation.get("relaxation") for r in records)
+    if relaxed:  # the verdict that counts comes first: a candidate that falls apart on relaxation is no success
+        cols.append(Column("Success relaxed", _relaxation("success_after"), "criterion",
+                           "Still meets every criterion after CHGNet relaxation (predictors re-run on the relaxed "
+                           "structure); blank: not relaxed"))
+        if judged:
+            cols.append(Column("Judge relaxed", lambda r: (_relaxation("judge_after")(r) or {}).get("success"),
+                               "criterion", "Meets every criterion after relaxation under the independent judge"))
+    cols.append(Column("Success as generated" if relaxed else "Success", lambda r: r.success, "criterion",
+                       "Meets every criterion (as generated, before any relaxation)"))
     if judged:
         judge_id = judged[0].get("model_id")
         cols.append(Column("Judge", lambda r: (r.evaluation.get("judge") or {}).get("success"), "criterion",
@@ -114,24 +129,15 @@ def candidate_columns(records: list[CandidateRecord]) -> list[Column]:
         Column("Unique", lambda r: r.evaluation.get("unique"), "flag", "Unique within the run"),
         Column("Novel", lambda r: r.evaluation.get("novel"), "flag", "Not in the reference dataset"),
     ]
-    if any(r.evaluation.get("relaxation") for r in records):
-        def relax(key):
-            return lambda r: (r.evaluation.get("relaxation") or {}).get(key)
-
+    if relaxed:
         cols += [
             Column("E CHGNet (eV/atom)", lambda r: r.oracle_energy_per_atom, tip="CHGNet energy after relaxation"),
-            Column("Converged", relax("converged"), "flag", "Relaxation converged"),
-            Column("RMSD (Å)", relax("rmsd"), tip="RMS displacement candidate → relaxed", digits=3),
-            Column("Max disp. (Å)", relax("max_displacement"), digits=3),
-            Column("ΔV (%)", lambda r: None if relax("volume_change")(r) is None
-                   else 100 * relax("volume_change")(r), tip="Volume change on relaxation", digits=3),
-            Column("Success after", relax("success_after"), "criterion",
-                   "Still meets every criterion after relaxation (predictors re-run on the relaxed structure)"),
+            Column("Converged", _relaxation("converged"), "flag", "Relaxation converged"),
+            Column("RMSD (Å)", _relaxation("rmsd"), tip="RMS displacement candidate → relaxed", digits=3),
+            Column("Max disp. (Å)", _relaxation("max_displacement"), digits=3),
+            Column("ΔV (%)", lambda r: None if _relaxation("volume_change")(r) is None
+                   else 100 * _relaxation("volume_change")(r), tip="Volume change on relaxation", digits=3),
         ]
-        if judged:
-            cols.append(Column("Judge after", lambda r: ((r.evaluation.get("relaxation") or {}).get("judge_after")
-                                                         or {}).get("success"), "criterion",
-                               "Meets every criterion after relaxation under the independent judge"))
     cols += [Column("Origin", lambda r: r.evaluation.get("origin")),
              Column("Notes", lambda r: r.notes, "notes", "Double-click to edit")]
     return cols
@@ -275,7 +281,7 @@ class CandidateFilter(QSortFilterProxyModel):
 
     def filterAcceptsRow(self, row, parent) -> bool:  # noqa: N802 - Qt override
         record = self.sourceModel().records[row]
-        if self.only_success and not record.success:
+        if self.only_success and not record.final_success:
             return False
         if self.only_starred and record.flag != STAR:
             return False
@@ -358,6 +364,7 @@ class CandidatesPanel(QWidget):
         self.refresh_button.setMaximumWidth(32)
         self.refresh_button.clicked.connect(self.refresh)
         self.success_box = QCheckBox("Successful only")
+        self.success_box.setToolTip("Only candidates meeting every criterion, after CHGNet relaxation where relaxed")
         self.success_box.toggled.connect(lambda on: self._set_filter(only_success=on))
         self.starred_box = QCheckBox("★ only")
         self.starred_box.toggled.connect(lambda on: self._set_filter(only_starred=on))
@@ -540,9 +547,16 @@ class CandidatesPanel(QWidget):
 
     def _update_count(self, *_args) -> None:
         shown, total = self.proxy.rowCount(), self.model.rowCount()
-        ok = sum(r.success for r in self.model.records)
-        self.count_label.setText(f"{shown} of {total} candidates shown · {ok} successful" if total else
-                                 "No candidates: run an optimization, or pick a run above.")
+        records = self.model.records
+        relaxed = [r for r in records if r.evaluation.get("relaxation")]
+        text = f"{shown} of {total} candidates shown · "
+        if relaxed:
+            after = sum(r.final_success for r in relaxed)
+            text += (f"<b>{after} of {len(relaxed)} relaxed still successful after relaxation</b> · "
+                     f"{sum(r.success for r in records)} successful as generated")
+        else:
+            text += f"{sum(r.success for r in records)} successful (not relaxed yet)"
+        self.count_label.setText(text if total else "No candidates: run an optimization, or pick a run above.")
 
     # ---------------------------------------------------------------- selection
 

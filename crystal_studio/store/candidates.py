@@ -34,6 +34,13 @@ class CandidateRecord:
     def relaxed_structure(self) -> Structure | None:
         return cs.from_json(self.relaxed_structure_json) if self.relaxed_structure_json else None
 
+    @property
+    def final_success(self) -> bool:
+        """Whether the candidate counts as a success: after CHGNet relaxation when it was relaxed
+        (predictors re-run on the relaxed structure), else as generated (:attr:`success`)."""
+        relaxation = self.evaluation.get("relaxation")
+        return bool(relaxation.get("success_after")) if relaxation else self.success
+
     def as_json(self) -> dict:
         doc = {"id": self.id, "run_id": self.run_id, "formula": self.formula, "success": self.success,
                "flag": self.flag, "notes": self.notes, "relaxed": self.relaxed_structure_json is not None,

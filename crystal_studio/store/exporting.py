@@ -50,14 +50,15 @@ def export_candidates(project: Project, run_id: int, out: str | os.PathLike, fmt
                       cancel: CancelToken | None = None, candidate_ids: list[int] | None = None,
                       overwrite: bool = False) -> list[Path]:
     """Write an optimization run's candidates (named formula + 'c' + candidate id), all or those in
-    ``candidate_ids``; with ``relaxed`` the CHGNet-relaxed structure where one exists. Existing files
-    are refused unless ``overwrite``."""
+    ``candidate_ids``; ``only_success``: those that succeed (after CHGNet relaxation where they were
+    relaxed, see :attr:`CandidateRecord.final_success`); with ``relaxed`` the CHGNet-relaxed structure
+    where one exists. Existing files are refused unless ``overwrite``."""
     from crystal_studio.store.candidates import list_candidates
 
     items = []
     wanted = set(candidate_ids) if candidate_ids is not None else None
-    for record in list_candidates(project, run_id, only_success):
-        if wanted is not None and record.id not in wanted:
+    for record in list_candidates(project, run_id):
+        if (wanted is not None and record.id not in wanted) or (only_success and not record.final_success):
             continue
         structure = (record.relaxed_structure if relaxed else None) or record.structure
         props = {k: v for k, v in record.evaluation.get("properties", {}).items() if v is not None}

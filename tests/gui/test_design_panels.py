@@ -377,3 +377,31 @@ def test_settings_table_and_judge_in_the_optimization_panel(qtbot, project, mode
     panel.open_run(run_id)  # reopening restores the method, its settings and the judge
     assert panel.method() == "smoacs" and panel.judge_model() == judge_id
     assert table.changed() == {"archive_every": "2"}
+
+
+def test_success_after_relaxation_is_the_headline(qtbot, project, model_id, tmp_path):
+    from crystal_studio.design.job import run_optimization
+    from crystal_studio.design.spec import load_spec
+    from crystal_studio.gui.candidates_panel import CandidatesPanel
+    from crystal_studio.gui.jobs import JobManager
+    from crystal_studio.store.candidates import list_candidates, set_relaxation
+
+    result = run_optimization(project, load_spec(GAP_SPEC), "random", [model_id], 6, 2, seed=2, device="cpu")
+    records = list_candidates(project, result.run_id)
+    records[0].evaluation["success"] = True  # make the first one a success as generated, whatever the tiny model says
+    project.db["candidates"].update(records[0].id, {"success": 1})
+    for record in records[:3]:  # relaxation blows the cell up: every relaxed candidate fails afterwards
+        set_relaxation(project, record.id, record.structure, -1.0,
+                       {"success_after": False, "volume_change": 0.6, "converged": True})
+    panel = CandidatesPanel(JobManager())
+    qtbot.addWidget(panel)
+    panel.set_project(project)
+    headers = [c.header for c in panel.model.columns]
+    assert headers[3:5] == ["Success relaxed", "Success as generated"]  # first after ★, id, Formula
+    assert "0 of 3 relaxed still successful after relaxation" in panel.count_label.text()
+    panel.success_box.setChecked(True)
+    survivors = [r for r in list_candidates(project, result.run_id)[3:] if r.success]
+    assert panel.proxy.rowCount() == len(survivors)  # the relaxed ✓-as-generated candidate is not shown
+    job = panel.export_to(tmp_path / "ok", "cif", selected=False)
+    qtbot.waitUntil(lambda: not job.running, timeout=10000)
+    assert sorted(p.name for p in panel.last_export) == sorted(f"{r.formula}_c{r.id}.cif" for r in survivors)
