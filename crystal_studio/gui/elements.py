@@ -1,19 +1,25 @@
-"""Element display data (colours, radii, periodic-table position) from resources/elements.json."""
+"""Element display data (colours, radii, periodic-table position) from resources/elements.json, with
+the atom colours of a selectable scheme: VESTA's (default) or Jmol's, as pymatgen ships them."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
+from pathlib import Path
 
 from crystal_studio.core.paths import RESOURCES
 
 ELEMENTS_JSON = RESOURCES / "elements.json"
+COLOR_SCHEMES = ("VESTA", "Jmol")
+"""Atom colour schemes (pymatgen's ElementColorSchemes.yaml): VESTA tells F, Mg, Ca and Be apart,
+Jmol draws them all green."""
+_current = {"scheme": COLOR_SCHEMES[0]}
 
 
 @dataclass(frozen=True)
 class ElementStyle:
-    """How one element is drawn: Jmol colour, radii in Å and its periodic-table cell (1-based)."""
+    """How one element is drawn: colour of the current scheme, radii in Å and its periodic-table cell (1-based)."""
 
     symbol: str
     Z: int
@@ -35,16 +41,41 @@ class ElementStyle:
         return tuple(int(self.color[i:i + 2], 16) for i in (1, 3, 5))
 
 
+def color_scheme() -> str:
+    """The atom colour scheme in use (one of :data:`COLOR_SCHEMES`)."""
+    return _current["scheme"]
+
+
+def set_color_scheme(name: str) -> None:
+    """Colour atoms by scheme ``name`` from now on (views redraw to show it)."""
+    if name not in COLOR_SCHEMES:
+        raise ValueError(f"unknown colour scheme {name!r} (choose {', '.join(COLOR_SCHEMES)})")
+    _current["scheme"] = name
+
+
 @cache
-def element_table() -> dict[str, ElementStyle]:
-    """Every element by symbol, in order of atomic number."""
+def element_table(scheme: str = COLOR_SCHEMES[0]) -> dict[str, ElementStyle]:
+    """Every element by symbol, in order of atomic number, coloured by ``scheme`` (elements the scheme
+    lacks keep the colour of resources/elements.json)."""
     data = json.loads(ELEMENTS_JSON.read_text(encoding="utf-8"))
-    return {symbol: ElementStyle(symbol=symbol, **entry) for symbol, entry in data.items()}
+    colors = _scheme_colors(scheme)
+    table = {symbol: ElementStyle(symbol=symbol, **entry) for symbol, entry in data.items()}
+    return {symbol: replace(s, color="#{:02x}{:02x}{:02x}".format(*colors[symbol])) if symbol in colors else s
+            for symbol, s in table.items()}
+
+
+@cache
+def _scheme_colors(scheme: str) -> dict[str, list[int]]:
+    import pymatgen.core
+    from monty.serialization import loadfn
+
+    return loadfn(Path(pymatgen.core.__file__).parent / "ElementColorSchemes.yaml")[scheme]
 
 
 def style(symbol: str) -> ElementStyle:
-    """Style of ``symbol``; unknown symbols (e.g. dummy species) get a neutral pink sphere."""
-    table = element_table()
+    """Style of ``symbol`` in the current colour scheme; unknown symbols (e.g. dummy species) get a
+    neutral pink sphere."""
+    table = element_table(color_scheme())
     if symbol in table:
         return table[symbol]
     return ElementStyle(symbol, 0, symbol, "#ff1493", 1.5, 1.5, 0, 0)

@@ -20,17 +20,20 @@ mouse ray with the atom spheres in numpy, so it works the same for impostors. Th
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import vtkmodules.vtkRenderingFreeType  # noqa: F401 - text rendering
 import vtkmodules.vtkRenderingOpenGL2  # noqa: F401 - the OpenGL backend
 from pymatgen.core import Structure
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QInputDialog,
     QLabel,
+    QMenu,
     QSizePolicy,
     QSpinBox,
     QToolBar,
@@ -56,7 +59,7 @@ from vtkmodules.vtkRenderingCore import (
 from vtkmodules.vtkRenderingLabel import vtkLabeledDataMapper
 from vtkmodules.vtkRenderingOpenGL2 import vtkOpenGLSphereMapper, vtkOpenGLStickMapper
 
-from crystal_studio.gui.elements import style
+from crystal_studio.gui.elements import COLOR_SCHEMES, color_scheme, set_color_scheme, style
 from crystal_studio.gui.scene import CELL_EDGES, DEFAULT_BOND_TOLERANCE, Scene, build_scene, pick_atom
 
 ATOM_SCALE = 0.4  # drawn sphere radius = ATOM_SCALE × covalent radius
@@ -114,6 +117,7 @@ class StructureViewer(QWidget):
     level-of-detail frames (camera moving) and full-quality frames (camera at rest).
     """
 
+    open_viewers: weakref.WeakSet[StructureViewer] = weakref.WeakSet()  # redrawn when the colour scheme changes
     atom_picked = Signal(str)
     interaction_changed = Signal(bool)  # True when camera-drag (level-of-detail) frames begin, False at rest
 
@@ -126,6 +130,7 @@ class StructureViewer(QWidget):
         self.picked: list[int] = []
         self._press_pos: tuple[float, float] | None = None  # widget position of a left press (Qt pixels)
         self._finalized = False
+        StructureViewer.open_viewers.add(self)
 
         self.vtk_widget = QVTKRenderWindowInteractor(self)
         self.renderer = vtkRenderer()
@@ -190,6 +195,7 @@ class StructureViewer(QWidget):
             action.triggered.connect(slot)
             buttons.append(action)
         self.view_actions = buttons
+        self.colors_action = self._color_scheme_action()
         self.legend = QLabel("")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
@@ -209,7 +215,7 @@ class StructureViewer(QWidget):
                                                *buttons[:3], buttons[4])}
         # widgets first: what does not fit goes into the » menu from the right, and a menu can list actions only
         groups = (self.supercell_spins, [self.tolerance_spin],
-                  [self.bonds_box, self.cell_box, self.labels_box, self.images_box], buttons)
+                  [self.bonds_box, self.cell_box, self.labels_box, self.images_box, self.colors_action], buttons)
         for k, group in enumerate(groups):
             if k:
                 toolbar.addSeparator()
@@ -486,6 +492,7 @@ class StructureViewer(QWidget):
 
     def close_viewer(self) -> None:
         """Release the OpenGL context (call before the widget is destroyed)."""
+        StructureViewer.open_viewers.discard(self)
         if not self._finalized:
             self._finalized = True
             self._still_timer.stop()
@@ -595,6 +602,31 @@ class StructureViewer(QWidget):
             self.render()
 
     # ---------------------------------------------------------------- picking
+
+    def _color_scheme_action(self) -> QAction:
+        """'Colours' with a menu of the atom colour schemes; a choice redraws every open viewer."""
+        menu = QMenu(self)
+        group = QActionGroup(menu)
+        for name in COLOR_SCHEMES:
+            choice = menu.addAction(f"{name} colours")
+            choice.setCheckable(True)
+            choice.setChecked(name == color_scheme())
+            choice.setData(name)
+            group.addAction(choice)
+        group.triggered.connect(lambda choice: self.set_color_scheme(choice.data()))
+        self.color_scheme_menu = menu
+        action = QAction("Colours", self)
+        action.setToolTip("Atom colours: VESTA (default) or Jmol")
+        action.setMenu(menu)
+        return action
+
+    def set_color_scheme(self, name: str) -> None:
+        """Colour atoms by scheme ``name`` (see :data:`COLOR_SCHEMES`) in every open viewer."""
+        set_color_scheme(name)
+        for viewer in list(StructureViewer.open_viewers):
+            for choice in viewer.color_scheme_menu.actions():
+                choice.setChecked(choice.data() == name)
+            viewer.rebuild()
 
     def _toggle(self, text: str, tip: str, on: bool) -> QAction:
         action = QAction(text, self)

@@ -23,10 +23,11 @@ def srtio3():
     return read_structure(GOOD / "SrTiO3.cif")
 
 
-def test_element_table_has_jmol_colours_and_radii():
+def test_element_table_has_scheme_colours_and_radii():
     table = element_table()
     assert len(table) == 118
-    assert table["O"].color == "#ff0d0d" and table["O"].covalent_radius == pytest.approx(0.66)
+    assert table["O"].color == "#fe0300" and table["O"].covalent_radius == pytest.approx(0.66)  # VESTA
+    assert element_table("Jmol")["O"].color == "#ff0d0d"
     assert (table["Fe"].row, table["Fe"].column) == (4, 8)
     assert (table["Ce"].row, table["Ce"].column) == (9, 4)
 
@@ -207,3 +208,21 @@ def test_a_narrow_viewer_lists_its_hidden_controls_in_the_overflow_menu(qtbot, v
     assert {"PNG…", "a", "Bonds"} <= set(texts)
     [png] = [a for a in menu.actions() if a.text() == "PNG…"]
     assert png is viewer.view_actions[-1]
+
+
+@needs_display
+def test_colour_schemes_tell_light_elements_apart_and_redraw_open_viewers(viewer, srtio3):
+    from crystal_studio.gui.elements import color_scheme, style
+
+    assert color_scheme() == "VESTA"
+    assert len({style(s).color for s in ("F", "Ca", "Mg", "Be")}) == 4
+    viewer.set_structure(srtio3, "SrTiO3")
+    vesta = viewer.image()
+    try:
+        [jmol] = [a for a in viewer.color_scheme_menu.actions() if a.data() == "Jmol"]
+        jmol.trigger()  # through the toolbar's Colours menu
+        assert color_scheme() == "Jmol" and jmol.isChecked()
+        assert (viewer.image() != vesta).any()  # Ti is blue in VESTA, grey in Jmol
+        assert style("Ti").color == "#bfc2c7"
+    finally:
+        viewer.set_color_scheme("VESTA")
