@@ -16,6 +16,7 @@ guessed: unknown ones ('Uue', 'Uuo') and the hydrogen isotopes D and T reject th
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
 import io
 import json
@@ -26,6 +27,7 @@ import secrets
 import stat
 import warnings
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -41,6 +43,10 @@ from crystal_studio.core.progress import CancelToken, ProgressCallback, Progress
 from crystal_studio.core.properties import ID_COLUMNS, STRUCTURE_COLUMNS, UNITS, canonical_name, normalize_column
 
 DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024  # per file, after decompression
+DEFAULT_MAX_ARCHIVE_BYTES = 2 * DEFAULT_MAX_FILE_BYTES  # per zip archive, all entries after decompression
+DEFAULT_MAX_SITES = 1000  # atoms per structure: checking a random 1000-atom cell takes about 0.5 s, 5000 about 12 s
+MAX_CSV_COLUMNS = 10_000  # a CSV with more columns is not a table of crystals (pandas would take minutes)
+MAX_SYMMETRY_OPERATIONS = 384  # per CIF loop: a space group has at most 192 operations, 384 with time reversal
 
 CIF_SUFFIXES = (".cif", ".mcif")
 POSCAR_SUFFIXES = (".vasp", ".poscar")
@@ -57,7 +63,9 @@ class ImportOptions:
     ordered_approximation: bool = False  # partial occupancies: keep majority species instead of rejecting
     reject_close_atoms: bool = False  # atoms closer than close_atoms_tolerance: reject instead of flag
     close_atoms_tolerance: float = cs.MIN_DISTANCE  # Å
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES  # per file or zip entry, after decompression
+    max_archive_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES  # per zip archive, all its entries after decompression
+    max_sites: int = DEFAULT_MAX_SITES  # atoms per structure (declared counts and after symmetry expansion)
 
 
 @dataclass
@@ -93,6 +101,7 @@ class ParsedRecord:
     info: cs.StructureInfo
     properties: dict[str, float]
     meta: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the import left out of the record, one line each
 
     @property
     def structure(self) -> Structure:
@@ -122,13 +131,19 @@ def detect_format(name: str) -> str | None:
     return None
 
 
+def printable_path(path: str | os.PathLike) -> str:
+    """``path`` as text that prints and stores safely: the bytes of a file name that are not UTF-8
+    (which Python keeps as lone surrogates) become ``\\xNN`` escapes, e.g. ``caf\\xe9.cif``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def iter_raw_records(paths: Iterable[str | os.PathLike], options: ImportOptions | None = None) -> Iterator[
         RawRecord | ImportIssue]:
     """Yield raw records (or issues) for files, folders (recursively) and .zip archives."""
     options = options or ImportOptions()
     for path in map(Path, paths):
         if not path.exists():
-            yield ImportIssue(str(path), "no such file or folder")
+            yield ImportIssue(printable_path(path), "no such file or folder")
         elif path.is_dir():
             for child in sorted(p for p in path.rglob("*") if p.is_file()):
                 if child.suffix.lower() == ".zip" or detect_format(child.name):
@@ -139,21 +154,22 @@ def iter_raw_records(paths: Iterable[str | os.PathLike], options: ImportOptions 
 
 def _records_from_file(path: Path, options: ImportOptions, explicit: bool = False) -> Iterator[
         RawRecord | ImportIssue]:
-    source = str(path)
+    source, name = printable_path(path), printable_path(path.name)
     try:
         if path.suffix.lower() == ".zip":
             with open_regular(path, options.max_file_bytes) as fh:
-                yield from _records_from_zip(path, fh, options)
+                yield from _records_from_zip(source, fh, options)
             return
-        data = read_regular(path, options.max_file_bytes)
+        data = _gunzip(source, name, read_regular(path, options.max_file_bytes), options.max_file_bytes,
+                       _file_limit(options))
     except InvalidRecordError as exc:
         yield ImportIssue(source, exc.reason)
         return
-    fmt = detect_format(path.name) or (_sniff_format(data) if explicit else None)
+    fmt = detect_format(name) or (_sniff_format(data) if explicit else None)
     if fmt is None:
         yield ImportIssue(source, "unrecognised file type (expected CIF, POSCAR, extxyz, JSON, CSV or zip)")
         return
-    yield from _records_from_bytes(source, path.name, data, fmt, options)
+    yield from _records_from_bytes(source, name, data, fmt)
 
 
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # POSIX: opening a FIFO without it waits for a writer
@@ -167,14 +183,15 @@ def open_regular(path: str | os.PathLike, limit: int) -> Iterator[io.BufferedRea
     try:
         fd = os.open(path, os.O_RDONLY | _NONBLOCK | getattr(os, "O_BINARY", 0))
     except OSError as exc:
-        raise InvalidRecordError(str(path), f"cannot read file ({exc.strerror or exc})") from None
+        raise InvalidRecordError(printable_path(path), f"cannot read file ({exc.strerror or exc})") from None
     with os.fdopen(fd, "rb") as fh:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise InvalidRecordError(str(path), f"not a regular file ({_file_kind(info.st_mode)}); "
-                                                "only regular files are read")
+            raise InvalidRecordError(printable_path(path), f"not a regular file ({_file_kind(info.st_mode)}); "
+                                                           "only regular files are read")
         if info.st_size > limit:
-            raise InvalidRecordError(str(path), f"file is {info.st_size / 2**20:.1f} MiB, over the {mib(limit)} limit")
+            raise InvalidRecordError(printable_path(path),
+                                     f"file is {info.st_size / 2**20:.1f} MiB, over the {mib(limit)} limit")
         if _NONBLOCK:
             os.set_blocking(fd, True)
         yield fh
@@ -187,9 +204,9 @@ def read_regular(path: str | os.PathLike, limit: int) -> bytes:
         try:
             data = fh.read(limit + 1)
         except OSError as exc:
-            raise InvalidRecordError(str(path), f"cannot read file ({exc.strerror or exc})") from None
+            raise InvalidRecordError(printable_path(path), f"cannot read file ({exc.strerror or exc})") from None
     if len(data) > limit:
-        raise InvalidRecordError(str(path), f"file is over the {mib(limit)} limit")
+        raise InvalidRecordError(printable_path(path), f"file is over the {mib(limit)} limit")
     return data
 
 
@@ -204,34 +221,73 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.0f} MiB"
 
 
-def _records_from_zip(path: Path, stream, options: ImportOptions) -> Iterator[RawRecord | ImportIssue]:
+def _records_from_zip(source: str, stream, options: ImportOptions) -> Iterator[RawRecord | ImportIssue]:
+    """Records of the crystal files in a zip archive. Each entry is read up to the per-file limit and
+    all of them together up to :attr:`ImportOptions.max_archive_bytes` (after decompression), so a small
+    archive of huge entries cannot exhaust memory; entries past the total are skipped with the reason.
+    Nested archives and symbolic links are skipped with the reason too."""
     try:
         archive = zipfile.ZipFile(stream)
-    except (zipfile.BadZipFile, OSError) as exc:
-        yield ImportIssue(str(path), f"not a readable zip archive ({exc})")
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as exc:  # a UTF-8-flagged name that is not UTF-8
+        yield ImportIssue(source, f"not a readable zip archive ({exc})")
         return
     with archive:
+        decompressed = 0  # bytes of the entries read so far
         for entry in archive.infolist():
             if entry.is_dir():
                 continue
-            source = f"{path}:{entry.filename}"
+            entry_source = f"{source}:{entry.filename}"
             name = PurePosixPath(entry.filename.replace("\\", "/"))
             if name.is_absolute() or ".." in name.parts or (name.parts and ":" in name.parts[0]):
-                yield ImportIssue(source, "zip entry path escapes the archive folder; skipped")
+                yield ImportIssue(entry_source, "zip entry path escapes the archive folder; skipped")
                 continue
+            nested = name.suffix.lower() == ".zip"
             fmt = detect_format(name.name)
-            if fmt is None:
+            if fmt is None and not nested:
                 continue
-            if entry.file_size > options.max_file_bytes:
-                yield ImportIssue(source, f"entry is {entry.file_size / 2**20:.1f} MiB, over the {mib(options.max_file_bytes)} limit")
+            if stat.S_ISLNK(entry.external_attr >> 16):
+                yield ImportIssue(entry_source, "symbolic link entry, not read")
+                continue
+            if nested:
+                yield ImportIssue(entry_source, "nested zip archives are not read (extract it and import it on its own)")
                 continue
             try:
-                with archive.open(entry) as fh:
-                    data = fh.read(options.max_file_bytes + 1)
-            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as exc:
-                yield ImportIssue(source, f"cannot read zip entry ({exc})")
+                data = _read_zip_entry(archive, entry, entry_source, *_entry_limit(options, decompressed))
+            except InvalidRecordError as exc:
+                yield ImportIssue(entry_source, exc.reason)
                 continue
-            yield from _records_from_bytes(source, name.name, data, fmt, options)
+            decompressed += len(data)
+            yield from _records_from_bytes(entry_source, name.name, data, fmt)
+
+
+def _file_limit(options: ImportOptions) -> str:
+    return f"the {mib(options.max_file_bytes)} limit"
+
+
+def _entry_limit(options: ImportOptions, decompressed: int) -> tuple[int, str]:
+    """Most bytes the next zip entry may hold after decompression, and that limit in words: the per-file
+    limit, or what ``decompressed`` bytes read before it leave of the per-archive limit."""
+    left = options.max_archive_bytes - decompressed
+    if options.max_file_bytes <= left:
+        return options.max_file_bytes, _file_limit(options)
+    return max(left, 0), f"the {mib(options.max_archive_bytes)} limit of decompressed content per archive"
+
+
+def _read_zip_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, source: str, limit: int,
+                    limit_text: str) -> bytes:
+    """The bytes of ``entry``, gunzipped when gzipped, if they are at most ``limit``; raises
+    :class:`InvalidRecordError` otherwise. Reading stops at ``limit`` + 1 bytes whatever the entry
+    states."""
+    if entry.file_size > limit:
+        raise InvalidRecordError(source, f"entry is {entry.file_size / 2**20:.1f} MiB, over {limit_text}")
+    try:
+        with archive.open(entry) as fh:
+            data = fh.read(limit + 1)
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError, zlib.error) as exc:
+        raise InvalidRecordError(source, f"cannot read zip entry ({exc})") from None
+    if len(data) > limit:
+        raise InvalidRecordError(source, f"entry is over {limit_text}")
+    return _gunzip(source, entry.filename, data, limit, limit_text)
 
 
 def _sniff_format(data: bytes) -> str | None:
@@ -243,16 +299,23 @@ def _sniff_format(data: bytes) -> str | None:
     return None
 
 
-def _decode(source: str, name: str, data: bytes, options: ImportOptions) -> str | ImportIssue:
-    """Gunzip (if needed, with the size limit applied to the result) and decode UTF-8 text."""
-    if name.lower().endswith(".gz") or data[:2] == b"\x1f\x8b":
-        try:
-            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
-                data = gz.read(options.max_file_bytes + 1)
-        except (OSError, EOFError) as exc:
-            return ImportIssue(source, f"not a valid gzip file ({exc})")
-        if len(data) > options.max_file_bytes:
-            return ImportIssue(source, f"decompressed content is over the {mib(options.max_file_bytes)} limit")
+def _gunzip(source: str, name: str, data: bytes, limit: int, limit_text: str) -> bytes:
+    """``data`` decompressed when it is gzip (by name or magic bytes), at most ``limit`` bytes of it;
+    raises :class:`InvalidRecordError` for a broken stream or more than ``limit`` bytes."""
+    if not (name.lower().endswith(".gz") or data[:2] == b"\x1f\x8b"):
+        return data
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+            data = gz.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InvalidRecordError(source, f"not a valid gzip file ({exc})") from None
+    if len(data) > limit:
+        raise InvalidRecordError(source, f"decompressed content is over {limit_text}")
+    return data
+
+
+def _decode(source: str, data: bytes) -> str | ImportIssue:
+    """UTF-8 text of ``data`` (a byte-order mark is dropped); an issue for other bytes or NULs."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -262,9 +325,8 @@ def _decode(source: str, name: str, data: bytes, options: ImportOptions) -> str 
     return text
 
 
-def _records_from_bytes(source: str, name: str, data: bytes, fmt: str, options: ImportOptions) -> Iterator[
-        RawRecord | ImportIssue]:
-    text = _decode(source, name, data, options)
+def _records_from_bytes(source: str, name: str, data: bytes, fmt: str) -> Iterator[RawRecord | ImportIssue]:
+    text = _decode(source, data)
     if isinstance(text, ImportIssue):
         yield text
         return
@@ -281,6 +343,10 @@ def _records_from_bytes(source: str, name: str, data: bytes, fmt: str, options: 
 def _records_from_csv(source: str, text: str) -> Iterator[RawRecord | ImportIssue]:
     import pandas as pd
 
+    columns = _csv_header_width(text)
+    if columns > MAX_CSV_COLUMNS:
+        yield ImportIssue(source, f"CSV header has {columns} columns, over the limit of {MAX_CSV_COLUMNS}")
+        return
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
@@ -296,7 +362,8 @@ def _records_from_csv(source: str, text: str) -> Iterator[RawRecord | ImportIssu
     others = [c for c in frame.columns if c not in (cif_col, id_col) and not str(c).startswith("Unnamed:")]
     # a column named for a canonical numeric property always holds numbers: a bad cell rejects its row
     numeric = [c for c in others if canonical_name(str(c)) in UNITS or _mostly_numeric(frame[c])]
-    text_cols = [c for c in others if c not in numeric]
+    numeric_set = set(numeric)
+    text_cols = [c for c in others if c not in numeric_set]
     cif_values = frame[cif_col].tolist()
     id_values = frame[id_col].tolist() if id_col else [None] * len(frame)
     prop_values = {c: frame[c].tolist() for c in numeric}
@@ -314,6 +381,14 @@ def _records_from_csv(source: str, text: str) -> Iterator[RawRecord | ImportIssu
             properties={c: prop_values[c][i] for c in numeric},
             meta={c: text_values[c][i] for c in text_cols if text_values[c][i] != ""},
         )
+
+
+def _csv_header_width(text: str) -> int:
+    """Number of columns in the header row of CSV ``text`` (read without pandas, in linear time)."""
+    try:
+        return len(next(csv.reader(io.StringIO(text)), []))
+    except csv.Error:
+        return 0  # pandas gives the reason
 
 
 def _mostly_numeric(column) -> bool:
@@ -345,16 +420,21 @@ def _to_float(value) -> float | None:
 
 
 def parse_raw_record(raw: RawRecord, options: ImportOptions | None = None) -> list[ParsedRecord | ImportIssue]:
-    """Parse, check and describe the structures of one raw record. Never raises for bad input."""
+    """Parse, check and describe the structures of one raw record. Never raises: whatever goes wrong
+    (a library's own exception, even MemoryError or RecursionError) becomes an issue for this record,
+    so one record never aborts an import."""
     options = options or ImportOptions()
     try:
-        properties = _parse_properties(raw.properties)
-    except ValueError as exc:
-        return [ImportIssue(raw.source, str(exc))]
+        return _parse_raw_record(raw, options)
+    except Exception as exc:
+        return [ImportIssue(raw.source, f"cannot read this record ({type(exc).__name__}: {_short(exc)})")]
+
+
+def _parse_raw_record(raw: RawRecord, options: ImportOptions) -> list[ParsedRecord | ImportIssue]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            items = _PARSERS[raw.fmt](raw)
+            items = _PARSERS[raw.fmt](raw, options)
     except CrystalStudioError as exc:
         return [ImportIssue(raw.source, str(exc))]
     except Exception as exc:  # parsers raise anything on garbage; report it as the record's reason
@@ -365,23 +445,35 @@ def parse_raw_record(raw: RawRecord, options: ImportOptions | None = None) -> li
         if isinstance(structure, ImportIssue):
             out.append(structure)
             continue
-        out.append(_finish(source, name or raw.name, structure, {**properties, **extra_props}, raw.meta, options))
+        out.append(_finish(source, name or raw.name, structure, {**raw.properties, **extra_props}, raw.meta, options))
     if not out:
         out.append(ImportIssue(raw.source, "no structure found"))
     return out
 
 
-def _finish(source: str, name: str | None, structure: Structure, properties: dict[str, float],
+def _finish(source: str, name: str | None, structure: Structure, raw_properties: dict[str, object],
             meta: dict[str, str], options: ImportOptions) -> ParsedRecord | ImportIssue:
+    """The checked, described record of one structure, or the issue that rejects it."""
     try:
+        properties, notes = _parse_properties(raw_properties)
+        check_site_count(len(structure), options)
         _check_elements(structure)
         structure = cs.check_structure(structure, options.ordered_approximation)
         info = cs.describe(structure, options.close_atoms_tolerance)
     except ValueError as exc:
         return ImportIssue(source, str(exc))
+    except Exception as exc:  # a library failing on an odd structure rejects that structure only
+        return ImportIssue(source, f"cannot check the structure ({type(exc).__name__}: {_short(exc)})")
     if not info.valid and options.reject_close_atoms:
         return ImportIssue(source, "; ".join(info.flags))
-    return ParsedRecord(source, name, cs.to_json(structure), info, properties, dict(meta))
+    return ParsedRecord(source, name, cs.to_json(structure), info, properties, dict(meta), notes)
+
+
+def check_site_count(count: int, options: ImportOptions, what: str = "structure has") -> None:
+    """Raise ValueError when ``count`` atoms exceed :attr:`ImportOptions.max_sites`."""
+    if count > options.max_sites:
+        raise ValueError(f"{what} {count} atoms, over the limit of {options.max_sites} per structure "
+                         "(the max sites import option)")
 
 
 HYDROGEN_ISOTOPES = {"D": "deuterium", "T": "tritium"}
@@ -402,8 +494,11 @@ def _check_elements(structure: Structure) -> None:
             raise ValueError(f"unknown element '{symbol}'")
 
 
-def _parse_properties(raw: dict[str, object]) -> dict[str, float]:
+def _parse_properties(raw: dict[str, object]) -> tuple[dict[str, float], list[str]]:
+    """Numeric properties under their canonical names, and a note for each non-finite value left out.
+    Empty values are absent ones; any other non-number raises ValueError naming the property."""
     props: dict[str, float] = {}
+    notes: list[str] = []
     for column, value in raw.items():
         if value is None or (isinstance(value, str) and value.strip() == ""):
             continue
@@ -411,9 +506,10 @@ def _parse_properties(raw: dict[str, object]) -> dict[str, float]:
         if number is None:
             raise ValueError(f"column '{column}': value '{str(value)[:40]}' is not a number")
         if not math.isfinite(number):
+            notes.append(f"column '{column}': value '{str(value).strip()[:40]}' is not a finite number; left out")
             continue
         props[canonical_name(column)] = number
-    return props
+    return props, notes
 
 
 def _short(exc: BaseException) -> str:
@@ -421,7 +517,7 @@ def _short(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def _parse_cif(raw: RawRecord):
+def _parse_cif(raw: RawRecord, options: ImportOptions):
     """Each CIF data block is one structure; simple P1 blocks take gemmi's fast path."""
     import gemmi
 
@@ -437,7 +533,7 @@ def _parse_cif(raw: RawRecord):
     for block in blocks:
         suffix = f" block '{block.name}'" if len(blocks) > 1 else ""
         try:
-            _precheck_cif_block(block)
+            _precheck_cif_block(block, options)
             structure = fast_cif_structure(block)
             if structure is None:
                 structure = _pymatgen_cif(block.as_string())
@@ -450,14 +546,26 @@ def _parse_cif(raw: RawRecord):
     return items
 
 
-def _precheck_cif_block(block) -> None:
+_SYMMETRY_OPERATION_TAGS = ("_symmetry_equiv_pos_as_xyz", "_space_group_symop_operation_xyz",
+                            "_space_group_symop_magn_operation.xyz", "_space_group_symop_magn_centering.xyz")
+
+
+def _precheck_cif_block(block, options: ImportOptions) -> None:
     """Reasons pymatgen would only report vaguely or not at all: no atom sites, unknown element
-    symbols (pymatgen reads 'Uue' as U), non-finite coordinates."""
+    symbols (pymatgen reads 'Uue' as U), non-finite coordinates; and work no crystal needs, refused
+    before pymatgen spends it: more atom sites than ``options.max_sites``, more symmetry operations
+    than :data:`MAX_SYMMETRY_OPERATIONS`."""
+    for tag in _SYMMETRY_OPERATION_TAGS:
+        count = len(block.find_values(tag))
+        if count > MAX_SYMMETRY_OPERATIONS:
+            raise ValueError(f"{count} symmetry operations in {tag}; no space group has more than "
+                             f"{MAX_SYMMETRY_OPERATIONS} (192 without time reversal)")
     column = "_atom_site_type_symbol"
     symbols = list(block.find_values(column))
     if not symbols:
         column = "_atom_site_label"
         symbols = list(block.find_values(column))
+    check_site_count(len(symbols), options, "CIF block lists")
     for symbol in symbols:
         _check_cif_symbol(symbol.strip("'\""), column)
     columns = ("_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z")
@@ -580,7 +688,7 @@ def _snap(x: float) -> float:
     return x
 
 
-def _parse_poscar(raw: RawRecord):
+def _parse_poscar(raw: RawRecord, options: ImportOptions):
     from pymatgen.io.vasp import Poscar
 
     try:
@@ -590,10 +698,11 @@ def _parse_poscar(raw: RawRecord):
     return [("", poscar.structure, {}, raw.name)]
 
 
-def _parse_extxyz(raw: RawRecord):
+def _parse_extxyz(raw: RawRecord, options: ImportOptions):
     from ase.io import read
     from pymatgen.io.ase import AseAtomsAdaptor
 
+    _check_extxyz_counts(raw.text, options)
     try:
         frames = read(io.StringIO(raw.text), index=":", format="extxyz")
     except KeyError as exc:  # ASE looks species up in its element table
@@ -606,22 +715,46 @@ def _parse_extxyz(raw: RawRecord):
         if not atoms.pbc.all() or atoms.cell.rank < 3:
             items.append((suffix, ImportIssue(raw.source + suffix, "frame has no periodic 3D cell (Lattice=...)"), {}, None))
             continue
-        try:
-            props = _parse_properties({k: v for k, v in atoms.info.items() if _is_scalar(v)})
-        except ValueError as exc:
-            items.append((suffix, ImportIssue(raw.source + suffix, str(exc)), {}, None))
-            continue
+        # numbers are properties; so is anything under a canonical property name, to be rejected if not a number
+        props = {k: v for k, v in atoms.info.items() if _is_scalar(v) or canonical_name(k) in UNITS}
         name = str(atoms.info.get("name") or atoms.info.get("id") or "") or (
             f"{raw.name}:{i + 1}" if len(frames) > 1 else raw.name)
         items.append((suffix, AseAtomsAdaptor.get_structure(atoms), props, name))
     return items
 
 
+def _check_extxyz_counts(text: str, options: ImportOptions) -> None:
+    """Check the atom count heading each frame before ASE reads the file: ASE reads as many lines as
+    a frame declares, one by one, even past the end of the file (999999999999 would run for days).
+    A frame declaring more atoms than the lines that follow or than ``options.max_sites`` raises
+    :class:`CrystalStudioError`. Like ASE, reading stops at a blank or non-numeric count line."""
+    lines = text.removesuffix("\n").split("\n")  # ASE's lines: split at \n only
+    start, frame = 0, 1
+    while start < len(lines) and lines[start].strip():
+        try:
+            count = int(lines[start])
+        except ValueError:
+            return  # ASE reports a bad count line itself
+        where = f"frame {frame} (line {start + 1})"
+        try:
+            check_site_count(count, options, f"{where} declares")
+        except ValueError as exc:
+            raise CrystalStudioError(f"unparsable extended XYZ: {exc}") from None
+        available = len(lines) - start - 2
+        if count > available:
+            available = max(available, 0)
+            raise CrystalStudioError(f"unparsable extended XYZ: {where} declares {count} atoms but the file has only "
+                                     f"{available} more line{'' if available == 1 else 's'}")
+        start += count + 2
+        frame += 1
+
+
 def _is_scalar(value) -> bool:
+    """A number, not a flag: the info values of an extxyz frame that are its properties."""
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
-def _parse_json(raw: RawRecord):
+def _parse_json(raw: RawRecord, options: ImportOptions):
     try:
         doc = json.loads(raw.text)
     except json.JSONDecodeError as exc:
@@ -633,9 +766,11 @@ def _parse_json(raw: RawRecord):
         if not isinstance(entry, dict):
             items.append((suffix, ImportIssue(raw.source + suffix, "expected a pymatgen Structure object"), {}, None))
             continue
-        struct_doc = entry.get("structure", entry)
+        struct_doc, props = entry.get("structure", entry), entry.get("properties", {})
         try:
-            props = _parse_properties(entry.get("properties", {}))
+            if not isinstance(props, dict):
+                raise ValueError(f"'properties' must be an object of name: number, not {type(props).__name__}")
+            check_site_count(len(struct_doc.get("sites", ())), options, "structure lists")
             structure = Structure.from_dict(struct_doc)
         except ValueError as exc:
             items.append((suffix, ImportIssue(raw.source + suffix, str(exc)), {}, None))

@@ -70,16 +70,28 @@ def spacegroup(structure: Structure) -> tuple[int | None, str | None]:
     return int(dataset.number), str(dataset.international)
 
 
+NEIGHBOUR_SEARCH_RADIUS = 3.0  # Å; first radius searched for the closest pair, doubled until one is found
+
+
 def min_periodic_distance(structure: Structure) -> float:
-    """Smallest distance (Å) between two atoms, periodic images included (inf for one atom with a
-    large cell)."""
-    if len(structure) == 1:
-        return float(min(structure.lattice.abc)) if structure.lattice.volume > 0 else 0.0
-    dm = structure.distance_matrix
-    np.fill_diagonal(dm, np.inf)
-    nearest = float(dm.min())
-    # An atom's own periodic image can be closer than any other atom in a small cell.
-    return min(nearest, float(min(structure.lattice.abc)))
+    """Smallest distance (Å) between two atoms, periodic images included (an atom and its own image
+    count: a one-atom cell gives its shortest lattice vector).
+
+    Found with pymatgen's neighbour list on the LLL-reduced cell, so the work grows with the number of
+    atoms, not its square, and a skewed cell neither hides a short image nor multiplies the images
+    searched. The radius starts at :data:`NEIGHBOUR_SEARCH_RADIUS` and never exceeds the shortest
+    reduced lattice vector, where a pair always exists.
+    """
+    if structure.lattice.volume <= 0:
+        return 0.0
+    reduced = structure.get_reduced_structure("LLL")
+    shortest = float(min(reduced.lattice.abc))  # every atom has its own image this far away
+    radius = min(NEIGHBOUR_SEARCH_RADIUS, shortest)
+    while True:
+        distances = reduced.get_neighbor_list(radius, numerical_tol=1e-8)[3]
+        if len(distances) or radius >= shortest:
+            return float(distances.min(initial=shortest))
+        radius = min(2 * radius, shortest)
 
 
 def describe(structure: Structure, close_atoms_tolerance: float = MIN_DISTANCE) -> StructureInfo:

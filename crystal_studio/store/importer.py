@@ -27,6 +27,7 @@ from crystal_studio.core.io import (
     RawRecord,
     iter_raw_records,
     parse_raw_record,
+    printable_path,
 )
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.store.project import Project
@@ -46,6 +47,7 @@ class ImportReport:
     issues: list[ImportIssue] = field(default_factory=list)
     repeated: list[str] = field(default_factory=list)  # ids already in the dataset or earlier in this import
     repeats_skipped: bool = False  # True when the repeated ids were left out (duplicates="skip")
+    notes: list[ImportIssue] = field(default_factory=list)  # imported records with a value left out, one per value
 
     @property
     def skipped(self) -> int:
@@ -61,7 +63,8 @@ class ImportReport:
     def as_json(self) -> dict:
         return {"dataset": self.dataset, "imported": self.imported, "flagged": self.flagged,
                 "skipped": self.skipped, "issues": [{"source": i.source, "reason": i.reason} for i in self.issues],
-                "repeated_ids": self.repeated, "repeats_skipped": self.repeats_skipped}
+                "repeated_ids": self.repeated, "repeats_skipped": self.repeats_skipped,
+                "notes": [{"source": n.source, "note": n.reason} for n in self.notes]}
 
     def repeat_note(self) -> str:
         """One sentence about records whose id repeats one in the dataset ('' when none)."""
@@ -207,10 +210,11 @@ def import_paths(project: Project, paths: Iterable[str | os.PathLike], dataset: 
     if duplicates == "skip":
         report.repeats_skipped = bool(report.repeated)
         records = [rec for rec, again in zip(records, repeated, strict=True) if not again]
+    report.notes = [ImportIssue(rec.source, note) for rec in records for note in rec.notes]
     cancel.check()
     if records:
         progress(ProgressEvent(len(raws), len(raws), f"writing {len(records)} structures"))
-        source = ", ".join(os.path.basename(p.rstrip("/")) for p in paths)
+        source = ", ".join(printable_path(os.path.basename(p.rstrip("/"))) for p in paths)
         with project.transaction() as db:
             report.imported = project.insert_records(db, dataset, records, source=source,
                                                      description=description, metadata=metadata)
