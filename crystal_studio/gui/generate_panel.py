@@ -68,6 +68,7 @@ from PySide6.QtWidgets import (
 
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent
+from crystal_studio.gui.combos import refill_combo
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, LiveCurves, LiveJobMixin
 from crystal_studio.gui.periodic_table import ElementFilterButton
@@ -1359,9 +1360,8 @@ class GeneratePanel(LiveJobMixin, QWidget):
     def refresh(self) -> None:
         """Re-read generative models, datasets and past sampling runs from the project."""
         current = self.model_combo.currentData()
-        dataset = self.hull_dataset_combo.currentData()
         run = self.runs_combo.currentData()
-        for combo in (self.model_combo, self.hull_dataset_combo, self.runs_combo):
+        for combo in (self.model_combo, self.runs_combo):
             combo.blockSignals(True)
             combo.clear()
         if self.project is not None:
@@ -1377,15 +1377,14 @@ class GeneratePanel(LiveJobMixin, QWidget):
                     if isinstance(values.get(key), int | float):
                         tip += f"; {text} {values[key]:.1%}"
                 self.model_combo.setItemData(self.model_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
-            for name in self.project.dataset_names():
-                self.hull_dataset_combo.addItem(name, name)
             for r in model_store.list_runs(self.project, "sampling"):
                 p = r.parameters
                 self.runs_combo.addItem(f"#{r.id} model #{p.get('model_id', '?')} · {p.get('n', '?')} samples · "
                                         f"seed {p.get('seed', '?')} · {r.status}", r.id)
                 self.runs_combo.setItemData(self.runs_combo.count() - 1, r.message or r.started,
                                             Qt.ItemDataRole.ToolTipRole)
-        for combo, value in ((self.model_combo, current), (self.hull_dataset_combo, dataset), (self.runs_combo, run)):
+        self.refresh_datasets()
+        for combo, value in ((self.model_combo, current), (self.runs_combo, run)):
             index = combo.findData(value)
             if index >= 0:
                 combo.setCurrentIndex(index)
@@ -1394,6 +1393,12 @@ class GeneratePanel(LiveJobMixin, QWidget):
             combo.blockSignals(False)
         self.csp.refresh_models()
         self._model_changed()
+
+    def refresh_datasets(self) -> None:
+        """Re-read the hull's dataset choices (after an import, rename or delete), keeping the chosen one."""
+        names = self.project.dataset_names() if self.project is not None else []
+        refill_combo(self.hull_dataset_combo, [(name, name) for name in names])
+        self._sync_enabled()
 
     def model_ids(self) -> list[int]:
         return [self.model_combo.itemData(i) for i in range(self.model_combo.count())]

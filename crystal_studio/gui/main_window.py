@@ -181,7 +181,7 @@ class MainWindow(QMainWindow):
         self.training_panel.set_device(self.compute_device())
         self.generate_panel.set_device(self.compute_device())
         self.generate_panel.structures_predicted.connect(self.show_predicted_structures)
-        self.generate_panel.hull_computed.connect(lambda _dataset: self.datasets_panel.refresh_datasets())
+        self.generate_panel.hull_computed.connect(lambda _dataset: self.datasets_changed())
         self.training_panel.models_changed.connect(self._models_changed)
         self.optimization_panel.run_finished.connect(self.show_run_candidates)
         self.optimization_panel.run_opened.connect(self.candidates_panel.set_run)
@@ -415,6 +415,17 @@ class MainWindow(QMainWindow):
             self.generate_panel.refresh()
         self.latent_map.refresh()
 
+    def datasets_changed(self, select: str | None = None) -> None:
+        """Datasets were imported, renamed or deleted: every dataset list re-reads them, keeping the user's
+        choices; the Datasets panel shows ``select`` when given."""
+        if self.project is None:
+            return
+        self.datasets_panel.refresh_datasets(select)
+        self.training_panel.refresh_datasets()
+        self.optimization_panel.refresh_datasets()
+        self.generate_panel.refresh_datasets()
+        self.latent_map.refresh()
+
     def _project_ready(self, path: Path) -> None:
         try:
             project = Project.open(path)
@@ -528,7 +539,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Open or create a project first", 5000)
             return None
         dialog = ImportDialog(self.project, self.jobs, [p for p in (paths or []) if isinstance(p, str)], self)
-        dialog.imported.connect(self.datasets_panel.refresh_datasets)
+        dialog.imported.connect(self.datasets_changed)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
         self.last_import_dialog = dialog

@@ -50,6 +50,7 @@ from crystal_studio.core.properties import unit_of
 from crystal_studio.design.job import method_config, method_settings, run_summary
 from crystal_studio.design.methods import METHODS
 from crystal_studio.design.spec import DesignSpec
+from crystal_studio.gui.combos import refill_combo
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, PALETTE, LiveCurves, LiveJobMixin
 from crystal_studio.gui.settings_table import SettingsTable
@@ -471,7 +472,6 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         self.models_list.blockSignals(True)
         self.models_list.clear()
         self._judge_candidates = []
-        self.dataset_combo.clear()
         self.runs_combo.clear()
         generator = self.generator_combo.currentData()
         self.generator_combo.clear()
@@ -497,9 +497,6 @@ class OptimizationPanel(LiveJobMixin, QWidget):
                                              m.id)
             self.set_generator(generator if generator is not None else self.generator_combo.itemData(
                 self.generator_combo.count() - 1))
-            self.dataset_combo.addItem("(the first model's dataset)", None)
-            for name in self.project.dataset_names():
-                self.dataset_combo.addItem(name, name)
             for run in model_store.list_runs(self.project, "optimization"):
                 p = run.parameters
                 self.runs_combo.addItem(f"#{run.id} {p.get('method', '?')} · {p.get('n_candidates', '?')} cand. × "
@@ -507,10 +504,17 @@ class OptimizationPanel(LiveJobMixin, QWidget):
                 self.runs_combo.setItemData(self.runs_combo.count() - 1, run.message or run.started,
                                             Qt.ItemDataRole.ToolTipRole)
         self.models_list.blockSignals(False)
+        self.refresh_datasets()
         self._mark_models()
         self._fill_judges()
         self._update_scatter_axes()
         self._sync_enabled()
+
+    def refresh_datasets(self) -> None:
+        """Re-read the dataset choices (after an import, rename or delete), keeping the chosen one."""
+        items = [] if self.project is None else [("(the first model's dataset)", None)] + [
+            (name, name) for name in self.project.dataset_names()]
+        refill_combo(self.dataset_combo, items)
 
     def _spec_properties(self) -> set[str]:
         return {o.property for o in self.spec.objectives} if self.spec is not None else set()

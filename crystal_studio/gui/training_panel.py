@@ -61,6 +61,7 @@ from PySide6.QtWidgets import (
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent
 from crystal_studio.core.properties import unit_of
+from crystal_studio.gui.combos import refill_combo
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, PALETTE, LiveCurves, LiveJobMixin
 from crystal_studio.gui.settings_table import SettingsTable
@@ -662,20 +663,18 @@ class TrainingPanel(LiveJobMixin, QWidget):
 
     def refresh(self) -> None:
         """Re-read datasets, runs and models from the project."""
-        current = self.dataset_combo.currentText()
-        self.dataset_combo.blockSignals(True)
-        self.dataset_combo.clear()
-        self._datasets = {}
-        if self.project is not None:
-            for ds in self.project.datasets():
-                self._datasets[ds.name] = ds.properties
-                self.dataset_combo.addItem(f"{ds.name} ({ds.count})", ds.name)
-            index = self.dataset_combo.findData(current.split(" (")[0]) if current else -1
-            self.dataset_combo.setCurrentIndex(max(0, index))
-        self.dataset_combo.blockSignals(False)
-        self._fill_targets()
+        self.refresh_datasets()
         self.refresh_runs()
         self.refresh_models()
+
+    def refresh_datasets(self) -> None:
+        """Re-read the datasets (after an import, rename or delete), keeping the chosen one and its targets."""
+        summaries = self.project.datasets() if self.project is not None else []
+        self._datasets = {ds.name: ds.properties for ds in summaries}
+        self.dataset_combo.blockSignals(True)
+        refill_combo(self.dataset_combo, [(f"{ds.name} ({ds.count})", ds.name) for ds in summaries])
+        self.dataset_combo.blockSignals(False)
+        self._fill_targets()
 
     def _fill_targets(self) -> None:
         checked = set(self.targets()) or None

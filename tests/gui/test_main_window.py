@@ -86,6 +86,22 @@ def test_drop_files_opens_import_dialog_and_imports(qtbot, window):
     dialog.close()
 
 
+def test_every_dataset_list_offers_an_imported_dataset_and_keeps_its_choice(qtbot, window):
+    combos = {"training": window.training_panel.dataset_combo, "optimization": window.optimization_panel.dataset_combo,
+              "hull": window.generate_panel.hull_dataset_combo}
+    for combo in combos.values():
+        combo.setCurrentIndex(combo.findData("good"))
+    dialog = window.import_dialog([str(GOOD / "GaN_hex.vasp")])
+    dialog.dataset_combo.setCurrentText("added")
+    with qtbot.waitSignal(dialog.imported, timeout=10000):
+        dialog.import_button.click()
+    for where, combo in combos.items():
+        offered = [combo.itemData(i) for i in range(combo.count())]
+        assert "added" in offered, where
+        assert combo.currentData() == "good", where  # the user's choice survives the refresh
+    dialog.close()
+
+
 def test_running_job_appears_in_status_bar(qtbot, window):
     import time
 
