@@ -229,6 +229,7 @@ def test_models_lists_the_readable_models_and_names_the_damaged_ones(stored):
                                  b"weights")
     not_json = model_store.add_model(project, "not json", "gnn", ["band_gap"], {}, {}, {}, b"weights")
     too_many = model_store.add_model(project, "huge", "gnn", ["band_gap"], {"members": 1e7}, {}, {}, b"weights")
+    too_many_int = model_store.add_model(project, "huge int", "gnn", ["band_gap"], {"members": 10**7}, {}, {}, b"w")
     with project.transaction() as db:
         db["models"].update(not_json, {"hyperparameters": "{not json"})
     project.close()
@@ -245,4 +246,5 @@ def test_models_lists_the_readable_models_and_names_the_damaged_ones(stored):
         model_store.get_model(project, not_json)
     model_store.delete_model(project, not_json)  # a damaged model can still be removed
     assert model_store.read_models(project)[1] == [
-        f"model {too_many}: hyperparameters: members is 10000000.0, not a whole number of at least 1"]
+        f"model {too_many}: hyperparameters: members is 10000000.0, not a whole number from 1 to 64",
+        f"model {too_many_int}: hyperparameters: members is 10000000, not a whole number from 1 to 64"]

@@ -172,6 +172,8 @@ def test_user_errors_are_reported(data_project):
         train_model(data_project, "syn", config(targets=["bulk_modulus"]))
     with pytest.raises(CrystalStudioError, match="--epochs"):
         train_model(data_project, "syn", config(epochs=0))
+    with pytest.raises(CrystalStudioError, match="--ensemble must be from 1 to 64"):
+        train_model(data_project, "syn", config(ensemble=10**7))
     with pytest.raises(NotFoundError, match="no model with id 42"):
         load_predictor(data_project, 42)
 

@@ -69,7 +69,8 @@ class TrainConfig:
     targets: list[str]
     kind: str = option("gnn", "model kind (crystal-studio train --model)", choices=tuple(PREDICTOR_KINDS))
     epochs: int = option(100, "maximum epochs per ensemble member", minimum=1)
-    ensemble: int = option(3, "members, each trained from its own seed; their spread is the uncertainty", minimum=1)
+    ensemble: int = option(3, "members, each trained from its own seed; their spread is the uncertainty", minimum=1,
+                           maximum=store.MAX_ENSEMBLE_MEMBERS)
     seed: int = option(0, "seed of the split, initialization and batch order")
     batch_size: int = option(64, "crystals per batch", minimum=1)
     lr: float = option(1e-3, "peak learning rate (AdamW)", minimum=0.0)
@@ -97,7 +98,8 @@ class TrainConfig:
             (bool(self.targets), "give at least one target"),
             (len(set(self.targets)) == len(self.targets), "targets are repeated"),
             (self.epochs >= 1, "--epochs must be at least 1"),
-            (self.ensemble >= 1, "--ensemble must be at least 1"),
+            (1 <= self.ensemble <= store.MAX_ENSEMBLE_MEMBERS,
+             f"--ensemble must be from 1 to {store.MAX_ENSEMBLE_MEMBERS}"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.lr > 0, "--lr must be positive"),
             (self.patience >= 1, "--patience must be at least 1"),

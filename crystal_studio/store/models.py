@@ -334,12 +334,15 @@ def _json_column(row: dict, column: str, kind: type):
     return value
 
 
+MAX_ENSEMBLE_MEMBERS = 64  # members of one predictor ensemble; more is a damaged row, not a model
+
+
 def _model(row: dict, checkpoint: bytes | None = None) -> ModelRecord:
     """The record of a model row; ValueError saying what is wrong with a row that cannot be one."""
     hyperparameters = _json_column(row, "hyperparameters", dict)
     members = hyperparameters.get("members", 1)
-    if type(members) is not int or members < 1:
-        raise ValueError(f"hyperparameters: members is {members!r}, not a whole number of at least 1")
+    if type(members) is not int or not 1 <= members <= MAX_ENSEMBLE_MEMBERS:
+        raise ValueError(f"hyperparameters: members is {members!r}, not a whole number from 1 to {MAX_ENSEMBLE_MEMBERS}")
     metrics = _json_column(row, "metrics", dict)
     if not all(isinstance(value, dict) for value in metrics.values()):
         raise ValueError("metrics is not a JSON object of one object per target")
