@@ -19,10 +19,12 @@ from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QK
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QTabWidget,
     QWidget,
 )
@@ -152,9 +154,11 @@ class MainWindow(QMainWindow):
                   "Optimization": self.optimization_panel, "Candidates": self.candidates_panel,
                   "Generate": self.generate_panel}
         self.docks: dict[str, QDockWidget] = {}
+        self.panels: dict[str, QWidget] = {}  # the widget of each dock, by dock name
         self._add_dock("Datasets", self.datasets_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         for name in ("Training", "Targets", "Optimization", "Candidates", "Generate"):
-            self._add_dock(name, panels[name], Qt.DockWidgetArea.LeftDockWidgetArea)
+            self._add_dock(name, panels[name], Qt.DockWidgetArea.LeftDockWidgetArea,
+                           scrollable=name in ("Training", "Optimization", "Generate"))
             self.tabifyDockWidget(self.docks["Datasets"], self.docks[name])
         self._add_dock("Structure", self.details, Qt.DockWidgetArea.RightDockWidgetArea)
         self.docks["Structure"].setMinimumWidth(240)  # lattice and property rows stay readable
@@ -208,9 +212,18 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- construction
 
-    def _add_dock(self, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
+    def _add_dock(self, name: str, widget: QWidget, area: Qt.DockWidgetArea, scrollable: bool = False) -> None:
+        """Dock ``widget`` as panel ``name``. A ``scrollable`` panel sits in a scroll area, so its form's
+        height never sets the dock area's minimum (the Plots dock below stays resizable)."""
         dock = QDockWidget(name, self)
         dock.setObjectName(f"dock{name}")
+        self.panels[name] = widget
+        if scrollable:
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setWidget(widget)
+            widget = scroll
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
         self.docks[name] = dock

@@ -312,7 +312,7 @@ def test_main_window_has_the_generate_dock(qtbot, syn_project, settings):
     qtbot.addWidget(window)
     window.show()
     qtbot.waitUntil(lambda: window.project is not None, timeout=20000)
-    assert "Generate" in window.docks and window.docks["Generate"].widget() is window.generate_panel
+    assert "Generate" in window.docks and window.panels["Generate"] is window.generate_panel
     assert window.docks["Generate"].toggleViewAction() in window.menuBar().actions()[1].menu().actions()
     assert window.generate_panel.project is window.project
     assert [window.generate_panel.hull_dataset_combo.itemData(i)

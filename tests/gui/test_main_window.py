@@ -33,7 +33,7 @@ def test_window_opens_project_with_panels_and_menus(window):
     assert set(window.docks) >= {"Datasets", "Training", "Targets", "Optimization", "Candidates", "Structure", "Plots"}
     from crystal_studio.gui.training_panel import TrainingPanel
 
-    assert isinstance(window.docks["Training"].widget(), TrainingPanel)
+    assert isinstance(window.panels["Training"], TrainingPanel)
     menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
     assert menus == ["File", "View", "Settings", "Help"]
     file_items = [a.text().replace("&", "") for a in window.menuBar().actions()[0].menu().actions() if a.text()]
@@ -129,3 +129,15 @@ def test_builtin_project_failure_is_a_dialog_not_a_crash(qtbot, settings, monkey
     assert win.project is None
     win.jobs.last_error_dialog.close()
     win.close()
+
+
+def test_plots_dock_opens_tall_and_resizes_whichever_panel_is_raised(qtbot, window):
+    plots = window.docks["Plots"]
+    window.resize(1280, 1000)
+    qtbot.waitUntil(lambda: plots.height() >= 200, timeout=3000)
+    for name in ("Optimization", "Training", "Generate"):  # the tallest forms scroll instead of pinning the dock
+        window.docks[name].raise_()
+        window.resizeDocks([plots], [450], Qt.Orientation.Vertical)
+        qtbot.waitUntil(lambda: plots.height() >= 400, timeout=3000)
+        window.resizeDocks([plots], [220], Qt.Orientation.Vertical)
+        qtbot.waitUntil(lambda: plots.height() <= 260, timeout=3000)

@@ -156,7 +156,7 @@ def test_main_window_mounts_training_panel_and_lists_new_models(qtbot, syn_proje
     qtbot.addWidget(win)
     win.show()
     qtbot.waitUntil(lambda: win.project is not None, timeout=10000)
-    panel = win.docks["Training"].widget()
+    panel = win.panels["Training"]
     assert isinstance(panel, TrainingPanel) and panel is win.training_panel
     assert panel.dataset_combo.count() == 2
     _tiny(panel, epochs=1)
