@@ -527,15 +527,27 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         (fitting or items)[-1].setCheckState(Qt.CheckState.Checked)
 
     def _mark_models(self) -> None:
+        """Grey the models lacking a property the target needs, and uncheck those predicting none of
+        them (a model chosen for an earlier target), saying so in the status line."""
         need = self._spec_properties()
+        unchecked = []
         self.models_list.blockSignals(True)
         for i in range(self.models_list.count()):
             item = self.models_list.item(i)
-            missing = sorted(need - set(item.data(ROLE_TARGETS)))
+            targets = set(item.data(ROLE_TARGETS))
+            missing = sorted(need - targets)
             item.setForeground(Qt.GlobalColor.darkGray if missing else Qt.GlobalColor.black)
             tip = item.toolTip().split("\n")[0]
             item.setToolTip(tip + (f"\nlacks {', '.join(missing)} needed by the target" if missing else ""))
+            if need and not need & targets and item.checkState() == Qt.CheckState.Checked:
+                item.setCheckState(Qt.CheckState.Unchecked)
+                unchecked.append(f"#{item.data(ROLE_MODEL_ID)}")
         self.models_list.blockSignals(False)
+        if unchecked:
+            self.status_label.setText(f"Unchecked model{'s' if len(unchecked) > 1 else ''} {', '.join(unchecked)}: "
+                                      f"{'they predict' if len(unchecked) > 1 else 'it predicts'} none of "
+                                      f"{', '.join(sorted(need))}, which the target needs.")
+            self._models_changed()
 
     def _models_changed(self, _item=None) -> None:
         self._fill_judges()

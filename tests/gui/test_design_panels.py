@@ -405,3 +405,28 @@ def test_success_after_relaxation_is_the_headline(qtbot, project, model_id, tmp_
     job = panel.export_to(tmp_path / "ok", "cif", selected=False)
     qtbot.waitUntil(lambda: not job.running, timeout=10000)
     assert sorted(p.name for p in panel.last_export) == sorted(f"{r.formula}_c{r.id}.cif" for r in survivors)
+
+
+def test_a_model_predicting_none_of_a_new_targets_properties_is_unchecked(qtbot, project, model_id):
+    from crystal_studio.design.spec import load_spec, spec_from_dict
+    from crystal_studio.gui.jobs import JobManager
+    from crystal_studio.gui.optimization_panel import OptimizationPanel
+
+    panel = OptimizationPanel(JobManager())
+    qtbot.addWidget(panel)
+    panel.set_project(project)
+    panel.set_spec(load_spec(GAP_SPEC))
+    panel.set_model_checked(model_id)
+    assert panel.selected_model_ids() == [model_id] and panel.start_button.isEnabled()
+    data = load_spec(GAP_SPEC).to_dict()
+    data["objectives"] = [{"property": "bulk_modulus", "kind": "target", "value": 160, "tolerance": 10}]
+    panel.set_spec(spec_from_dict(data))  # the user switched the target to a property the model lacks
+    assert panel.selected_model_ids() == [] and not panel.start_button.isEnabled()
+    assert f"Unchecked model #{model_id}: it predicts none of bulk_modulus" in panel.status_label.text()
+    panel.set_spec(load_spec(GAP_SPEC))
+    panel.set_model_checked(model_id)
+    data["objectives"] = [{"property": "band_gap", "kind": "target", "value": 1.0, "tolerance": 0.2},
+                          {"property": "bulk_modulus", "kind": "maximize"}]
+    panel.set_spec(spec_from_dict(data))  # still useful for band_gap: kept, greyed with the reason
+    assert panel.selected_model_ids() == [model_id]
+    assert "lacks bulk_modulus" in panel.models_list.item(0).toolTip()
