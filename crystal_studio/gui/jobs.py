@@ -206,6 +206,9 @@ class JobManager(QObject):
             job.wait(wait_ms)
 
 
+JOB_LABEL_WIDTH = 240  # px of a job's text in the status bar; longer text is elided, in full in its tooltip
+
+
 class _JobRow(QWidget):
     """Title, message, progress bar and cancel button of one job in the status bar."""
 
@@ -214,7 +217,9 @@ class _JobRow(QWidget):
         self.job = job
         layout = QHBoxLayout(self)
         layout.setContentsMargins(4, 0, 4, 0)
-        self.label = QLabel(job.title)
+        self.label = QLabel()
+        self.label.setFixedWidth(JOB_LABEL_WIDTH)
+        self._set_text(job.title)
         self.bar = QProgressBar()
         self.bar.setFixedWidth(140)
         self.bar.setMaximumHeight(16)
@@ -232,7 +237,12 @@ class _JobRow(QWidget):
     def _cancel(self) -> None:
         self.job.cancel()
         self.cancel_button.setEnabled(False)
-        self.label.setText(f"{self.job.title}: cancelling…")
+        self._set_text(f"{self.job.title}: cancelling…")
+
+    def _set_text(self, text: str) -> None:
+        """Show ``text`` elided to the label's width; the tooltip holds all of it."""
+        self.label.setText(self.label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, JOB_LABEL_WIDTH))
+        self.label.setToolTip(text)
 
     def _on_progress(self, event: ProgressEvent) -> None:
         if event.total:
@@ -241,7 +251,7 @@ class _JobRow(QWidget):
         else:
             self.bar.setRange(0, 0)
         if self.cancel_button.isEnabled():
-            self.label.setText(f"{self.job.title}: {event.message}" if event.message else self.job.title)
+            self._set_text(f"{self.job.title}: {event.message}" if event.message else self.job.title)
 
 
 class JobsStatusWidget(QWidget):

@@ -105,13 +105,26 @@ def test_every_dataset_list_offers_an_imported_dataset_and_keeps_its_choice(qtbo
 def test_running_job_appears_in_status_bar(qtbot, window):
     import time
 
+    from crystal_studio.core.progress import ProgressEvent
+    from crystal_studio.gui.jobs import JOB_LABEL_WIDTH
+
+    message = "epoch 3: validation loss 0.1234 on band_gap and formation_energy_per_atom " * 3
+
     def work(progress, cancel):
+        progress(ProgressEvent(3, 10, message))
         while True:
             cancel.check()
             time.sleep(0.01)
 
     job = window.jobs.start("Waiting", work)
     assert job in window.jobs_status.rows and window.jobs_status.isVisible()
+    row = window.jobs_status.rows[job]
+    qtbot.waitUntil(lambda: row.label.toolTip() == f"Waiting: {message}", timeout=2000)
+    assert row.label.width() <= JOB_LABEL_WIDTH and row.label.text().endswith("…")  # elided, never overlapping
+    window.statusBar().showMessage("Optimization run #1 finished", 2000)
+    qtbot.wait(50)
+    free = window.statusBar().width() - window.jobs_status.width()
+    assert free >= window.statusBar().fontMetrics().horizontalAdvance("Optimization run #1 finished")
     with qtbot.waitSignal(job.done, timeout=2000):
         window.jobs_status.rows[job].cancel_button.click()
     assert not window.jobs_status.isVisible()
