@@ -1,8 +1,8 @@
 """Geometry of a drawn crystal, independent of any rendering library.
 
 :func:`build_scene` expands a structure into what the viewer draws: the atoms of a supercell, the
-periodic images of atoms lying on cell faces, edges and corners, the bonds between drawn atoms and the
-cell box. :func:`pick_atom` finds the atom under a mouse ray.
+periodic images of atoms lying on cell faces, edges and corners, the bonds between drawn atoms, the
+half bonds from drawn atoms to bonded atoms beyond the box (as VESTA draws them) and the cell box. :func:`pick_atom` finds the atom under a mouse ray.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class Scene:
     frac: np.ndarray  # (N, 3) fractional coordinates in the original cell (may exceed 1 in supercells)
     is_image: np.ndarray  # (N,) True for the extra copies drawn on the far faces/edges/corners
     bonds: np.ndarray  # (M, 2) indices into positions
+    stub_atoms: np.ndarray  # (K,) drawn atoms bonded to an atom beyond the box, one entry per such bond
+    stub_ends: np.ndarray  # (K, 3) Å: the midpoint of each of those bonds, where its half bond ends
     lattice: np.ndarray  # (3, 3) rows a, b, c of the original cell
     supercell: tuple[int, int, int]
 
@@ -53,13 +55,15 @@ CELL_EDGES = [(0, 1), (0, 2), (0, 4), (1, 3), (1, 5), (2, 3), (2, 6), (3, 7), (4
 
 
 def build_scene(structure: Structure, supercell: tuple[int, int, int] = (1, 1, 1), boundary_images: bool = True,
-                bonds: bool = True, bond_tolerance: float = DEFAULT_BOND_TOLERANCE) -> Scene:
+                bonds: bool = True, bond_tolerance: float = DEFAULT_BOND_TOLERANCE, boundary_bonds: bool = True) -> Scene:
     """Expand ``structure`` into a drawable scene.
 
     ``supercell`` repeats the cell along a, b, c (each 1–5 in the GUI). With ``boundary_images`` an
     atom on a face (fractional coordinate 0 along an axis) is also drawn on the opposite face, so
     corners, edges and faces of the box look complete. Two drawn atoms are bonded when their distance
-    is at most the sum of their covalent radii plus ``bond_tolerance`` Å.
+    is at most the sum of their covalent radii plus ``bond_tolerance`` Å; with ``boundary_bonds`` a drawn
+    atom bonded to a periodic image outside the box gets a half bond towards it, so atoms near the box
+    edges never float unbonded.
     """
     n = np.asarray(supercell, dtype=int)
     if np.any(n < 1):
@@ -95,8 +99,14 @@ def build_scene(structure: Structure, supercell: tuple[int, int, int] = (1, 1, 1
     positions = frac @ lattice
     site_symbols = [s.specie.symbol if hasattr(s.specie, "symbol") else str(s.specie) for s in structure]
     symbols = [site_symbols[i] for i in site]
-    bond_pairs = find_bonds(positions, symbols, bond_tolerance) if bonds else np.zeros((0, 2), dtype=int)
-    return Scene(positions, symbols, site, frac, image, bond_pairs, lattice, tuple(int(x) for x in n))
+    supercell_matrix = lattice * n[:, None]
+    if bonds:
+        bond_pairs, stub_atoms, stub_ends = periodic_bonds(positions, symbols, supercell_matrix, bond_tolerance,
+                                                           beyond_box=boundary_bonds)
+    else:
+        bond_pairs, stub_atoms, stub_ends = np.zeros((0, 2), dtype=int), np.zeros(0, dtype=int), np.zeros((0, 3))
+    return Scene(positions, symbols, site, frac, image, bond_pairs, stub_atoms, stub_ends, lattice,
+                 tuple(int(x) for x in n))
 
 
 @cache
@@ -107,25 +117,49 @@ def _is_metal(symbol: str) -> bool:
         return False
 
 
-def find_bonds(positions: np.ndarray, symbols: list[str], tolerance: float = DEFAULT_BOND_TOLERANCE) -> np.ndarray:
-    """(M, 2) index pairs of atoms closer than the sum of their covalent radii plus ``tolerance`` Å.
+SAME_POINT = 1e-3  # Å: a periodic copy this close to a drawn atom is that atom
 
-    In compounds with non-metals, metal–metal pairs are not bonded (otherwise the large covalent
-    radii of e.g. Sr would draw Sr–Sr and Sr–Ti sticks through an oxide).
+
+def periodic_bonds(positions: np.ndarray, symbols: list[str], cell: np.ndarray,
+                   tolerance: float = DEFAULT_BOND_TOLERANCE, beyond_box: bool = True) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray]:
+    """Bonds of the drawn atoms at ``positions`` (Å) in the periodic box with edge rows ``cell`` (Å).
+
+    Returns (M, 2) index pairs of bonded drawn atoms, and for each bond from a drawn atom to a periodic
+    copy that is not drawn, the atom's index (K,) and the bond's midpoint (K, 3). Atoms are bonded when
+    closer than the sum of their covalent radii plus ``tolerance`` Å; in compounds with non-metals,
+    metal–metal pairs are not (otherwise the large covalent radii of e.g. Sr would draw Sr–Sr and
+    Sr–Ti sticks through an oxide).
     """
-    if len(positions) < 2:
-        return np.zeros((0, 2), dtype=int)
+    empty = np.zeros((0, 2), dtype=int), np.zeros(0, dtype=int), np.zeros((0, 3))
+    if not len(positions):
+        return empty
     radii = np.array([style(s).covalent_radius for s in symbols])
     metal = np.array([_is_metal(s) for s in symbols])
     cutoff = 2 * radii.max() + tolerance
-    pairs = cKDTree(positions).query_pairs(cutoff, output_type="ndarray")
-    if not len(pairs):
-        return np.zeros((0, 2), dtype=int)
-    d = np.linalg.norm(positions[pairs[:, 0]] - positions[pairs[:, 1]], axis=1)
-    keep = (d <= radii[pairs[:, 0]] + radii[pairs[:, 1]] + tolerance) & (d > MIN_BOND_LENGTH)
+    shifts = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float) @ cell if beyond_box else np.zeros((1, 3))
+    copies = (positions[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
+    source = np.tile(np.arange(len(positions)), len(shifts))  # the drawn atom each copy repeats
+    # a drawn boundary image and its original reach the same point beyond the box: keep one copy of it
+    _, first = np.unique(np.round(copies / SAME_POINT), axis=0, return_index=True)
+    copies, source = copies[np.sort(first)], source[np.sort(first)]
+    tree = cKDTree(positions)
+    # which drawn atom each copy is (-1: none, it lies beyond the box)
+    distance, nearest = tree.query(copies, distance_upper_bound=SAME_POINT)
+    drawn = np.where(np.isfinite(distance), nearest, -1)
+    pairs = tree.sparse_distance_matrix(cKDTree(copies), cutoff, output_type="ndarray")
+    i, k, d = pairs["i"], pairs["j"], pairs["v"]
+    j = source[k]
+    keep = (d <= radii[i] + radii[j] + tolerance) & (d > MIN_BOND_LENGTH)
     if not metal.all():
-        keep &= ~(metal[pairs[:, 0]] & metal[pairs[:, 1]])
-    return pairs[keep]
+        keep &= ~(metal[i] & metal[j])
+    i, k = i[keep], k[keep]
+    inside = drawn[k] >= 0
+    a, b = i[inside], drawn[k[inside]]
+    bonds = np.unique(np.column_stack([np.minimum(a, b), np.maximum(a, b)]), axis=0) if len(a) else empty[0]
+    outside_atoms, outside_copies = i[~inside], k[~inside]
+    ends = (positions[outside_atoms] + copies[outside_copies]) / 2.0
+    return bonds.astype(int), outside_atoms.astype(int), ends
 
 
 def pick_atom(positions: np.ndarray, radii: np.ndarray, origin: np.ndarray, direction: np.ndarray) -> int | None:

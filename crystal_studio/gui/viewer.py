@@ -180,7 +180,10 @@ class StructureViewer(QWidget):
         self.labels_box = self._toggle("Labels", "Label atoms with their element", False)
         self.images_box = self._toggle("Boundary atoms", "Draw atoms on cell faces, edges and corners periodically",
                                        True)
+        self.stubs_box = self._toggle("Half bonds", "Draw half bonds to bonded atoms beyond the cell (as VESTA does)",
+                                      True)
         self.bonds_box.toggled.connect(lambda _: self.rebuild())
+        self.stubs_box.toggled.connect(lambda _: self.rebuild())
         self.images_box.toggled.connect(lambda _: self.rebuild())
         self.cell_box.toggled.connect(self._apply_visibility)
         self.labels_box.toggled.connect(self._apply_visibility)
@@ -211,11 +214,12 @@ class StructureViewer(QWidget):
         toolbar = QToolBar()
         toolbar.setIconSize(QSize(16, 16))
         self.toolbar = toolbar
-        hidden_when_compact = {id(w) for w in (self.tolerance_spin, self.labels_box, self.images_box,
+        hidden_when_compact = {id(w) for w in (self.tolerance_spin, self.labels_box, self.images_box, self.stubs_box,
                                                *buttons[:3], buttons[4])}
         # widgets first: what does not fit goes into the » menu from the right, and a menu can list actions only
         groups = (self.supercell_spins, [self.tolerance_spin],
-                  [self.bonds_box, self.cell_box, self.labels_box, self.images_box, self.colors_action], buttons)
+                  [self.bonds_box, self.cell_box, self.labels_box, self.images_box, self.stubs_box,
+                   self.colors_action], buttons)
         for k, group in enumerate(groups):
             if k:
                 toolbar.addSeparator()
@@ -353,7 +357,8 @@ class StructureViewer(QWidget):
             return
         first = self.scene is None
         self.scene = build_scene(self.structure, self.supercell, boundary_images=self.images_box.isChecked(),
-                                 bonds=self.bonds_box.isChecked(), bond_tolerance=self.bond_tolerance)
+                                 bonds=self.bonds_box.isChecked(), bond_tolerance=self.bond_tolerance,
+                                 boundary_bonds=self.stubs_box.isChecked())
         self.picked = [i for i in self.picked if i < len(self.scene.positions)]
         self._update_atoms()
         self._update_bonds()
@@ -374,8 +379,12 @@ class StructureViewer(QWidget):
         return self.atom_data.GetNumberOfPoints()
 
     def bond_count(self) -> int:
-        """Number of drawn bonds (each is two half-cylinder impostors)."""
-        return self.bond_data.GetNumberOfPoints() // 2
+        """Number of drawn bonds between drawn atoms (each is two half-cylinder impostors)."""
+        return (self.bond_data.GetNumberOfPoints() - self.half_bond_count()) // 2
+
+    def half_bond_count(self) -> int:
+        """Number of drawn half bonds to atoms beyond the cell."""
+        return len(self.scene.stub_atoms) if self.scene is not None and self.bond_data.GetNumberOfPoints() else 0
 
     def set_interactive(self, interactive: bool, render: bool = True) -> None:
         """Switch between interactive frames (while the camera moves) and full-quality still frames.
@@ -517,18 +526,20 @@ class StructureViewer(QWidget):
         self.atom_data.ShallowCopy(poly)
 
     def _update_bonds(self) -> None:
+        """Two half sticks per bond (each in its atom's colour) and one per half bond to an atom beyond
+        the box; the same segments as coloured lines for camera-drag frames."""
         scene = self.scene
-        if not len(scene.bonds):
+        i, j = scene.bonds[:, 0], scene.bonds[:, 1]
+        owners = np.concatenate([i, j, scene.stub_atoms]).astype(int)  # the atom each half stick starts at
+        starts = scene.positions[owners]
+        ends = np.vstack([scene.positions[j], scene.positions[i]])
+        halves = np.vstack([(ends - starts[:len(ends)]) / 2.0, scene.stub_ends - scene.positions[scene.stub_atoms]])
+        if not len(owners):
             self.bond_data.ShallowCopy(_polydata(np.zeros((0, 3)), verts=True))
             self.bond_line_data.ShallowCopy(_polydata(np.zeros((0, 3))))
             return
-        i, j = scene.bonds[:, 0], scene.bonds[:, 1]
-        starts = np.vstack([scene.positions[i], scene.positions[j]])
-        ends = np.vstack([scene.positions[j], scene.positions[i]])
-        halves = (ends - starts) / 2.0  # each half bond runs from its atom to the bond's midpoint
         lengths = np.linalg.norm(halves, axis=1)
-        colors = np.array([style(scene.symbols[k]).rgb255 for k in np.concatenate([i, j])], dtype=np.uint8)
-        colors = colors.reshape(-1, 3)
+        colors = np.array([style(scene.symbols[k]).rgb255 for k in owners], dtype=np.uint8).reshape(-1, 3)
         sticks = _polydata(starts + halves / 2.0, verts=True)
         _add_array(sticks, "direction", (halves / lengths[:, None]).astype(np.float32))
         _add_array(sticks, "scale", np.column_stack([lengths, np.full_like(lengths, BOND_RADIUS),
@@ -536,14 +547,20 @@ class StructureViewer(QWidget):
         _add_array(sticks, "color", colors)
         self.bond_data.ShallowCopy(sticks)
         # the fast version: one segment per bond between the atom points, its colour blending from one
-        # atom's colour to the other's (20 % cheaper than two flat-coloured half segments)
-        lines = vtkPolyData()
-        lines.SetPoints(self.atom_data.GetPoints())
+        # atom's colour to the other's (20 % cheaper than two flat-coloured half segments), and one
+        # flat segment per half bond to its midpoint (points appended after the atoms)
+        n_atoms, n_stubs = len(scene.positions), len(scene.stub_atoms)
+        points = np.vstack([scene.positions, scene.stub_ends])
+        segments = np.vstack([scene.bonds, np.column_stack([scene.stub_atoms, n_atoms + np.arange(n_stubs)])])
+        atom_colors = np.array([style(symbol).rgb255 for symbol in scene.symbols], dtype=np.uint8).reshape(-1, 3)
+        point_colors = np.vstack([atom_colors, atom_colors[scene.stub_atoms]])
+        lines = _polydata(points)
         cells = vtkCellArray()
-        cells.SetData(numpy_to_vtk(np.arange(0, 2 * len(scene.bonds) + 1, 2, dtype=np.int64), deep=True),
-                      numpy_to_vtk(np.ascontiguousarray(scene.bonds, dtype=np.int64).reshape(-1), deep=True))
+        cells.SetData(numpy_to_vtk(np.arange(0, 2 * len(segments) + 1, 2, dtype=np.int64), deep=True),
+                      numpy_to_vtk(np.ascontiguousarray(segments, dtype=np.int64).reshape(-1), deep=True))
         lines.SetLines(cells)
-        lines.GetPointData().SetScalars(self.atom_data.GetPointData().GetArray("color"))
+        _add_array(lines, "color", point_colors)
+        lines.GetPointData().SetActiveScalars("color")
         self.bond_line_data.ShallowCopy(lines)
 
     def _update_cell(self) -> None:
@@ -582,6 +599,8 @@ class StructureViewer(QWidget):
         seen.sort(key=lambda s: style(s).Z)
         items = "&nbsp;&nbsp;".join(f"<span style='color:{style(s).color};font-size:15pt'>●</span> {s}" for s in seen)
         counts = f"{len(self.scene.positions)} atoms drawn, {len(self.scene.bonds)} bonds"
+        if len(self.scene.stub_atoms):
+            counts += f" + {len(self.scene.stub_atoms)} half bonds beyond the cell"
         self.legend.setText(f"{items}&nbsp;&nbsp;&nbsp;<span style='color:#777'>{counts}</span>")
 
     def _apply_visibility(self, *_args, render: bool = True) -> None:

@@ -44,6 +44,25 @@ def test_scene_includes_periodic_images(srtio3):
     assert len(bare.positions) == 15 and len(bare.bonds) == 0
 
 
+def test_bonds_reach_across_the_cell_boundary(srtio3):
+    scene = build_scene(srtio3)
+    # beyond the box: each corner Sr has 9 of its 12 O neighbours outside, each face O one Ti
+    assert Counter(scene.symbols[k] for k in scene.stub_atoms) == {"Sr": 8 * 9, "O": 6}
+    lengths = 2 * np.linalg.norm(scene.stub_ends - scene.positions[scene.stub_atoms], axis=1)
+    a = srtio3.lattice.a
+    assert sorted(set(np.round(lengths / a, 4))) == [0.5, round(2**-0.5, 4)]  # Ti–O a/2, Sr–O a/√2
+    # without face images every atom still has all its bonds, whole or half
+    bare = build_scene(srtio3, boundary_images=False)
+    per_atom = Counter(np.concatenate([bare.bonds.ravel(), bare.stub_atoms]))
+    assert [per_atom[k] for k in range(5)] == [12, 6, 6, 6, 6]  # Sr 12 O, Ti 6 O, each O 2 Ti + 4 Sr
+    # an atom just inside a corner is bonded across the three faces it nearly touches, never floating
+    shifted = srtio3.copy()
+    shifted.translate_sites(list(range(len(shifted))), [-0.02, -0.02, -0.02])
+    near = build_scene(shifted, boundary_images=False)
+    assert Counter(np.concatenate([near.bonds.ravel(), near.stub_atoms]))[0] == 12
+    assert len(build_scene(srtio3, boundary_bonds=False).stub_atoms) == 0
+
+
 def test_pick_atom_finds_nearest_sphere_on_ray():
     positions = np.array([[0.0, 0, 0], [0, 0, 5.0]])
     radii = np.array([1.0, 1.0])
@@ -120,7 +139,7 @@ def test_level_of_detail_while_the_camera_moves(viewer, srtio3, qtbot, monkeypat
     assert viewer.interactive and changes == [True]
     assert viewer.bond_line_actor.GetVisibility() and not viewer.bond_actor.GetVisibility()
     assert not viewer.renderer.GetUseFXAA()
-    assert viewer.bond_line_data.GetNumberOfLines() == viewer.bond_count() == 30
+    assert viewer.bond_line_data.GetNumberOfLines() == viewer.bond_count() + viewer.half_bond_count() == 30 + 78
     viewer.view_along("a")
     pixels = viewer.image().reshape(-1, 3).astype(int)  # the cheap frame still shows the atoms
     assert (np.abs(pixels - np.array(style("O").rgb255)).max(axis=1) < 40).any()
