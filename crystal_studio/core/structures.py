@@ -70,6 +70,30 @@ def spacegroup(structure: Structure) -> tuple[int | None, str | None]:
     return int(dataset.number), str(dataset.international)
 
 
+CELL_SETTINGS = ("stored", "primitive", "conventional")
+
+
+def standard_cell(structure: Structure, setting: str, symprec: float = SYMPREC) -> Structure:
+    """``structure`` in the standard ``setting`` of its space group found with tolerance ``symprec``
+    (Å): "primitive" or "conventional" (pymatgen's standard cells, as in the Materials Project), or
+    "stored" (unchanged). Raises ValueError when spglib finds no symmetry at this tolerance."""
+    if setting not in CELL_SETTINGS:
+        raise ValueError(f"cell setting must be one of {', '.join(CELL_SETTINGS)}, not '{setting}'")
+    if setting == "stored":
+        return structure
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            analyzer = SpacegroupAnalyzer(structure, symprec=symprec, angle_tolerance=ANGLE_TOLERANCE)
+            if setting == "primitive":
+                return analyzer.get_primitive_standard_structure()
+            return analyzer.get_conventional_standard_structure()
+        except Exception as exc:  # spglib's failure surfaces as several exception types across versions
+            raise ValueError(f"no symmetry found at symprec {symprec:g} Å ({exc})") from None
+
+
 NEIGHBOUR_SEARCH_RADIUS = 3.0  # Å; first radius searched for the closest pair, doubled until one is found
 
 

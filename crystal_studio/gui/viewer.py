@@ -29,6 +29,7 @@ from pymatgen.core import Structure
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import (
+    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QInputDialog,
@@ -59,6 +60,7 @@ from vtkmodules.vtkRenderingCore import (
 from vtkmodules.vtkRenderingLabel import vtkLabeledDataMapper
 from vtkmodules.vtkRenderingOpenGL2 import vtkOpenGLSphereMapper, vtkOpenGLStickMapper
 
+from crystal_studio.core import structures as cs
 from crystal_studio.gui.elements import COLOR_SCHEMES, color_scheme, set_color_scheme, style
 from crystal_studio.gui.scene import CELL_EDGES, DEFAULT_BOND_TOLERANCE, Scene, build_scene, pick_atom
 
@@ -109,6 +111,9 @@ def _line_actor(data: vtkPolyData, color: tuple[float, float, float], width: flo
     actor.GetProperty().LightingOff()
     return actor
 
+PICK_HINT = "Click an atom for its coordinates; click a second one to measure a distance."
+
+
 class StructureViewer(QWidget):
     """A VTK view of one crystal with a toolbar (supercell, toggles, views, PNG).
 
@@ -124,6 +129,7 @@ class StructureViewer(QWidget):
     def __init__(self, parent: QWidget | None = None, compact: bool = False):
         super().__init__(parent)
         self.structure: Structure | None = None
+        self.shown_structure: Structure | None = None  # the structure in the chosen cell setting
         self.title = ""
         self.scene: Scene | None = None
         self.bond_tolerance = DEFAULT_BOND_TOLERANCE
@@ -165,6 +171,23 @@ class StructureViewer(QWidget):
             spin.setToolTip(f"Repeat the cell along {axis}")
             spin.valueChanged.connect(lambda _: self.rebuild(reset_camera=True))
             self.supercell_spins.append(spin)
+        self.cell_setting_combo = QComboBox()
+        for text, setting in (("As stored", "stored"), ("Primitive", "primitive"),
+                              ("Conventional", "conventional")):
+            self.cell_setting_combo.addItem(text, setting)
+        self.cell_setting_combo.setToolTip("Draw the stored cell, or the standard primitive or conventional cell of "
+                                           "its space group (found with the symmetry tolerance beside it)")
+        self.cell_setting_combo.currentIndexChanged.connect(lambda _: self._cell_setting_changed())
+        self.symprec_spin = QDoubleSpinBox()
+        self.symprec_spin.setRange(0.001, 1.0)
+        self.symprec_spin.setDecimals(3)
+        self.symprec_spin.setSingleStep(0.01)
+        self.symprec_spin.setValue(cs.SYMPREC)
+        self.symprec_spin.setPrefix("symprec ")
+        self.symprec_spin.setSuffix(" Å")
+        self.symprec_spin.setToolTip("Symmetry tolerance for the primitive and conventional cells (spglib's symprec)")
+        self.symprec_spin.setEnabled(False)
+        self.symprec_spin.valueChanged.connect(lambda _: self.rebuild(reset_camera=True))
         self.tolerance_spin = QDoubleSpinBox()
         self.tolerance_spin.setRange(0.0, 1.5)
         self.tolerance_spin.setSingleStep(0.05)
@@ -203,7 +226,7 @@ class StructureViewer(QWidget):
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
         self.legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.info = QLabel("Click an atom for its coordinates; click a second one to measure a distance.")
+        self.info = QLabel(PICK_HINT)
         self.info.setWordWrap(True)
         self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.info.setStyleSheet("color: #444;")
@@ -217,7 +240,7 @@ class StructureViewer(QWidget):
         hidden_when_compact = {id(w) for w in (self.tolerance_spin, self.labels_box, self.images_box, self.stubs_box,
                                                *buttons[:3], buttons[4])}
         # widgets first: what does not fit goes into the » menu from the right, and a menu can list actions only
-        groups = (self.supercell_spins, [self.tolerance_spin],
+        groups = (self.supercell_spins, [self.cell_setting_combo, self.symprec_spin], [self.tolerance_spin],
                   [self.bonds_box, self.cell_box, self.labels_box, self.images_box, self.stubs_box,
                    self.colors_action], buttons)
         for k, group in enumerate(groups):
@@ -227,7 +250,7 @@ class StructureViewer(QWidget):
                 action = item if isinstance(item, QAction) else toolbar.addWidget(item)
                 if action is item:
                     toolbar.addAction(action)
-                if compact and (id(item) in hidden_when_compact or k == 1):
+                if compact and (id(item) in hidden_when_compact or k in (1, 2)):
                     action.setVisible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
@@ -356,7 +379,8 @@ class StructureViewer(QWidget):
             self.render()
             return
         first = self.scene is None
-        self.scene = build_scene(self.structure, self.supercell, boundary_images=self.images_box.isChecked(),
+        self.shown_structure = self._structure_in_setting()
+        self.scene = build_scene(self.shown_structure, self.supercell, boundary_images=self.images_box.isChecked(),
                                  bonds=self.bonds_box.isChecked(), bond_tolerance=self.bond_tolerance,
                                  boundary_bonds=self.stubs_box.isChecked())
         self.picked = [i for i in self.picked if i < len(self.scene.positions)]
@@ -369,6 +393,42 @@ class StructureViewer(QWidget):
         if reset_camera or first:
             self.reset_camera(render=False)
         self.render()
+
+    def cell_setting(self) -> str:
+        """"stored", "primitive" or "conventional": the cell drawn."""
+        return self.cell_setting_combo.currentData()
+
+    def set_cell_setting(self, setting: str, symprec: float | None = None) -> None:
+        """Draw the cell ``setting`` (see :data:`~crystal_studio.core.structures.CELL_SETTINGS`), found
+        with tolerance ``symprec`` Å when given."""
+        for widget in (self.cell_setting_combo, self.symprec_spin):
+            widget.blockSignals(True)
+        self.cell_setting_combo.setCurrentIndex(self.cell_setting_combo.findData(setting))
+        if symprec is not None:
+            self.symprec_spin.setValue(symprec)
+        for widget in (self.cell_setting_combo, self.symprec_spin):
+            widget.blockSignals(False)
+        self._cell_setting_changed()
+
+    def _cell_setting_changed(self) -> None:
+        self.symprec_spin.setEnabled(self.cell_setting() != "stored")
+        self.picked = []  # atom indices of another cell
+        self.rebuild(reset_camera=True)
+
+    def _structure_in_setting(self) -> Structure:
+        """The structure in the chosen cell setting; the stored cell, with the reason in the info line,
+        when no symmetry is found at the tolerance."""
+        try:
+            shown = cs.standard_cell(self.structure, self.cell_setting(), self.symprec_spin.value())
+        except ValueError as exc:
+            self.info.setText(f"Drawing the stored cell: {exc}.")
+            return self.structure
+        if shown is self.structure:
+            self.info.setText(PICK_HINT if not self.picked else self.info.text())
+        else:
+            self.info.setText(f"{self.cell_setting_combo.currentText()} cell: {len(shown)} sites "
+                              f"(stored cell {len(self.structure)}), symprec {self.symprec_spin.value():g} Å.")
+        return shown
 
     def _set_tolerance(self, value: float) -> None:
         self.bond_tolerance = value
@@ -705,7 +765,7 @@ class StructureViewer(QWidget):
     def describe_picks(self) -> str:
         """Text about the picked atoms: element, index, coordinates, and their distance."""
         if self.scene is None or not self.picked:
-            return "Click an atom for its coordinates; click a second one to measure a distance."
+            return PICK_HINT
         lines = []
         for k in self.picked:
             f = self.scene.frac[k]

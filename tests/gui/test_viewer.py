@@ -245,3 +245,43 @@ def test_colour_schemes_tell_light_elements_apart_and_redraw_open_viewers(viewer
         assert style("Ti").color == "#bfc2c7"
     finally:
         viewer.set_color_scheme("VESTA")
+
+
+def test_standard_cells_of_a_conventional_and_a_primitive_structure(srtio3):
+    from pymatgen.core import Lattice, Structure
+
+    from crystal_studio.core import structures as cs
+
+    rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert len(rocksalt) == 8
+    assert len(cs.standard_cell(rocksalt, "primitive")) == 2
+    assert len(cs.standard_cell(cs.standard_cell(rocksalt, "primitive"), "conventional")) == 8
+    assert cs.standard_cell(srtio3, "stored") is srtio3
+    with pytest.raises(ValueError, match="cell setting must be one of"):
+        cs.standard_cell(srtio3, "reduced")
+
+
+@needs_display
+def test_viewer_switches_between_stored_primitive_and_conventional_cells(qtbot, viewer):
+    from pymatgen.core import Lattice, Structure
+
+    rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    viewer.set_structure(rocksalt, "NaCl")
+    stored = viewer.atom_count()
+    assert not viewer.symprec_spin.isEnabled()
+    combo = viewer.cell_setting_combo
+    combo.setCurrentIndex(combo.findData("primitive"))  # what choosing it in the toolbar does
+    assert viewer.symprec_spin.isEnabled() and len(viewer.shown_structure) == 2
+    assert viewer.atom_count() < stored and "Primitive cell: 2 sites (stored cell 8)" in viewer.info.text()
+    assert viewer.scene.lattice == pytest.approx(viewer.shown_structure.lattice.matrix)
+    combo.setCurrentIndex(combo.findData("conventional"))
+    assert len(viewer.shown_structure) == 8 and viewer.atom_count() == stored
+    distorted = rocksalt.copy()
+    distorted.translate_sites([0], [0.03, 0.0, 0.0])  # 0.17 Å off: face-centred again only at a coarse tolerance
+    viewer.set_structure(distorted, "NaCl distorted")
+    viewer.set_cell_setting("primitive", symprec=0.001)
+    assert len(viewer.shown_structure) == 8  # no longer face-centred at 0.001 Å: 8 sites stay
+    viewer.set_cell_setting("primitive", symprec=0.5)
+    assert len(viewer.shown_structure) == 2
+    viewer.set_cell_setting("stored")
+    assert viewer.shown_structure is distorted and viewer.info.text().startswith("Click an atom")
