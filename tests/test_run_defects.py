@@ -81,8 +81,13 @@ def test_relaxing_sampled_crystals_rechecks_structural_validity(sampled):
 
     project, run_id, _ = sampled
     record = next(r for r in candidate_store.list_candidates(project, run_id) if r.evaluation["valid"])
-    [result] = relax_candidates(project, run_id, candidate_ids=[record.id], device="cpu", max_steps=2)
+    events = []
+    [result] = relax_candidates(project, run_id, candidate_ids=[record.id], device="cpu", max_steps=2,
+                                progress=events.append)
     assert result["properties"] == {}  # no predictor models: nothing re-predicted
+    # progress at the start and after every FIRE step, in steps out of max_steps per candidate, with the largest force
+    assert [(e.step, e.total) for e in events] == [(k, 2) for k in range(result["steps"] + 1)] + [(2, 2)]
+    assert "FIRE step 0, max force" in events[0].message and events[-1].message == f"relaxed {record.formula}"
     assert set(result["criteria"]) == {"structurally_valid", "compositionally_valid"}
     assert result["criteria"]["compositionally_valid"] == record.evaluation["criteria"]["compositionally_valid"]
     assert candidate_store.get_candidate(project, record.id).relaxed_structure is not None

@@ -31,7 +31,6 @@ import contextlib
 import functools
 import json
 import math
-import os
 import sys
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from pymatgen.core import Composition, Element, Structure
 from crystal_studio.core.errors import Cancelled, CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.core.structures import min_periodic_distance
+from crystal_studio.oracles.chgnet_oracle import chgnet_threads
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project
@@ -52,7 +52,6 @@ METHOD = CSP_METHODS["random"]
 SURROGATE_OF = {"lcoms": "conservative", "mse": "mse"}  # latent methods → the csp_vae surrogate they descend
 KEEP_CHOICES = ("best", "distinct")
 MAX_ATTEMPTS = 12  # space groups tried for one trial before the trial is given up
-CPU_THREADS = 1  # torch threads for CHGNet on CPU: cells of <= 20 atoms gain nothing from a second thread
 # (0.15 s/step either way on an idle 2-core machine) and lose 10-20x when the cores are shared (measured)
 CHGNET_MAX_Z = 94  # CHGNet is trained on elements H..Pu
 SPEC = {"name": METHOD, "description": "crystal structure prediction: lowest CHGNet energy per formula",
@@ -315,7 +314,7 @@ def predict_structures(project: Project, formulas: list[str], trials: int = 8, m
     per_formula = trials + (settings.steps if settings is not None else 0)
     job = _Job(project, run_id, progress, cancel, sum(per_formula for t in targets if not t.problem), fmax,
                relax_steps)
-    with model_store.guarded_run(project, run_id), _cpu_threads(torch_device):
+    with model_store.guarded_run(project, run_id), chgnet_threads(torch_device):
         job.oracle = ChgnetOracle(str(torch_device))
         kept: list[tuple[int, _Trial]] = []  # (index of the formula, trial)
         for k, (target, outcome) in enumerate(zip(targets, outcomes, strict=True)):
@@ -635,26 +634,6 @@ def _predict(predictors: list, structures: list[Structure], cancel: CancelToken
                     out[i][0].setdefault(t, float(m))
                     out[i][1].setdefault(t, float(d))
     return out
-
-
-@contextlib.contextmanager
-def _cpu_threads(device):
-    """On CPU, torch threads = min(torch's, the cores this process may use, CPU_THREADS); restored after."""
-    import torch
-
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    torch.set_num_threads(max(1, min(before, cores, CPU_THREADS)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _version(package: str) -> str:

@@ -34,7 +34,6 @@ from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.io import ParsedRecord
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.design.csp import (
-    _cpu_threads,
     _distinct,
     _rng,
     _target,
@@ -43,6 +42,7 @@ from crystal_studio.design.csp import (
     relax_one,
     space_groups_for,
 )
+from crystal_studio.oracles.chgnet_oracle import chgnet_threads
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
 
@@ -171,7 +171,7 @@ def generate_polymorphs(project: Project, formulas: list[str], dataset: str, per
         return (f"cancelled after storing {job.trials} trials ({job.rows} rows) in dataset '{dataset}'; "
                 "run the same command again to continue (stored trials are skipped)")
 
-    with model_store.guarded_run(project, run_id, cancelled_message), _cpu_threads(torch_device):
+    with model_store.guarded_run(project, run_id, cancelled_message), chgnet_threads(torch_device):
         job.oracle = ChgnetOracle(str(torch_device))
         job.t0 = time.perf_counter()
         for target, outcome in zip(targets, outcomes, strict=True):

@@ -8,6 +8,7 @@ from crystal_studio.core.progress import CancelToken, ProgressCallback, Progress
 from crystal_studio.core.structures import min_periodic_distance
 from crystal_studio.design.evaluation import evaluate_structure, rejudged, structurally_valid
 from crystal_studio.design.spec import spec_from_dict
+from crystal_studio.oracles.chgnet_oracle import chgnet_threads
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project
@@ -43,33 +44,40 @@ def relax_candidates(project: Project, run_id: int, only_success: bool = False, 
     judge = load_predictor(project, judge_id, torch_device)[1] if judge_id is not None else None
     oracle = ChgnetOracle(str(torch_device))
     out = []
-    for i, record in enumerate(records):
-        cancel.check()
-        [relaxation] = oracle.relax([record.structure], fmax=fmax, max_steps=max_steps, cancel=cancel)
-        final = relaxation.final
-        charges = record.evaluation.get("site_charges")
-        props, stds = _predicted(predictor, final) if predictor is not None else ({}, {})
-        if spec is None:
-            criteria = {**record.evaluation.get("criteria", {}),
-                        "structurally_valid": structurally_valid(min_periodic_distance(final), final.volume)}
-        else:
-            criteria = evaluate_structure(final, spec, props, stds, charges).criteria
-        displacement = _displacements(relaxation.initial, final)
-        summary = {
-            "converged": relaxation.converged, "steps": relaxation.steps,
-            "energy_per_atom": relaxation.energy_per_atom, "max_force": relaxation.max_force,
-            "rmsd": float(np.sqrt(np.mean(displacement ** 2))), "max_displacement": float(displacement.max()),
-            "volume_change": final.volume / relaxation.initial.volume - 1.0,
-            "properties": props, "criteria": criteria, "success_after": all(criteria.values()),
-        }
-        if judge is not None:
-            judge_props, _ = _predicted(judge, final)
-            judged = rejudged(criteria, spec, judge_props)
-            summary["judge_after"] = {"model_id": judge_id, "properties": judge_props, "criteria": judged,
-                                      "success": all(judged.values())}
-        candidate_store.set_relaxation(project, record.id, final, relaxation.energy_per_atom, summary)
-        out.append({"id": record.id, "formula": record.formula, "success_before": record.success, **summary})
-        progress(ProgressEvent(i + 1, len(records), f"relaxed {record.formula}"))
+    with chgnet_threads(torch_device):
+        for index, record in enumerate(records):
+            cancel.check()
+
+            def on_step(_k: int, steps: int, force: float, index=index, formula=record.formula) -> None:
+                progress(ProgressEvent(index * max_steps + min(steps, max_steps), len(records) * max_steps,
+                                       f"relaxing {formula} ({index + 1}/{len(records)}): FIRE step {steps}, "
+                                       f"max force {force:.3f} eV/Å"))
+
+            [relaxation] = oracle.relax([record.structure], fmax=fmax, max_steps=max_steps, cancel=cancel, on_step=on_step)
+            final = relaxation.final
+            charges = record.evaluation.get("site_charges")
+            props, stds = _predicted(predictor, final) if predictor is not None else ({}, {})
+            if spec is None:
+                criteria = {**record.evaluation.get("criteria", {}),
+                            "structurally_valid": structurally_valid(min_periodic_distance(final), final.volume)}
+            else:
+                criteria = evaluate_structure(final, spec, props, stds, charges).criteria
+            displacement = _displacements(relaxation.initial, final)
+            summary = {
+                "converged": relaxation.converged, "steps": relaxation.steps,
+                "energy_per_atom": relaxation.energy_per_atom, "max_force": relaxation.max_force,
+                "rmsd": float(np.sqrt(np.mean(displacement ** 2))), "max_displacement": float(displacement.max()),
+                "volume_change": final.volume / relaxation.initial.volume - 1.0,
+                "properties": props, "criteria": criteria, "success_after": all(criteria.values()),
+            }
+            if judge is not None:
+                judge_props, _ = _predicted(judge, final)
+                judged = rejudged(criteria, spec, judge_props)
+                summary["judge_after"] = {"model_id": judge_id, "properties": judge_props, "criteria": judged,
+                                          "success": all(judged.values())}
+            candidate_store.set_relaxation(project, record.id, final, relaxation.energy_per_atom, summary)
+            progress(ProgressEvent((index + 1) * max_steps, len(records) * max_steps, f"relaxed {record.formula}"))
+            out.append({"id": record.id, "formula": record.formula, "success_before": record.success, **summary})
     return out
 
 
