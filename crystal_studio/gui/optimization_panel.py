@@ -405,6 +405,11 @@ class OptimizationPanel(LiveJobMixin, QWidget):
         runs_row.addWidget(QLabel("Past runs"))
         runs_row.addWidget(self.runs_combo, 1)
         runs_row.addWidget(self.open_button)
+        self.compare_button = QPushButton("Compare runs…")
+        self.compare_button.setToolTip("The runs of this run's target side by side: success under the own models and "
+                                       "the judge, after relaxation, unique rate, time")
+        self.compare_button.clicked.connect(self.compare_runs_dialog)
+        runs_row.addWidget(self.compare_button)
 
         self.summary_label = QLabel("")
         self.summary_label.setObjectName("runSummary")
@@ -633,6 +638,18 @@ class OptimizationPanel(LiveJobMixin, QWidget):
                                      and bool(self.selected_model_ids()))
         self.cancel_button.setEnabled(running)
         self.open_button.setEnabled(not running and self.runs_combo.count() > 0)
+        self.compare_button.setEnabled(self.runs_combo.count() > 0)
+
+    def compare_runs_dialog(self):
+        """Open the comparison of the past runs that share the chosen run's target (returned for tests)."""
+        from crystal_studio.gui.compare_runs import CompareRunsDialog
+
+        if self.project is None:
+            return None
+        dialog = CompareRunsDialog(self.project, self.runs_combo.currentData(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
 
     # ---------------------------------------------------------------- running
 

@@ -430,3 +430,55 @@ def test_a_model_predicting_none_of_a_new_targets_properties_is_unchecked(qtbot,
     panel.set_spec(spec_from_dict(data))  # still useful for band_gap: kept, greyed with the reason
     assert panel.selected_model_ids() == [model_id]
     assert "lacks bulk_modulus" in panel.models_list.item(0).toolTip()
+
+
+def test_compare_runs_lists_the_runs_of_one_target_with_own_and_judge_success(qtbot, project, model_id):
+    import torch
+
+    from crystal_studio.design.comparison import compare_runs
+    from crystal_studio.design.job import run_optimization, run_summary
+    from crystal_studio.design.spec import load_spec, spec_from_dict
+    from crystal_studio.gui.jobs import JobManager
+    from crystal_studio.gui.optimization_panel import OptimizationPanel
+    from crystal_studio.ml.models.gnn import GNNConfig
+    from crystal_studio.ml.predictor import CrystalPredictor, save_predictor
+    from crystal_studio.store import candidates as candidate_store
+
+    torch.manual_seed(2)
+    other = CrystalPredictor(GNNConfig(n_targets=2, hidden=16, layers=1, n_gaussians=8),
+                             ["band_gap", "formation_energy_per_atom"])
+    other.set_normalization([2.5, -1.0], [0.5, 0.5])
+    judge_id = save_predictor(project, other, "judge", metrics={})
+    spec = load_spec(GAP_SPEC)
+    judged = run_optimization(project, spec, "random", [model_id], 6, 1, seed=1, device="cpu", judge_model=judge_id)
+    plain = run_optimization(project, spec, "smoacs", [model_id], 4, 2, seed=2, device="cpu")
+    elsewhere = spec_from_dict({**spec.to_dict(), "name": "another target"})
+    run_optimization(project, elsewhere, "random", [model_id], 3, 1, seed=3, device="cpu")
+    [first] = candidate_store.list_candidates(project, judged.run_id)[:1]
+    relaxation = {"success_after": True, "judge_after": {"success": False}}
+    candidate_store.set_relaxation(project, first.id, first.structure, -1.0, relaxation)  # as if relaxed
+
+    rows = {r.run_id: r for r in compare_runs(project)}
+    summary = run_summary(project, judged.run_id)
+    row = rows[judged.run_id]
+    assert (row.method, row.n_candidates, row.relaxed) == ("random", 6, 1)
+    assert row.success_own == summary["success_rate"] and row.success_judge == summary["judge"]["success_rate"]
+    assert (row.success_own_relaxed, row.success_judge_relaxed) == (1.0, 0.0)
+    assert rows[plain.run_id].success_judge is None and rows[plain.run_id].seconds >= 0
+
+    panel = OptimizationPanel(JobManager())
+    qtbot.addWidget(panel)
+    panel.set_project(project)
+    panel.runs_combo.setCurrentIndex(panel.runs_combo.findData(plain.run_id))
+    dialog = panel.compare_runs_dialog()
+    qtbot.addWidget(dialog)
+    assert [r.run_id for r in dialog.shown_runs()] == [plain.run_id, judged.run_id]  # same target only, newest first
+    assert dialog.table.rowCount() == 2 and dialog.spec_combo.count() == 2
+    texts = {dialog.cell_text(k, "Run"): k for k in range(2)}
+    k = texts[f"#{judged.run_id}"]
+    assert dialog.cell_text(k, "Success (judge)") == f"{summary['judge']['success_rate']:.1%}"
+    assert dialog.cell_text(k, "After relax. (judge)") == "0.0%"
+    assert dialog.cell_text(texts[f"#{plain.run_id}"], "Success (judge)") == "—"
+    assert "1 run(s) had no judge" in dialog.note.text()
+    dialog.spec_combo.setCurrentIndex(dialog.spec_combo.findText("another target — 1 run"))
+    assert dialog.table.rowCount() == 1
