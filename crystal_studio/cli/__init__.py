@@ -1,8 +1,8 @@
 """Command line: `crystal-studio VERB ...`. Thin: parses arguments and calls the same functions the
 GUI calls. `crystal-studio` alone launches the GUI.
 
-The verbs live in :mod:`.data`, :mod:`.models` and :mod:`.design`, which share :mod:`.common` and
-nothing else; this module builds the typer ``app`` from them and defines the entry point
+The verbs live in :mod:`.data`, :mod:`.models`, :mod:`.design`, :mod:`.polymorphs` and :mod:`.edit`,
+which share :mod:`.common` and nothing else; this module builds the typer ``app`` from them and defines the entry point
 :func:`main`. Conventions: see :mod:`.common` and DESIGN.md ("Command line conventions").
 """
 
@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from crystal_studio import __version__
-from crystal_studio.cli import data, design, models, polymorphs
+from crystal_studio.cli import data, design, edit, models, polymorphs
 from crystal_studio.cli.common import EXIT_USAGE, cancelled_exit_code, err, out
 from crystal_studio.core.errors import Cancelled, CrystalStudioError
 from crystal_studio.jobs.cli_runner import RunCancelled
@@ -46,6 +46,7 @@ data.register(app)
 models.register(app)
 design.register(app)
 polymorphs.register(app)
+edit.register(app)
 
 
 def main() -> None:

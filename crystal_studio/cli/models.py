@@ -214,10 +214,12 @@ def runs(
         err.print(f"no {kind + ' ' if kind else ''}runs yet")
         return
     table = Table(title="runs", title_justify="left")
-    for col in ("id", "kind", "status", "started", "finished", "message"):
+    named = any(r.name for r in records)
+    for col in ("id", *(("name",) if named else ()), "kind", "status", "started", "finished", "message"):
         table.add_column(col, justify="right" if col == "id" else "left", overflow="fold")
     for r in records:
-        table.add_row(str(r.id), r.kind, r.status, _when(r.started), _when(r.finished), _message(r, project))
+        table.add_row(str(r.id), *((r.name,) if named else ()), r.kind, r.status, _when(r.started), _when(r.finished),
+                      _message(r, project))
     out.print(table)
 
 
@@ -235,7 +237,7 @@ def _show_run(proj, project: Path, run_id: int, json_out: bool) -> None:
     fields.add_column("field")
     fields.add_column("value", overflow="fold")
     owner = f"process {run.owner_pid} on {run.owner_host}" if run.owner_pid else "—"
-    for key, value in (("kind", run.kind), ("status", run.status), ("message", _message(run, project)),
+    for key, value in (("name", run.name or "—"), ("kind", run.kind), ("status", run.status), ("message", _message(run, project)),
                        ("started", run.started), ("finished", run.finished or "—"), ("seed", str(run.seed)),
                        ("device", run.device), ("owner", owner), ("heartbeat", run.heartbeat or "—")):
         fields.add_row(key, value)

@@ -10,7 +10,7 @@ from pymatgen.core import Structure
 
 from crystal_studio.core import structures as cs
 from crystal_studio.core.errors import NotFoundError
-from crystal_studio.store.project import Project, now
+from crystal_studio.store.project import Project, now, with_fresh_id
 
 
 @dataclass
@@ -67,6 +67,8 @@ def add_candidates(project: Project, run_id: int, items: list[tuple[Structure, d
                    "success": int(bool(evaluation.get("success"))), "flag": "", "notes": ""}
             if relaxed_energies is not None:
                 row.update(relaxed_structure=row["structure"], oracle_energy_per_atom=relaxed_energies[k])
+            if k == 0:
+                row = with_fresh_id(db, "candidates", row)  # the rest follow it
             ids.append(int(db["candidates"].insert(row).last_pk))
         if complete_run is not None:
             db["runs"].update(run_id, {"status": "completed", "message": complete_run, "finished": now()})

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from crystal_studio.core.errors import Cancelled, CrystalStudioError, NotFoundError, ProjectError, Terminated
 from crystal_studio.core.progress import ProgressCallback, ProgressEvent
-from crystal_studio.store.project import Project, now
+from crystal_studio.store.project import Project, now, retire_ids, with_fresh_id
 
 RUN_STATUSES = ("running", "completed", "cancelled", "failed", "interrupted")
 RUN_KINDS = ("train", "optimization", "sampling", "polymorphs")
@@ -80,12 +80,14 @@ class RunRecord:
     owner_host: str | None = None
     owner_pid: int | None = None
     heartbeat: str | None = None
+    name: str = ""  # the user's label for the run (store/edit.py rename_run); empty: none
 
     def as_json(self, with_parameters: bool = True) -> dict:
         """Every field; without ``with_parameters`` leaving out the (possibly long) parameters and versions."""
-        doc = {"id": self.id, "run_id": self.id, "kind": self.kind, "status": self.status, "seed": self.seed,
-               "device": self.device, "message": self.message, "started": self.started, "finished": self.finished,
-               "owner_host": self.owner_host, "owner_pid": self.owner_pid, "heartbeat": self.heartbeat}
+        doc = {"id": self.id, "run_id": self.id, "name": self.name, "kind": self.kind, "status": self.status,
+               "seed": self.seed, "device": self.device, "message": self.message, "started": self.started,
+               "finished": self.finished, "owner_host": self.owner_host, "owner_pid": self.owner_pid,
+               "heartbeat": self.heartbeat}
         if with_parameters:
             doc.update(parameters=self.parameters, versions=self.versions)
         return doc
@@ -123,6 +125,11 @@ def _owner_alive(row: dict) -> bool:
     return age.total_seconds() < STALE_AFTER_S
 
 
+def is_live(row: dict) -> bool:
+    """Whether the ``runs`` row ``row`` is ``running`` in a process that still exists (this one too)."""
+    return row["status"] == "running" and _owner_alive(row)
+
+
 def _refuse_if_owned_elsewhere(row: dict) -> None:
     """RunBusyError when run ``row`` is running in another process that is still alive."""
     if (row["status"] == "running" and (row["owner_host"], row["owner_pid"]) != (socket.gethostname(), os.getpid())
@@ -134,10 +141,10 @@ def _refuse_if_owned_elsewhere(row: dict) -> None:
 def create_run(project: Project, kind: str, parameters: dict, seed: int | None, device: str, versions: dict) -> int:
     """Record a new run in status ``running``, owned by this process; returns its id."""
     with project.transaction() as db:
-        return int(db["runs"].insert({
+        return int(db["runs"].insert(with_fresh_id(db, "runs", {
             "kind": kind, "status": "running", "parameters": json.dumps(parameters), "seed": seed, "device": device,
             "versions": json.dumps(versions), "message": "", "started": now(), "finished": None,
-            **_this_process()}).last_pk)
+            **_this_process()})).last_pk)
 
 
 def announce_run(run_id: int, progress: ProgressCallback, what: str = "started") -> None:
@@ -225,7 +232,8 @@ def interrupt_stale_runs(project: Project) -> list[int]:
 def _run(row: dict) -> RunRecord:
     return RunRecord(row["id"], row["kind"], row["status"], json.loads(row["parameters"] or "{}"), row["seed"],
                      row["device"] or "", json.loads(row["versions"] or "{}"), row["message"] or "",
-                     row["started"] or "", row["finished"], row["owner_host"], row["owner_pid"], row["heartbeat"])
+                     row["started"] or "", row["finished"], row["owner_host"], row["owner_pid"], row["heartbeat"],
+                     row.get("name") or "")
 
 
 def _run_row(project: Project, run_id: int) -> dict:
@@ -360,10 +368,10 @@ def add_model(project: Project, name: str, kind: str, targets: list[str], hyperp
     a run is never completed without its model nor a model stored for an unfinished run.
     """
     with project.transaction() as db:
-        model_id = int(db["models"].insert({
+        model_id = int(db["models"].insert(with_fresh_id(db, "models", {
             "name": name, "kind": kind, "targets": json.dumps(targets), "hyperparameters": json.dumps(hyperparameters),
             "normalization": json.dumps(normalization), "metrics": json.dumps(metrics), "checkpoint": checkpoint,
-            "dataset_id": dataset_id, "run_id": run_id, "created": now()}).last_pk)
+            "dataset_id": dataset_id, "run_id": run_id, "created": now()})).last_pk)
         if complete_run is not None and run_id is not None:
             db["runs"].update(run_id, {"status": "completed", "message": complete_run, "finished": now()})
     return model_id
@@ -424,7 +432,8 @@ def rename_model(project: Project, model_id: int, name: str) -> None:
 
 
 def delete_model(project: Project, model_id: int) -> None:
-    """Delete a model, readable or not."""
+    """Delete a model, readable or not (its id is never given to another model: runs name models by id)."""
     _require_model(project, model_id)
     with project.transaction() as db:
+        retire_ids(db, "models")
         db["models"].delete(model_id)

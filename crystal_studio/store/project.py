@@ -42,6 +42,40 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+ID_TABLES = ("datasets", "structures", "models", "runs", "candidates")
+"""Tables whose ids other rows name (a training run's split names structures, an optimization its
+models, a model its dataset and run): their deleted ids are never given again."""
+
+
+def retire_ids(db: sqlite_utils.Database, table: str) -> None:
+    """Call inside the transaction that deletes rows of ``table`` (one of :data:`ID_TABLES`), before the
+    delete: its highest id becomes the table's floor, so :func:`fresh_id` keeps new rows above every id
+    deleted. (SQLite alone gives MAX(id) + 1, which reuses the ids of the newest rows once deleted.)"""
+    top = db.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0]
+    if top is not None:
+        db.execute("INSERT INTO id_floors (name, floor) VALUES (?, ?) "
+                   "ON CONFLICT(name) DO UPDATE SET floor = MAX(floor, excluded.floor)", [table, top])
+
+
+def fresh_id(db: sqlite_utils.Database, table: str) -> int | None:
+    """The id the next row of ``table`` must be given to stay above every deleted id; None when SQLite's
+    own choice does (nothing deleted, or newer rows exist already)."""
+    try:
+        row = db.execute("SELECT floor FROM id_floors WHERE name = ?", [table]).fetchone()
+    except sqlite3.OperationalError:  # a project before schema 6, opened without migrating
+        return None
+    if row is None:
+        return None
+    top = db.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0] or 0
+    return int(row[0]) + 1 if top < row[0] else None
+
+
+def with_fresh_id(db: sqlite_utils.Database, table: str, row: dict) -> dict:
+    """``row`` with the id :func:`fresh_id` asks for, when it asks for one."""
+    new_id = fresh_id(db, table)
+    return row if new_id is None else {"id": new_id, **row}
+
+
 @dataclass
 class StructureQuery:
     """A filter and sort over the structures of a project (all fields optional)."""
@@ -287,9 +321,9 @@ class Project:
         if not create:
             raise NotFoundError(f"no dataset named '{name}' in {self.path.name} "
                                 f"(have: {', '.join(self.dataset_names()) or 'none'})")
-        return int(self.db["datasets"].insert(
-            {"name": name, "source": source, "description": description,
-             "metadata": json.dumps(metadata or {}), "created": now()}).last_pk)
+        return int(self.db["datasets"].insert(with_fresh_id(self.db, "datasets", {
+            "name": name, "source": source, "description": description,
+            "metadata": json.dumps(metadata or {}), "created": now()})).last_pk)
 
     def dataset_names(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT name FROM datasets ORDER BY id")]
@@ -323,14 +357,15 @@ class Project:
         cur = db.conn.cursor()
         count = 0
         prop_rows = []
+        first_id = fresh_id(db, "structures")  # the rest follow it (MAX(id) + 1)
         for rec in records:
             info = rec.info
             lo, hi = cs.element_mask(info.elements)
             cur.execute(
-                "INSERT INTO structures (dataset_id, name, source, formula, reduced_formula, elements, nsites, "
+                "INSERT INTO structures (id, dataset_id, name, source, formula, reduced_formula, elements, nsites, "
                 "spacegroup_number, spacegroup_symbol, volume, density, valid, flags, meta, structure, "
-                "el_mask_lo, el_mask_hi, min_distance) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (dataset_id, rec.name, rec.source, info.formula, info.reduced_formula, json.dumps(info.elements),
+                "el_mask_lo, el_mask_hi, min_distance) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (first_id if count == 0 else None, dataset_id, rec.name, rec.source, info.formula, info.reduced_formula, json.dumps(info.elements),
                  info.nsites, info.spacegroup_number, info.spacegroup_symbol, info.volume, info.density,
                  int(info.valid), json.dumps(info.flags), json.dumps(rec.meta), rec.structure_json, lo, hi,
                  info.min_distance if info.min_distance != float("inf") else None))

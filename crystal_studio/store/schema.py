@@ -94,5 +94,13 @@ def _v5(db: sqlite_utils.Database) -> None:
     runs.add_column("heartbeat", str)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
+def _v6(db: sqlite_utils.Database) -> None:
+    """Run names (a label the user gives a run; empty: none) and id floors: the highest id ever deleted
+    from a table, so that a new row never takes an id that runs and models may still name (a training
+    run's split names structures, an optimization its models; see store/project.py ``retire_ids``)."""
+    db["runs"].add_column("name", str)
+    db["id_floors"].create({"name": str, "floor": int}, pk="name")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
 SCHEMA_VERSION = max(MIGRATIONS)

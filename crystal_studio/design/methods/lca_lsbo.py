@@ -2,7 +2,7 @@
 augmentation around every new best; see :mod:`crystal_studio.design.optimizers.lsbo`."""
 
 from crystal_studio.design.methods import MethodRequest
-from crystal_studio.design.methods.lsbo import build_latent_search, require_generator
+from crystal_studio.design.methods.lsbo import build_latent_search, generator_dataset, require_generator
 from crystal_studio.design.optimizers.lsbo import LatentConsistencyRetrainer, LatentSearch, LCAConfig
 from crystal_studio.ml.crystal_vae_training import load_crystals
 
@@ -16,7 +16,7 @@ def retrainer(request: MethodRequest, config: LCAConfig) -> LatentConsistencyRet
     training = record.hyperparameters.get("training", {})
     weights = {"recon": training.get("recon_weight", 5.0), "kl": training.get("beta", 1.0),
                "property": training.get("property_weight", 1.0)}
-    data = load_crystals(request.project, record.dataset, [], request.generator.config.max_sites)
+    data = load_crystals(request.project, generator_dataset(request), [], request.generator.config.max_sites)
     return LatentConsistencyRetrainer(request.generator, data.arrays, weights, config, request.seed)
 
 

@@ -20,12 +20,19 @@ def require_generator(request: MethodRequest) -> None:
         raise CrystalStudioError("latent-space methods need a crystal VAE (--generator MODEL_ID)")
 
 
-def seed_pool(request: MethodRequest, size: int) -> list:
-    """Up to ``size`` (0: all) random valid, encodable structures of the crystal VAE's training dataset."""
+def generator_dataset(request: MethodRequest) -> str:
+    """The name of the crystal VAE's training dataset; CrystalStudioError when the project no longer has it
+    (deleted, or the model was imported), since its crystals seed the search."""
     dataset = request.generator_record.dataset
     if not dataset or dataset not in request.project.dataset_names():
-        raise CrystalStudioError(f"the crystal VAE (model {request.generator_record.id}) was trained on dataset "
-                                 f"'{dataset}', which this project no longer has; its crystals seed the search")
+        raise CrystalStudioError(f"the crystal VAE (model {request.generator_record.id}) was trained on a dataset "
+                                 "this project no longer has; its crystals seed the search")
+    return dataset
+
+
+def seed_pool(request: MethodRequest, size: int) -> list:
+    """Up to ``size`` (0: all) random valid, encodable structures of the crystal VAE's training dataset."""
+    dataset = generator_dataset(request)
     ids = request.project.ids(StructureQuery(dataset=dataset, valid_only=True))
     if size and len(ids) > size:
         ids = sorted(np.random.default_rng(request.seed).choice(ids, size, replace=False).tolist())
