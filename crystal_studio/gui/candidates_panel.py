@@ -12,8 +12,14 @@ numbers) and can show only the successful ones. Stars and notes are stored at on
 and a step limit set next to its button; cancellable) and export
 (:func:`~crystal_studio.store.exporting.export_candidates`) run as jobs.
 
-The window listens to :attr:`CandidatesPanel.show_requested` (show one structure in the 3D viewer) and
-:attr:`CandidatesPanel.compare_requested` (2–4 structures in the compare view).
+The run has a menu (the ⋯ button beside it, or a right click on it): rename the run, delete it with its
+candidates and metrics (:mod:`crystal_studio.store.edit`; after a confirmation that says what goes,
+and never while it runs). The table's context menu stars, edits the note of and deletes the selected
+candidates (Delete key too).
+
+The window listens to :attr:`CandidatesPanel.show_requested` (show one structure in the 3D viewer),
+:attr:`CandidatesPanel.compare_requested` (2–4 structures in the compare view) and
+:attr:`CandidatesPanel.runs_changed` (a run was renamed or deleted).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractTableModel, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QAction, QColor, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -34,9 +40,11 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QSpinBox,
     QTableView,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -44,8 +52,10 @@ from PySide6.QtWidgets import (
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback
 from crystal_studio.core.properties import unit_of
-from crystal_studio.gui.jobs import Job, JobManager
+from crystal_studio.gui import edit_dialogs
+from crystal_studio.gui.jobs import Job, JobManager, show_error
 from crystal_studio.store import candidates as candidate_store
+from crystal_studio.store import edit as store_edit
 from crystal_studio.store import models as model_store
 from crystal_studio.store.candidates import CandidateRecord
 from crystal_studio.store.project import Project
@@ -302,7 +312,8 @@ def run_label(run: model_store.RunRecord, n_candidates: int) -> str:
         what = f"{p['method']} · {(p.get('spec') or {}).get('name', '')}"
     else:
         what = f"{run.kind} · model {p.get('model_id', '?')}"
-    return f"#{run.id} {what} · {run.status} · {n_candidates} candidate{'' if n_candidates == 1 else 's'}"
+    named = f" “{run.name}”" if run.name else ""
+    return f"#{run.id}{named} {what} · {run.status} · {n_candidates} candidate{'' if n_candidates == 1 else 's'}"
 
 
 def relax_work(project: Project, run_id: int, ids: list[int], device: str, fmax: float = 0.05,
@@ -344,6 +355,7 @@ class CandidatesPanel(QWidget):
     show_requested = Signal(str, object, object)  # title, Structure, details row dict
     compare_requested = Signal(object, object)  # rows (list of dict), structures
     status_message = Signal(str)
+    runs_changed = Signal()  # a run was renamed or deleted
 
     def __init__(self, jobs: JobManager, parent: QWidget | None = None):
         super().__init__(parent)
@@ -355,6 +367,7 @@ class CandidatesPanel(QWidget):
         self.export_job: Job | None = None
         self.last_relaxation: list[dict] | None = None
         self.last_export: list[Path] | None = None
+        self.last_error_dialog = None
 
         self.runs_combo = QComboBox()
         self.runs_combo.setObjectName("candidateRuns")
@@ -372,9 +385,27 @@ class CandidatesPanel(QWidget):
         self.formula_edit.setPlaceholderText("formula contains…")
         self.formula_edit.setClearButtonEnabled(True)
         self.formula_edit.textChanged.connect(lambda text: self._set_filter(text=text))
+        self.rename_run_action = QAction("Rename run…", self)
+        self.rename_run_action.setToolTip("Give the run a name, shown beside its number")
+        self.rename_run_action.triggered.connect(self.rename_run_dialog)
+        self.delete_run_action = QAction("Delete run…", self)
+        self.delete_run_action.setToolTip("Delete the run with its candidates and metrics (asks first)")
+        self.delete_run_action.triggered.connect(self.delete_run_dialog)
+        self.run_menu = QMenu(self)
+        self.run_menu.addAction(self.rename_run_action)
+        self.run_menu.addAction(self.delete_run_action)
+        self.run_menu_button = QToolButton()
+        self.run_menu_button.setText("⋯")
+        self.run_menu_button.setToolTip("Rename or delete this run")
+        self.run_menu_button.setMenu(self.run_menu)
+        self.run_menu_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.runs_combo.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.runs_combo.customContextMenuRequested.connect(
+            lambda pos: self.run_menu.popup(self.runs_combo.mapToGlobal(pos)))
         top = QHBoxLayout()
         top.addWidget(QLabel("Run"))
         top.addWidget(self.runs_combo, 1)
+        top.addWidget(self.run_menu_button)
         top.addWidget(self.refresh_button)
         filters = QHBoxLayout()
         filters.addWidget(self.success_box)
@@ -403,6 +434,23 @@ class CandidatesPanel(QWidget):
         self.proxy.rowsInserted.connect(self._update_count)
         self.proxy.rowsRemoved.connect(self._update_count)
         self.proxy.modelReset.connect(self._update_count)
+        self.star_action = QAction("★ Star / unstar", self)
+        self.star_action.triggered.connect(self.toggle_star_selected)
+        self.edit_note_action = QAction("Edit note…", self)
+        self.edit_note_action.setToolTip("The note is the candidate's label (shown in the Notes column)")
+        self.edit_note_action.triggered.connect(self.edit_note_dialog)
+        self.delete_candidates_action = QAction("Delete selected candidates…", self)
+        self.delete_candidates_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Delete))
+        self.delete_candidates_action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        self.delete_candidates_action.triggered.connect(self.delete_candidates_dialog)
+        self.table.addAction(self.delete_candidates_action)
+        self.candidate_menu = QMenu(self.table)
+        for action in (self.star_action, self.edit_note_action):
+            self.candidate_menu.addAction(action)
+        self.candidate_menu.addSeparator()
+        self.candidate_menu.addAction(self.delete_candidates_action)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self.show_candidate_menu)
 
         self.relaxed_box = QCheckBox("Show relaxed")
         self.relaxed_box.setToolTip("Show (and compare) the CHGNet-relaxed structure where there is one")
@@ -633,6 +681,12 @@ class CandidatesPanel(QWidget):
         self.fmax_spin.setEnabled(not busy)
         self.relax_steps_spin.setEnabled(not busy)
         self.cancel_relax_button.setEnabled(busy and not self.relax_job.token.cancelled)
+        self.star_action.setEnabled(n > 0)
+        self.edit_note_action.setEnabled(n == 1)
+        self.delete_candidates_action.setEnabled(n > 0 and not busy)
+        self.rename_run_action.setEnabled(self.run_id is not None)
+        self.delete_run_action.setEnabled(self.run_id is not None and not busy)
+        self.run_menu_button.setEnabled(self.run_id is not None)
         self.export_selected_button.setEnabled(n > 0)
         self.export_success_button.setEnabled(any(r.success for r in self.model.records))
 
@@ -655,6 +709,109 @@ class CandidatesPanel(QWidget):
         row = self.model.row_of(candidate_id)
         if row >= 0:
             self.model.setData(self.model.index(row, self.model.column_index("Notes")), notes)
+
+    # ---------------------------------------------------------------- rename and delete
+
+    def show_candidate_menu(self, pos) -> QMenu:
+        """Open the candidates' context menu at ``pos`` (table viewport coordinates); a right click on an
+        unselected row selects it first."""
+        index = self.table.indexAt(pos)
+        if index.isValid() and index.row() not in {i.row() for i in self.table.selectionModel().selectedRows()}:
+            self.table.selectRow(index.row())
+        self._sync_enabled()
+        self.candidate_menu.popup(self.table.viewport().mapToGlobal(pos))
+        return self.candidate_menu
+
+    def _refused(self, title: str, exc: CrystalStudioError) -> None:
+        self.last_error_dialog = show_error(self, title, str(exc))
+
+    def rename_run(self, run_id: int, name: str) -> bool:
+        """Name run ``run_id`` ('' removes the name); False after a refusal (shown in a dialog)."""
+        if self.project is None:
+            return False
+        try:
+            store_edit.rename_run(self.project, run_id, name)
+        except CrystalStudioError as exc:
+            self._refused("Cannot rename the run", exc)
+            return False
+        self.refresh_runs()
+        self.runs_changed.emit()
+        return True
+
+    def delete_run(self, run_id: int) -> store_edit.Deletion | None:
+        """Delete run ``run_id`` with its candidates (no question asked); shows the newest remaining run.
+        None after a refusal (a running run; shown in a dialog)."""
+        if self.project is None or (self.relax_job is not None and self.relax_job.running):
+            return None
+        try:
+            deletion = store_edit.delete_run(self.project, run_id)
+        except CrystalStudioError as exc:
+            self._refused("Cannot delete the run", exc)
+            return None
+        if self.run_id == run_id:
+            self.run_id = None
+            self.model.set_records(None, [])
+        self.refresh_runs()
+        if self.run_id is None and self.runs_combo.count():
+            self.set_run(self.runs_combo.itemData(0))
+        self._update_count()
+        self._sync_enabled()
+        self._status(f"Deleted {deletion.summary()}")
+        self.runs_changed.emit()
+        return deletion
+
+    def delete_candidates(self, ids: list[int]) -> store_edit.Deletion | None:
+        """Delete the candidates ``ids`` (no question asked) and re-read the run."""
+        if self.project is None or not ids or (self.relax_job is not None and self.relax_job.running):
+            return None
+        try:
+            deletion = store_edit.delete_candidates(self.project, ids)
+        except CrystalStudioError as exc:
+            self._refused("Cannot delete the candidates", exc)
+            return None
+        self.refresh()
+        self._status(f"Deleted {deletion.what}.")
+        return deletion
+
+    def rename_run_dialog(self) -> None:
+        if self.project is None or self.run_id is None:
+            return
+        run = model_store.get_run(self.project, self.run_id)
+        name = edit_dialogs.ask_name(self, "Rename run", f"Name of run #{run.id} (empty: none):", run.name)
+        if name is not None:
+            self.rename_run(run.id, name)
+
+    def delete_run_dialog(self) -> None:
+        if self.project is None or self.run_id is None:
+            return
+        run_id = self.run_id
+        try:
+            plan = store_edit.run_deletion(self.project, run_id)
+        except CrystalStudioError as exc:
+            self._refused("Cannot delete the run", exc)
+            return
+        if edit_dialogs.confirm_delete(self, "Delete run", f"Delete {plan.what} with {plan.removed_text()}?",
+                                       " ".join(plan.kept) or "This cannot be undone."):
+            self.delete_run(run_id)
+
+    def delete_candidates_dialog(self) -> None:
+        ids = self.selected_ids()
+        if self.project is None or not ids:
+            return
+        formulas = ", ".join(f"{self.record(i).formula} c{i}" for i in ids[:5]) + ("…" if len(ids) > 5 else "")
+        if edit_dialogs.confirm_delete(self, "Delete candidates",
+                                       f"Delete {len(ids)} candidate{'' if len(ids) == 1 else 's'} ({formulas})?",
+                                       "Their structures, relaxations and notes go; this cannot be undone."):
+            self.delete_candidates(ids)
+
+    def edit_note_dialog(self) -> None:
+        ids = self.selected_ids()
+        if len(ids) != 1:
+            return
+        record = self.record(ids[0])
+        note = edit_dialogs.ask_name(self, "Edit note", f"Note on {record.formula} c{record.id}:", record.notes)
+        if note is not None:
+            self.set_notes(record.id, note)
 
     def compare_selected(self) -> None:
         ids = self.selected_ids()

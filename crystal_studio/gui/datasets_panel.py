@@ -4,6 +4,10 @@ It owns the :class:`~crystal_studio.gui.structure_model.StructureTableModel` of 
 announces what the user picks: :attr:`DatasetsPanel.current_changed` (the structure under the
 cursor), :attr:`DatasetsPanel.selection_changed` (the selected structure ids) and
 :attr:`DatasetsPanel.query_changed` (the dataset and filters, for the plots).
+
+The dataset list's context menu (:attr:`DatasetsPanel.dataset_menu`; F2 and Delete on the list) renames
+and deletes the current dataset (:mod:`crystal_studio.store.edit`), the deletion after a confirmation
+that says what goes with it; :attr:`DatasetsPanel.datasets_changed` then tells the window.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from PySide6.QtCore import QItemSelection, QModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QDoubleValidator
+from PySide6.QtGui import QAction, QDoubleValidator, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -19,6 +23,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QSplitter,
     QTableView,
@@ -28,9 +33,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.properties import unit_of
+from crystal_studio.gui import edit_dialogs
+from crystal_studio.gui.jobs import show_error
 from crystal_studio.gui.periodic_table import ElementFilterButton
 from crystal_studio.gui.structure_model import ID_ROLE, StructureTableModel
+from crystal_studio.store import edit as store_edit
 from crystal_studio.store.project import DatasetSummary, Project, StructureQuery
 
 ALL_DATASETS = "All datasets"
@@ -136,6 +145,7 @@ class DatasetsPanel(QWidget):
     import_requested = Signal()
     export_requested = Signal()
     compare_requested = Signal()
+    datasets_changed = Signal(str)  # a dataset was renamed (its new name) or deleted ("")
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -143,6 +153,7 @@ class DatasetsPanel(QWidget):
         self.model: StructureTableModel | None = None
         self.summaries: list[DatasetSummary] = []
         self.id_filter: list[int] | None = None  # from a plot selection
+        self.last_error_dialog = None
 
         self.dataset_list = QTreeWidget()
         self.dataset_list.setHeaderLabels(["Dataset", "Structures", "Source"])
@@ -151,6 +162,21 @@ class DatasetsPanel(QWidget):
         self.dataset_list.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.dataset_list.header().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         self.dataset_list.currentItemChanged.connect(lambda *_: self._dataset_chosen())
+        self.rename_dataset_action = QAction("Rename…", self)
+        self.rename_dataset_action.setShortcut(QKeySequence(Qt.Key.Key_F2))
+        self.rename_dataset_action.setToolTip("Rename the dataset (the runs that name it follow)")
+        self.rename_dataset_action.triggered.connect(self.rename_dataset_dialog)
+        self.delete_dataset_action = QAction("Delete…", self)
+        self.delete_dataset_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Delete))
+        self.delete_dataset_action.setToolTip("Delete the dataset with its structures (asks first, saying what goes)")
+        self.delete_dataset_action.triggered.connect(self.delete_dataset_dialog)
+        self.dataset_menu = QMenu(self.dataset_list)
+        for action in (self.rename_dataset_action, self.delete_dataset_action):
+            action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+            self.dataset_list.addAction(action)
+            self.dataset_menu.addAction(action)
+        self.dataset_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.dataset_list.customContextMenuRequested.connect(self.show_dataset_menu)
 
         self.formula_edit = QLineEdit()
         self.formula_edit.setPlaceholderText("Formula contains… (e.g. TiO3)")
@@ -216,6 +242,7 @@ class DatasetsPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(splitter)
         self._update_buttons()
+        self._dataset_chosen()  # no dataset yet: nothing to rename or delete
 
     # ---------------------------------------------------------------- project
 
@@ -230,6 +257,7 @@ class DatasetsPanel(QWidget):
         if project is None:
             self.dataset_list.clear()
             self.count_label.setText("")
+            self._dataset_chosen()
             return
         self.model = StructureTableModel(project, self)
         self.model.reloaded.connect(self._on_reloaded)
@@ -294,6 +322,9 @@ class DatasetsPanel(QWidget):
         return dict(sorted(stats.items()))
 
     def _dataset_chosen(self) -> None:
+        named = self.current_dataset() is not None
+        self.rename_dataset_action.setEnabled(named)
+        self.delete_dataset_action.setEnabled(named)
         if self.model is None:
             return
         stats = self.property_stats()
@@ -304,6 +335,69 @@ class DatasetsPanel(QWidget):
         self.range_editor.blockSignals(False)
         self.properties_changed.emit(names)
         self.apply_filters()
+
+    # ---------------------------------------------------------------- rename and delete
+
+    def show_dataset_menu(self, pos) -> QMenu | None:
+        """Open the context menu of the dataset at ``pos`` (list viewport coordinates), made current."""
+        item = self.dataset_list.itemAt(pos)
+        if item is None or item.data(0, Qt.ItemDataRole.UserRole) is None:
+            return None
+        self.dataset_list.setCurrentItem(item)
+        self.dataset_menu.popup(self.dataset_list.viewport().mapToGlobal(pos))
+        return self.dataset_menu
+
+    def rename_dataset(self, old: str, new: str) -> bool:
+        """Rename dataset ``old`` to ``new`` and re-read the lists; a refusal (an empty or taken name, a
+        run using it) is shown in a dialog and returns False."""
+        if self.project is None:
+            return False
+        try:
+            store_edit.rename_dataset(self.project, old, new)
+        except CrystalStudioError as exc:
+            self.last_error_dialog = show_error(self, "Cannot rename the dataset", str(exc))
+            return False
+        new = new.strip()
+        self.refresh_datasets(new)
+        self.datasets_changed.emit(new)
+        return True
+
+    def delete_dataset(self, name: str) -> store_edit.Deletion | None:
+        """Delete dataset ``name`` (no question asked) and re-read the lists; returns what went, or None
+        after a refusal (shown in a dialog)."""
+        if self.project is None:
+            return None
+        try:
+            deletion = store_edit.delete_dataset(self.project, name)
+        except CrystalStudioError as exc:
+            self.last_error_dialog = show_error(self, "Cannot delete the dataset", str(exc))
+            return None
+        self.refresh_datasets()
+        self.datasets_changed.emit("")
+        return deletion
+
+    def rename_dataset_dialog(self) -> None:
+        """Ask for a new name of the current dataset and rename it."""
+        name = self.current_dataset()
+        if self.project is None or name is None:
+            return
+        new = edit_dialogs.ask_name(self, "Rename dataset", f"New name of dataset “{name}”:", name)
+        if new is not None and new.strip() != name:
+            self.rename_dataset(name, new)
+
+    def delete_dataset_dialog(self) -> None:
+        """Say what deleting the current dataset removes and keeps; delete it when confirmed."""
+        name = self.current_dataset()
+        if self.project is None or name is None:
+            return
+        try:
+            plan = store_edit.dataset_deletion(self.project, name)
+        except CrystalStudioError as exc:
+            self.last_error_dialog = show_error(self, "Cannot delete the dataset", str(exc))
+            return
+        if edit_dialogs.confirm_delete(self, "Delete dataset", f"Delete dataset “{name}” with "
+                                       f"{plan.removed_text()}?", " ".join(plan.kept) or "This cannot be undone."):
+            self.delete_dataset(name)
 
     # ---------------------------------------------------------------- filters
 

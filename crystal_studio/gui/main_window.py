@@ -176,6 +176,7 @@ class MainWindow(QMainWindow):
         self.datasets_panel.import_requested.connect(self.import_dialog)
         self.datasets_panel.export_requested.connect(self.export_dialog)
         self.datasets_panel.compare_requested.connect(self.compare_selected)
+        self.datasets_panel.datasets_changed.connect(lambda name: self.datasets_changed(name or None))
         self.plots.structure_clicked.connect(self.show_structure)
         self.plots.ids_selected.connect(self.datasets_panel.set_id_filter)
         self.targets_panel.spec_changed.connect(self.optimization_panel.set_spec)
@@ -195,6 +196,7 @@ class MainWindow(QMainWindow):
         self.candidates_panel.show_requested.connect(self.show_candidate)
         self.candidates_panel.compare_requested.connect(self.compare_structures)
         self.candidates_panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.candidates_panel.runs_changed.connect(lambda: (self.training_panel.refresh_runs(), self._models_changed()))
 
         self.jobs_status = JobsStatusWidget(self.jobs)
         self.statusBar().addPermanentWidget(self.jobs_status)
