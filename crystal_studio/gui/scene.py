@@ -176,3 +176,27 @@ def pick_atom(positions: np.ndarray, radii: np.ndarray, origin: np.ndarray, dire
         return None
     candidates = np.nonzero(hit)[0]
     return int(candidates[np.argmin(t[candidates])])
+
+
+MAX_PICKS = 4  # atoms measured together: distance (2), angle (3), dihedral (4)
+
+
+def measure(points: np.ndarray) -> dict[str, list[float] | float | None]:
+    """Geometry of picked atom positions (Å) in click order: the distances between consecutive atoms
+    (Å), the angle at the middle atom of three (degrees), the dihedral angle of four about the bond
+    between the middle two (degrees, −180 to 180, IUPAC sign)."""
+    points = np.asarray(points, dtype=float)
+    bonds = np.diff(points, axis=0)
+    out: dict[str, list[float] | float | None] = {
+        "distances": [float(d) for d in np.linalg.norm(bonds, axis=1)], "angle": None, "dihedral": None}
+    if len(points) == 3:
+        u, v = -bonds[0], bonds[1]
+        cosine = np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v))
+        out["angle"] = float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
+    elif len(points) == 4:
+        b0, b1, b2 = -bonds[0], bonds[1], bonds[2]
+        axis = b1 / np.linalg.norm(b1)
+        v = b0 - np.dot(b0, axis) * axis
+        w = b2 - np.dot(b2, axis) * axis
+        out["dihedral"] = float(np.degrees(np.arctan2(np.dot(np.cross(axis, v), w), np.dot(v, w))))
+    return out

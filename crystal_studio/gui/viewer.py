@@ -27,7 +27,7 @@ import vtkmodules.vtkRenderingFreeType  # noqa: F401 - text rendering
 import vtkmodules.vtkRenderingOpenGL2  # noqa: F401 - the OpenGL backend
 from pymatgen.core import Structure
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QImage
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -47,7 +47,9 @@ from vtkmodules.vtkCommonCore import vtkPoints, vtkStringArray
 from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
 from vtkmodules.vtkFiltersSources import vtkSphereSource
 from vtkmodules.vtkInteractionStyle import vtkInteractorStyleTrackballCamera
+from vtkmodules.vtkInteractionWidgets import vtkOrientationMarkerWidget
 from vtkmodules.vtkIOImage import vtkPNGWriter
+from vtkmodules.vtkRenderingAnnotation import vtkAxesActor
 from vtkmodules.vtkRenderingCore import (
     vtkActor,
     vtkActor2D,
@@ -62,7 +64,15 @@ from vtkmodules.vtkRenderingOpenGL2 import vtkOpenGLSphereMapper, vtkOpenGLStick
 
 from crystal_studio.core import structures as cs
 from crystal_studio.gui.elements import COLOR_SCHEMES, color_scheme, set_color_scheme, style
-from crystal_studio.gui.scene import CELL_EDGES, DEFAULT_BOND_TOLERANCE, Scene, build_scene, pick_atom
+from crystal_studio.gui.scene import (
+    CELL_EDGES,
+    DEFAULT_BOND_TOLERANCE,
+    MAX_PICKS,
+    Scene,
+    build_scene,
+    measure,
+    pick_atom,
+)
 
 ATOM_SCALE = 0.4  # drawn sphere radius = ATOM_SCALE × covalent radius
 BOND_RADIUS = 0.12  # Å
@@ -111,7 +121,8 @@ def _line_actor(data: vtkPolyData, color: tuple[float, float, float], width: flo
     actor.GetProperty().LightingOff()
     return actor
 
-PICK_HINT = "Click an atom for its coordinates; click a second one to measure a distance."
+PICK_HINT = ("Click an atom for its coordinates; click more (up to four) to measure the distance, angle and "
+             "dihedral; click empty space to clear.")
 
 
 class StructureViewer(QWidget):
@@ -208,14 +219,19 @@ class StructureViewer(QWidget):
         self.bonds_box.toggled.connect(lambda _: self.rebuild())
         self.stubs_box.toggled.connect(lambda _: self.rebuild())
         self.images_box.toggled.connect(lambda _: self.rebuild())
+        self.ortho_box = self._toggle("Ortho", "Orthographic projection (parallel lines stay parallel, as in VESTA)",
+                                      False)
+        self.ortho_box.toggled.connect(self.set_orthographic)
         self.cell_box.toggled.connect(self._apply_visibility)
         self.labels_box.toggled.connect(self._apply_visibility)
         buttons = []
         for text, tip, slot in (("a", "View along a", lambda: self.view_along("a")),
                                 ("b", "View along b", lambda: self.view_along("b")),
                                 ("c", "View along c", lambda: self.view_along("c")),
+                                ("[uvw]…", "View along a lattice direction [u v w]", self.view_along_dialog),
                                 ("⟲", "Reset camera", self.reset_camera),
-                                ("PNG…", "Save image as PNG", self.save_png_dialog)):
+                                ("PNG…", "Save image as PNG", self.save_png_dialog),
+                                ("Copy", "Copy the image to the clipboard", self.copy_image)):
             action = QAction(text, self)
             action.setToolTip(tip)
             action.triggered.connect(slot)
@@ -238,10 +254,10 @@ class StructureViewer(QWidget):
         toolbar.setIconSize(QSize(16, 16))
         self.toolbar = toolbar
         hidden_when_compact = {id(w) for w in (self.tolerance_spin, self.labels_box, self.images_box, self.stubs_box,
-                                               *buttons[:3], buttons[4])}
+                                               self.ortho_box, *buttons[:4], *buttons[5:])}
         # widgets first: what does not fit goes into the » menu from the right, and a menu can list actions only
         groups = (self.supercell_spins, [self.cell_setting_combo, self.symprec_spin], [self.tolerance_spin],
-                  [self.bonds_box, self.cell_box, self.labels_box, self.images_box, self.stubs_box,
+                  [self.bonds_box, self.cell_box, self.labels_box, self.images_box, self.stubs_box, self.ortho_box,
                    self.colors_action], buttons)
         for k, group in enumerate(groups):
             if k:
@@ -262,6 +278,17 @@ class StructureViewer(QWidget):
         if compact:
             self.info.hide()
         self.interactor.Initialize()
+        # a Cartesian x, y, z triad in the lower left corner turns with the camera (pymatgen puts a along x)
+        self.triad = vtkOrientationMarkerWidget()
+        axes = vtkAxesActor()
+        for caption in (axes.GetXAxisCaptionActor2D(), axes.GetYAxisCaptionActor2D(), axes.GetZAxisCaptionActor2D()):
+            caption.GetCaptionTextProperty().SetColor(0.1, 0.1, 0.1)
+            caption.GetCaptionTextProperty().ShadowOff()
+        self.triad.SetOrientationMarker(axes)
+        self.triad.SetInteractor(self.interactor)
+        self.triad.SetViewport(0.0, 0.0, 0.16, 0.16)
+        self.triad.SetEnabled(1)
+        self.triad.InteractiveOff()
 
     # ---------------------------------------------------------------- pipeline
 
@@ -512,6 +539,57 @@ class StructureViewer(QWidget):
         self._fit()
         self.render()
 
+    def view_along_direction(self, uvw: tuple[float, float, float]) -> None:
+        """Look down the lattice direction [u v w] = u a + v b + w c (at least one index non-zero)."""
+        if self.scene is None:
+            return
+        direction = np.asarray(uvw, dtype=float) @ self.scene.lattice
+        norm = np.linalg.norm(direction)
+        if not np.isfinite(norm) or norm == 0:
+            raise ValueError(f"[{' '.join(f'{x:g}' for x in uvw)}] is not a direction")
+        direction /= norm
+        up = self.scene.lattice[2] if abs(np.dot(direction, self.scene.lattice[2])) < 0.99 * np.linalg.norm(
+            self.scene.lattice[2]) else self.scene.lattice[1]
+        center = self.scene.center
+        camera = self.renderer.GetActiveCamera()
+        camera.SetFocalPoint(*center)
+        camera.SetPosition(*(center + 50.0 * direction))
+        camera.SetViewUp(*(up / np.linalg.norm(up)))
+        camera.OrthogonalizeViewUp()
+        self._fit()
+        self.render()
+
+    def view_along_dialog(self) -> None:
+        """Ask for three indices u v w and look down [u v w]."""
+        text, ok = QInputDialog.getText(self, "View along [uvw]", "Lattice direction u v w (e.g. 1 1 0):")
+        if not ok:
+            return
+        try:
+            uvw = tuple(float(x) for x in text.replace(",", " ").split())
+            if len(uvw) != 3:
+                raise ValueError(f"'{text}': give three numbers u v w")
+            self.view_along_direction(uvw)
+        except ValueError as exc:
+            self.info.setText(f"Cannot view along that direction: {exc}.")
+
+    def set_orthographic(self, on: bool) -> None:
+        """Parallel (orthographic) projection when ``on``, else perspective."""
+        if self.ortho_box.isChecked() != on:
+            self.ortho_box.setChecked(on)  # emits toggled, which calls back here
+            return
+        self.renderer.GetActiveCamera().SetParallelProjection(bool(on))
+        self._fit()
+        self.render()
+
+    def copy_image(self, scale: int = 1) -> QImage:
+        """Put the rendered view (``scale`` × the window size) on the clipboard; returns the image."""
+        pixels = np.ascontiguousarray(self.image(scale))
+        h, w, _ = pixels.shape
+        image = QImage(pixels.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+        QGuiApplication.clipboard().setImage(image)
+        self.info.setText(f"Image copied to the clipboard ({w} × {h} px).")
+        return image
+
     def _fit(self) -> None:
         """Zoom so the scene fills the view in both directions (also in narrow panes)."""
         self.renderer.ResetCamera()
@@ -643,11 +721,11 @@ class StructureViewer(QWidget):
                                               for k in self.picked], dtype=float))
         self.pick_data.ShallowCopy(halos)
         line = _polydata(points)
-        if len(points) == 2:
+        if len(points) >= 2:  # the measured path through the picked atoms, in click order
             cells = vtkCellArray()
-            cells.InsertNextCell(2)
-            cells.InsertCellPoint(0)
-            cells.InsertCellPoint(1)
+            cells.InsertNextCell(len(points))
+            for k in range(len(points)):
+                cells.InsertCellPoint(k)
             line.SetLines(cells)
         self.distance_data.ShallowCopy(line)
 
@@ -676,7 +754,7 @@ class StructureViewer(QWidget):
             label.SetVisibility(has and self.cell_box.isChecked())
         self.label_actor.SetVisibility(has and self.labels_box.isChecked() and self.atom_count() <= MAX_LABELLED_ATOMS)
         self.pick_actor.SetVisibility(has and bool(self.picked))
-        self.distance_actor.SetVisibility(has and len(self.picked) == 2)
+        self.distance_actor.SetVisibility(has and len(self.picked) >= 2)
         if render:
             self.render()
 
@@ -752,11 +830,12 @@ class StructureViewer(QWidget):
         return index
 
     def select_atom(self, index: int | None) -> None:
-        """Mark atom ``index`` (None clears); two marked atoms show their distance."""
+        """Mark atom ``index`` (None clears): two marked atoms show their distance, three the angle at
+        the middle one, four the dihedral angle; a fifth starts a new measurement."""
         if index is None:
             self.picked = []
         else:
-            self.picked = (self.picked + [index])[-2:]
+            self.picked = (self.picked if len(self.picked) < MAX_PICKS else []) + [index]
         self.info.setText(self.describe_picks())
         self.atom_picked.emit(self.info.text())
         self._update_picks()
@@ -772,7 +851,14 @@ class StructureViewer(QWidget):
             c = self.scene.positions[k]
             lines.append(f"{self.scene.symbols[k]} (site {self.scene.site_index[k]}): "
                          f"frac ({f[0]:.4f}, {f[1]:.4f}, {f[2]:.4f}), cart ({c[0]:.3f}, {c[1]:.3f}, {c[2]:.3f}) Å")
-        if len(self.picked) == 2:
-            d = np.linalg.norm(self.scene.positions[self.picked[0]] - self.scene.positions[self.picked[1]])
-            lines.append(f"distance {d:.4f} Å")
+        geometry = measure(self.scene.positions[self.picked])
+        names = [f"{self.scene.symbols[k]}{n + 1}" for n, k in enumerate(self.picked)]
+        parts = [f"distance {a}–{b} {d:.4f} Å" for a, b, d in zip(names, names[1:], geometry["distances"],
+                                                                  strict=False)]
+        if geometry["angle"] is not None:
+            parts.append(f"angle {'–'.join(names)} {geometry['angle']:.2f}°")
+        if geometry["dihedral"] is not None:
+            parts.append(f"dihedral {'–'.join(names)} {geometry['dihedral']:.2f}°")
+        if parts:
+            lines.append("; ".join(parts))
         return "\n".join(lines)

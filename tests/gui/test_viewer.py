@@ -226,7 +226,7 @@ def test_a_narrow_viewer_lists_its_hidden_controls_in_the_overflow_menu(qtbot, v
     texts = [a.text() for a in menu.actions()]
     assert {"PNG…", "a", "Bonds"} <= set(texts)
     [png] = [a for a in menu.actions() if a.text() == "PNG…"]
-    assert png is viewer.view_actions[-1]
+    assert png is viewer.view_actions[-2]
 
 
 @needs_display
@@ -285,3 +285,54 @@ def test_viewer_switches_between_stored_primitive_and_conventional_cells(qtbot, 
     assert len(viewer.shown_structure) == 2
     viewer.set_cell_setting("stored")
     assert viewer.shown_structure is distorted and viewer.info.text().startswith("Click an atom")
+
+
+def test_measure_gives_distances_angle_and_dihedral():
+    from crystal_studio.gui.scene import measure
+
+    square = np.array([[1.0, 0, 0], [0, 0, 0], [0, 1.0, 0]])
+    assert measure(square)["distances"] == pytest.approx([1.0, 1.0]) and measure(square)["angle"] == pytest.approx(90)
+    trans = np.array([[0, 1.0, 0], [0, 0, 0], [1.5, 0, 0], [1.5, -1.0, 0]])
+    assert measure(trans)["dihedral"] == pytest.approx(180) or measure(trans)["dihedral"] == pytest.approx(-180)
+    gauche = np.array([[0, 1.0, 0], [0, 0, 0], [1.5, 0, 0], [1.5, 0, 1.0]])
+    assert measure(gauche)["dihedral"] == pytest.approx(90)  # IUPAC sign: clockwise seen down the 2→3 bond
+    assert measure(gauche[:2]) == {"distances": [pytest.approx(1.0)], "angle": None, "dihedral": None}
+
+
+@needs_display
+def test_real_clicks_measure_an_angle_and_a_dihedral(qtbot, viewer, srtio3):
+    from PySide6.QtCore import Qt
+
+    viewer.set_structure(srtio3, "SrTiO3")
+    viewer.images_box.setChecked(False)  # sites 0 Sr, 1 Ti, 2-4 O
+    for k in (2, 1, 3):
+        point = _widget_point(viewer, k)
+        qtbot.mousePress(viewer.vtk_widget, Qt.MouseButton.LeftButton, pos=point)
+        qtbot.mouseRelease(viewer.vtk_widget, Qt.MouseButton.LeftButton, pos=point)
+    assert viewer.picked == [2, 1, 3]
+    assert "angle O1–Ti2–O3 90.00°" in viewer.info.text()  # O–Ti–O in the octahedron
+    assert viewer.distance_actor.GetVisibility() and viewer.distance_data.GetCell(0).GetNumberOfPoints() == 3
+    viewer.select_atom(4)
+    assert "dihedral O1–Ti2–O3–O4" in viewer.info.text()
+    viewer.select_atom(0)  # a fifth click starts a new measurement
+    assert viewer.picked == [0] and "distance" not in viewer.info.text()
+
+
+@needs_display
+def test_orthographic_view_along_uvw_and_clipboard_image(qtbot, viewer, srtio3):
+    from PySide6.QtGui import QGuiApplication
+
+    viewer.set_structure(srtio3, "SrTiO3")
+    camera = viewer.renderer.GetActiveCamera()
+    viewer.ortho_box.trigger()  # what clicking 'Ortho' does
+    assert camera.GetParallelProjection()
+    viewer.view_along_direction((1, 1, 0))
+    view = np.asarray(camera.GetPosition()) - np.asarray(camera.GetFocalPoint())
+    assert view / np.linalg.norm(view) == pytest.approx([2**-0.5, 2**-0.5, 0], abs=1e-6)
+    with pytest.raises(ValueError, match="not a direction"):
+        viewer.view_along_direction((0, 0, 0))
+    image = viewer.copy_image(2)
+    width, height = viewer.render_window.GetSize()
+    assert (image.width(), image.height()) == (2 * width, 2 * height)
+    assert QGuiApplication.clipboard().image().size() == image.size()
+    assert viewer.triad.GetEnabled()
