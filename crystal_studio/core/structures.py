@@ -70,6 +70,49 @@ def spacegroup(structure: Structure) -> tuple[int | None, str | None]:
     return int(dataset.number), str(dataset.international)
 
 
+@dataclass
+class WyckoffSite:
+    """One symmetrically distinct site: element, Wyckoff position (multiplicity + letter, e.g. '3c'),
+    site symmetry (Hermann–Mauguin) and the fractional coordinates of its first atom."""
+
+    element: str
+    wyckoff: str
+    site_symmetry: str
+    frac: tuple[float, float, float]
+
+
+@dataclass
+class SymmetryReport:
+    """Space group, distinct sites and symmetry operations (as x,y,z strings) of a structure."""
+
+    number: int
+    symbol: str
+    sites: list[WyckoffSite]
+    operations: list[str]
+
+
+def symmetry_report(structure: Structure, symprec: float = SYMPREC) -> SymmetryReport | None:
+    """The Wyckoff positions and symmetry operations spglib finds with tolerance ``symprec`` (Å), or
+    None when it finds none."""
+    from pymatgen.core.operations import SymmOp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        data = spglib.get_symmetry_dataset(spglib_cell(structure), symprec=symprec, angle_tolerance=ANGLE_TOLERANCE)
+    if data is None:
+        return None
+    sites = []
+    to_conventional = len(data.std_types) / len(structure)  # Wyckoff multiplicities count the conventional cell
+    for index in sorted(set(int(k) for k in data.equivalent_atoms)):
+        multiplicity = round(int(np.sum(data.equivalent_atoms == index)) * to_conventional)
+        sites.append(WyckoffSite(structure[index].specie.symbol, f"{multiplicity}{data.wyckoffs[index]}",
+                                 str(data.site_symmetry_symbols[index]).strip(),
+                                 tuple(float(x) for x in structure[index].frac_coords)))
+    operations = [SymmOp.from_rotation_and_translation(r, np.round(t, 6)).as_xyz_str()
+                  for r, t in zip(data.rotations, data.translations, strict=True)]
+    return SymmetryReport(int(data.number), str(data.international), sites, operations)
+
+
 CELL_SETTINGS = ("stored", "primitive", "conventional")
 
 

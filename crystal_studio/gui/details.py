@@ -1,4 +1,5 @@
-"""Detail pane of one structure: lattice, cell, symmetry, composition and properties."""
+"""Detail pane of one structure: lattice, cell, space group, Wyckoff positions, symmetry operations,
+composition and properties."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import html
 from pymatgen.core import Structure
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
+from crystal_studio.core import structures as cs
 from crystal_studio.core.properties import unit_of
 from crystal_studio.gui.elements import style
 
@@ -31,7 +33,9 @@ def structure_details_html(row: dict, structure: Structure) -> str:
     number, symbol = row.get("spacegroup_number"), row.get("spacegroup_symbol")
     parts.append(_row("Space group", f"{html.escape(symbol)} (No. {number})" if number else "not determined"))
     parts.append(_row("Sites", str(len(structure))))
-    parts.append("</table><h4>Composition</h4><table>")
+    parts.append("</table>")
+    parts.append(_symmetry_html(structure))
+    parts.append("<h4>Composition</h4><table>")
     for el, amount in sorted(comp.element_composition.items(), key=lambda kv: kv[0].Z):
         color = style(el.symbol).color
         swatch = f"<span style='color:{color};font-size:14pt'>●</span>"
@@ -49,6 +53,30 @@ def structure_details_html(row: dict, structure: Structure) -> str:
     if row.get("flags"):
         parts.append("<h4>Flags</h4><div style='color:#b5651d'>"
                      + "<br>".join(html.escape(f) for f in row["flags"]) + "</div>")
+    return "".join(parts)
+
+
+SHOWN_OPERATIONS = 12  # symmetry operations listed in full; the rest are counted
+
+
+def _symmetry_html(structure: Structure) -> str:
+    """Wyckoff positions of the distinct sites and the symmetry operations (spglib, symprec 0.01 Å)."""
+    report = cs.symmetry_report(structure)
+    if report is None:
+        return "<h4>Symmetry</h4><div style='color:#666'>spglib found no symmetry at 0.01 Å</div>"
+    parts = ["<h4>Wyckoff positions</h4><table>",
+             "<tr style='color:#666'><td>atom</td><td>Wyckoff</td><td>site sym.</td><td>x y z</td></tr>"]
+    for site in report.sites:
+        x, y, z = site.frac
+        parts.append(f"<tr><td>{html.escape(site.element)}</td><td>{html.escape(site.wyckoff)}</td>"
+                     f"<td>{html.escape(site.site_symmetry)}</td>"
+                     f"<td style='white-space:nowrap'>{x + 0.0:.4g} {y + 0.0:.4g} {z + 0.0:.4g}</td></tr>")
+    parts.append("</table>")
+    ops = report.operations
+    listed = "<br>".join(f"{k + 1}. {html.escape(op)}" for k, op in enumerate(ops[:SHOWN_OPERATIONS]))
+    more = f"<br><span style='color:#666'>… and {len(ops) - SHOWN_OPERATIONS} more</span>" if len(
+        ops) > SHOWN_OPERATIONS else ""
+    parts.append(f"<h4>Symmetry operations ({len(ops)})</h4><div style='font-family:monospace'>{listed}{more}</div>")
     return "".join(parts)
 
 

@@ -130,6 +130,21 @@ def test_detail_pane_lists_lattice_and_properties(project):
     for expected in ("CsCl", "a, b, c", "4.0000", "α, β, γ", "90.000°", "Volume", "64.000 Å³", "Density",
                      "Space group", "band_gap", "1.25 eV", "Composition"):
         assert expected in text
+    # CsCl (Pm-3m): Cs on 1a and Cl on 1b, both m-3m, and the group's 48 operations
+    assert "<td>Cs</td><td>1a</td><td>m-3m</td>" in text and "<td>Cl</td><td>1b</td><td>m-3m</td>" in text
+    assert "Symmetry operations (48)" in text and "1. x, y, z" in text and "… and 36 more" in text
+
+
+def test_wyckoff_multiplicities_refer_to_the_conventional_cell():
+    from pymatgen.core import Lattice, Structure
+
+    from crystal_studio.core.structures import standard_cell, symmetry_report
+
+    rocksalt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    for cell in (rocksalt, standard_cell(rocksalt, "primitive")):
+        report = symmetry_report(cell)
+        assert (report.number, [(s.element, s.wyckoff) for s in report.sites]) == (225, [("Na", "4a"), ("Cl", "4b")])
+    assert len(symmetry_report(rocksalt).operations) == 192  # 48 × the 4 centring translations
 
 
 def test_plots_load_histogram_and_scatter(qtbot, project):
