@@ -45,6 +45,7 @@ from crystal_studio.gui.optimization_panel import OptimizationPanel
 from crystal_studio.gui.plots import PropertyPlots
 from crystal_studio.gui.targets_panel import TargetsPanel
 from crystal_studio.gui.training_panel import TrainingPanel
+from crystal_studio.gui.xrd_view import XRDView
 from crystal_studio.gui.viewer import StructureViewer
 from crystal_studio.store.project import Project, StructureQuery
 
@@ -140,6 +141,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.viewer, "3D Viewer")
         self.tabs.addTab(self.compare, "Compare")
         self.tabs.addTab(self.latent_map, "Latent Map")
+        self.xrd_view = XRDView(self.jobs)
+        self.tabs.addTab(self.xrd_view, "XRD")
         self.setCentralWidget(self.tabs)
 
         self.datasets_panel = DatasetsPanel()
@@ -472,6 +475,7 @@ class MainWindow(QMainWindow):
         """Show structure ``structure_id`` in the viewer and the detail pane (-1 clears them)."""
         if self.project is None or structure_id < 0:
             self.viewer.set_structure(None)
+            self.xrd_view.set_structure(None)
             self.details.clear_structure()
             return
         try:
@@ -484,7 +488,8 @@ class MainWindow(QMainWindow):
             return
         self.viewer.set_structure(structure, f"{rows[0]['reduced_formula']}_{structure_id}")
         self.details.show_structure(rows[0], structure)
-        if self.tabs.currentWidget() is not self.viewer:
+        self.xrd_view.set_structure(structure, f"{rows[0]['reduced_formula']} (id {structure_id})")
+        if self.tabs.currentWidget() not in (self.viewer, self.xrd_view):  # both show the selected structure
             self.tabs.setCurrentWidget(self.viewer)
 
     def compare_selected(self) -> None:

@@ -154,3 +154,23 @@ def test_plots_dock_opens_tall_and_resizes_whichever_panel_is_raised(qtbot, wind
         qtbot.waitUntil(lambda: plots.height() >= 400, timeout=3000)
         window.resizeDocks([plots], [220], Qt.Orientation.Vertical)
         qtbot.waitUntil(lambda: plots.height() <= 260, timeout=3000)
+
+
+def test_xrd_tab_simulates_the_selected_structures_powder_pattern(qtbot, window):
+    import numpy as np
+
+    panel = window.datasets_panel
+    qtbot.waitUntil(lambda: panel.model.row_data(1) is not None, timeout=5000)
+    window.tabs.setCurrentWidget(window.xrd_view)
+    panel.select_rows([1])  # SrTiO3, a = 3.905 Å
+    xrd = window.xrd_view
+    qtbot.waitUntil(lambda: xrd.peaks is not None, timeout=20000)
+    assert window.tabs.currentWidget() is xrd  # selecting keeps the XRD tab in front
+    two_theta, intensity, labels = xrd.peaks
+    strongest = int(np.argmax(intensity))
+    expected = 2 * np.degrees(np.arcsin(1.54184 / (2 * 3.905 / np.sqrt(2))))  # Bragg (110), Cu Kα
+    assert two_theta[strongest] == pytest.approx(expected, abs=0.05) and labels[strongest] == "110"
+    xrd.wavelength_combo.setCurrentText("MoKa")  # a shorter wavelength moves every peak to lower 2θ
+    qtbot.waitUntil(lambda: xrd.peaks is not None, timeout=20000)
+    assert xrd.peaks[0][int(np.argmax(xrd.peaks[1]))] < expected / 2
+    assert "MoKa" in xrd.status.text() and "reflections" in xrd.status.text()
