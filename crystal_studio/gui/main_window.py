@@ -45,8 +45,8 @@ from crystal_studio.gui.optimization_panel import OptimizationPanel
 from crystal_studio.gui.plots import PropertyPlots
 from crystal_studio.gui.targets_panel import TargetsPanel
 from crystal_studio.gui.training_panel import TrainingPanel
-from crystal_studio.gui.xrd_view import XRDView
 from crystal_studio.gui.viewer import StructureViewer
+from crystal_studio.gui.xrd_view import XRDView
 from crystal_studio.store.project import Project, StructureQuery
 
 MAX_RECENT = 8
