@@ -77,6 +77,8 @@ from crystal_studio.gui.scene import (
 ATOM_SCALE = 0.4  # drawn sphere radius = ATOM_SCALE × covalent radius
 BOND_RADIUS = 0.12  # Å
 MAX_LABELLED_ATOMS = 400
+DRAW_STYLES = ("ball-and-stick", "space-filling", "wireframe")
+WIREFRAME_ATOM_RADIUS = 0.15  # Å: the small spheres that keep atoms clickable in wireframe
 LOD_BOND_LIMIT = 500  # above this many bonds, camera drags draw bonds as lines (cylinders when still)
 STILL_DELAY_MS = 150  # the full-quality frame follows the last interaction after this pause
 AXIS_COLORS = {"a": (0.80, 0.15, 0.15), "b": (0.10, 0.55, 0.15), "c": (0.15, 0.30, 0.85)}
@@ -238,6 +240,8 @@ class StructureViewer(QWidget):
             buttons.append(action)
         self.view_actions = buttons
         self.colors_action = self._color_scheme_action()
+        self.draw_style = DRAW_STYLES[0]
+        self.style_action = self._draw_style_action()
         self.legend = QLabel("")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
@@ -258,7 +262,7 @@ class StructureViewer(QWidget):
         # widgets first: what does not fit goes into the » menu from the right, and a menu can list actions only
         groups = (self.supercell_spins, [self.cell_setting_combo, self.symprec_spin], [self.tolerance_spin],
                   [self.bonds_box, self.cell_box, self.labels_box, self.images_box, self.stubs_box, self.ortho_box,
-                   self.colors_action], buttons)
+                   self.style_action, self.colors_action], buttons)
         for k, group in enumerate(groups):
             if k:
                 toolbar.addSeparator()
@@ -653,7 +657,7 @@ class StructureViewer(QWidget):
         scene = self.scene
         styles = [style(s) for s in scene.symbols]
         poly = _polydata(scene.positions, verts=True)
-        _add_array(poly, "radius", np.array([ATOM_SCALE * s.covalent_radius for s in styles], dtype=np.float32))
+        _add_array(poly, "radius", self.atom_radii().astype(np.float32))
         _add_array(poly, "color", np.array([s.rgb255 for s in styles], dtype=np.uint8).reshape(-1, 3))
         symbols = vtkStringArray()
         symbols.SetName("symbol")
@@ -717,8 +721,7 @@ class StructureViewer(QWidget):
     def _update_picks(self) -> None:
         points = self.scene.positions[self.picked] if self.picked else np.zeros((0, 3))
         halos = _polydata(points)
-        _add_array(halos, "radius", np.array([1.3 * ATOM_SCALE * style(self.scene.symbols[k]).covalent_radius
-                                              for k in self.picked], dtype=float))
+        _add_array(halos, "radius", 1.3 * self.atom_radii()[self.picked] if self.picked else np.zeros(0))
         self.pick_data.ShallowCopy(halos)
         line = _polydata(points)
         if len(points) >= 2:  # the measured path through the picked atoms, in click order
@@ -744,8 +747,9 @@ class StructureViewer(QWidget):
     def _apply_visibility(self, *_args, render: bool = True) -> None:
         has = self.scene is not None
         self.atom_actor.SetVisibility(has)
-        bonds = has and self.bonds_box.isChecked() and self.bond_count() > 0
-        as_lines = self.interactive and self.bond_count() > LOD_BOND_LIMIT
+        bonds = (has and self.bonds_box.isChecked() and self.draw_style != "space-filling"
+                 and self.bond_data.GetNumberOfPoints() > 0)
+        as_lines = self.draw_style == "wireframe" or (self.interactive and self.bond_count() > LOD_BOND_LIMIT)
         self.bond_actor.SetVisibility(bonds and not as_lines)
         self.bond_line_actor.SetVisibility(bonds and as_lines)
         self.renderer.SetUseFXAA(not self.interactive)
@@ -776,6 +780,43 @@ class StructureViewer(QWidget):
         action.setToolTip("Atom colours: VESTA (default) or Jmol")
         action.setMenu(menu)
         return action
+
+    def _draw_style_action(self) -> QAction:
+        """'Style' with a menu: ball-and-stick, space-filling (atomic radii, no bonds) or wireframe."""
+        menu = QMenu(self)
+        group = QActionGroup(menu)
+        for name in DRAW_STYLES:
+            choice = menu.addAction(name.capitalize())
+            choice.setCheckable(True)
+            choice.setChecked(name == self.draw_style)
+            choice.setData(name)
+            group.addAction(choice)
+        group.triggered.connect(lambda choice: self.set_draw_style(choice.data()))
+        self.draw_style_menu = menu
+        action = QAction("Style", self)
+        action.setToolTip("Ball-and-stick, space-filling or wireframe")
+        action.setMenu(menu)
+        return action
+
+    def set_draw_style(self, name: str) -> None:
+        """Draw atoms and bonds in style ``name`` (one of :data:`DRAW_STYLES`)."""
+        if name not in DRAW_STYLES:
+            raise ValueError(f"draw style must be one of {', '.join(DRAW_STYLES)}, not '{name}'")
+        self.draw_style = name
+        for choice in self.draw_style_menu.actions():
+            choice.setChecked(choice.data() == name)
+        self.rebuild(reset_camera=True)  # space-filling spheres need a wider view
+
+    def atom_radii(self) -> np.ndarray:
+        """Drawn sphere radius (Å) of every atom of the scene in the current style."""
+        if self.scene is None:
+            return np.zeros(0)
+        styles = [style(symbol) for symbol in self.scene.symbols]
+        if self.draw_style == "space-filling":
+            return np.array([s.atomic_radius for s in styles])
+        if self.draw_style == "wireframe":
+            return np.full(len(styles), WIREFRAME_ATOM_RADIUS)
+        return np.array([ATOM_SCALE * s.covalent_radius for s in styles])
 
     def set_color_scheme(self, name: str) -> None:
         """Colour atoms by scheme ``name`` (see :data:`COLOR_SCHEMES`) in every open viewer."""
@@ -824,8 +865,7 @@ class StructureViewer(QWidget):
             self.renderer.DisplayToWorld()
             world = self.renderer.GetWorldPoint()
             ends.append(np.array(world[:3]) / world[3])
-        radii = np.array([ATOM_SCALE * style(s).covalent_radius for s in self.scene.symbols])
-        index = pick_atom(self.scene.positions, radii, ends[0], ends[1] - ends[0])
+        index = pick_atom(self.scene.positions, self.atom_radii(), ends[0], ends[1] - ends[0])
         self.select_atom(index)
         return index
 

@@ -336,3 +336,25 @@ def test_orthographic_view_along_uvw_and_clipboard_image(qtbot, viewer, srtio3):
     assert (image.width(), image.height()) == (2 * width, 2 * height)
     assert QGuiApplication.clipboard().image().size() == image.size()
     assert viewer.triad.GetEnabled()
+
+
+@needs_display
+def test_draw_styles_space_filling_and_wireframe(qtbot, viewer, srtio3):
+    viewer.set_structure(srtio3, "SrTiO3")
+    assert viewer.bond_actor.GetVisibility() and not viewer.bond_line_actor.GetVisibility()
+    [space] = [a for a in viewer.draw_style_menu.actions() if a.data() == "space-filling"]
+    space.trigger()  # what choosing it in the Style menu does
+    assert viewer.draw_style == "space-filling" and space.isChecked()
+    assert not viewer.bond_actor.GetVisibility() and not viewer.bond_line_actor.GetVisibility()
+    radii = viewer.atom_radii()
+    assert radii[viewer.scene.symbols.index("Sr")] == pytest.approx(style("Sr").atomic_radius)
+    viewer.set_draw_style("wireframe")
+    assert viewer.bond_line_actor.GetVisibility() and not viewer.bond_actor.GetVisibility()
+    assert set(viewer.atom_radii()) == {0.15}
+    point = viewer.scene.positions[1]  # Ti: still clickable with its small sphere
+    viewer.renderer.SetWorldPoint(*point, 1.0)
+    viewer.renderer.WorldToDisplay()
+    x, y, _ = viewer.renderer.GetDisplayPoint()
+    assert viewer.pick_at(int(round(x)), int(round(y))) == 1
+    with pytest.raises(ValueError, match="draw style must be one of"):
+        viewer.set_draw_style("cartoon")
