@@ -200,3 +200,36 @@ def measure(points: np.ndarray) -> dict[str, list[float] | float | None]:
         w = b2 - np.dot(b2, axis) * axis
         out["dihedral"] = float(np.degrees(np.arctan2(np.dot(np.cross(axis, v), w), np.dot(v, w))))
     return out
+
+
+MIN_POLYHEDRON_VERTICES = 4  # fewer bonded anions make no solid
+MAX_POLYHEDRON_VERTICES = 8  # larger cages (the 12-fold A site of a perovskite) would hide the framework
+
+
+def coordination_polyhedra(scene: Scene) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Coordination polyhedra of the drawn metal atoms bonded to 4–8 non-metal atoms (tetrahedra,
+    octahedra, cubes; not the 12-fold cages of large cations), as VESTA draws them: (centre atom index, vertex positions (k, 3) in Å, triangles (m, 3) indexing them), the
+    vertices being every bonded non-metal, drawn or beyond the box (from the half bonds)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    metal = np.array([_is_metal(symbol) for symbol in scene.symbols], dtype=bool)
+    neighbours: dict[int, list[np.ndarray]] = {}
+    for i, j in scene.bonds:
+        for centre, other in ((i, j), (j, i)):
+            if metal[centre] and not metal[other]:
+                neighbours.setdefault(int(centre), []).append(scene.positions[other])
+    for atom, end in zip(scene.stub_atoms, scene.stub_ends, strict=True):
+        if metal[atom]:  # the partner beyond the box lies twice as far as the half bond's end
+            partner = 2 * end - scene.positions[atom]
+            neighbours.setdefault(int(atom), []).append(partner)
+    out = []
+    for centre, points in sorted(neighbours.items()):
+        vertices = np.unique(np.round(np.array(points), 6), axis=0)
+        if not MIN_POLYHEDRON_VERTICES <= len(vertices) <= MAX_POLYHEDRON_VERTICES:
+            continue
+        try:
+            hull = ConvexHull(vertices)
+        except QhullError:  # flat (e.g. square-planar) coordination: no solid to draw
+            continue
+        out.append((centre, vertices, hull.simplices.astype(int)))
+    return out

@@ -70,6 +70,7 @@ from crystal_studio.gui.scene import (
     MAX_PICKS,
     Scene,
     build_scene,
+    coordination_polyhedra,
     measure,
     pick_atom,
 )
@@ -145,6 +146,7 @@ class StructureViewer(QWidget):
         self.shown_structure: Structure | None = None  # the structure in the chosen cell setting
         self.title = ""
         self.scene: Scene | None = None
+        self.polyhedra: list[tuple[int, np.ndarray, np.ndarray]] = []  # (centre, vertices, triangles) drawn
         self.bond_tolerance = DEFAULT_BOND_TOLERANCE
         self.picked: list[int] = []
         self._press_pos: tuple[float, float] | None = None  # widget position of a left press (Qt pixels)
@@ -221,6 +223,9 @@ class StructureViewer(QWidget):
         self.bonds_box.toggled.connect(lambda _: self.rebuild())
         self.stubs_box.toggled.connect(lambda _: self.rebuild())
         self.images_box.toggled.connect(lambda _: self.rebuild())
+        self.polyhedra_box = self._toggle("Polyhedra", "Coordination polyhedra of metal atoms bonded to 4–8 anions",
+                                          False)
+        self.polyhedra_box.toggled.connect(lambda _: self.rebuild())
         self.ortho_box = self._toggle("Ortho", "Orthographic projection (parallel lines stay parallel, as in VESTA)",
                                       False)
         self.ortho_box.toggled.connect(self.set_orthographic)
@@ -261,8 +266,8 @@ class StructureViewer(QWidget):
                                                self.ortho_box, *buttons[:4], *buttons[5:])}
         # widgets first: what does not fit goes into the » menu from the right, and a menu can list actions only
         groups = (self.supercell_spins, [self.cell_setting_combo, self.symprec_spin], [self.tolerance_spin],
-                  [self.bonds_box, self.cell_box, self.labels_box, self.images_box, self.stubs_box, self.ortho_box,
-                   self.style_action, self.colors_action], buttons)
+                  [self.bonds_box, self.cell_box, self.labels_box, self.images_box, self.stubs_box, self.polyhedra_box,
+                   self.ortho_box, self.style_action, self.colors_action], buttons)
         for k, group in enumerate(groups):
             if k:
                 toolbar.addSeparator()
@@ -372,10 +377,21 @@ class StructureViewer(QWidget):
         self.pick_actor.SetMapper(pick_mapper)
         self.pick_actor.GetProperty().SetColor(1.0, 0.8, 0.0)
         self.pick_actor.GetProperty().SetOpacity(0.45)
+        self.polyhedra_data = vtkPolyData()  # translucent coordination polyhedra, coloured as their centres
+        polyhedra_mapper = vtkPolyDataMapper()
+        polyhedra_mapper.SetInputData(self.polyhedra_data)
+        polyhedra_mapper.SetScalarModeToUsePointData()
+        polyhedra_mapper.SetColorModeToDirectScalars()
+        self.polyhedra_actor = vtkActor()
+        self.polyhedra_actor.SetMapper(polyhedra_mapper)
+        self.polyhedra_actor.GetProperty().SetOpacity(0.55)
+        self.polyhedra_actor.GetProperty().EdgeVisibilityOn()
+        self.polyhedra_actor.GetProperty().SetEdgeColor(0.25, 0.25, 0.25)
         self.distance_data = vtkPolyData()
         self.distance_actor = _line_actor(self.distance_data, (0.95, 0.6, 0.0), 4)
 
-        for actor in (self.atom_actor, self.bond_actor, self.bond_line_actor, self.cell_actor, self.label_actor,
+        for actor in (self.atom_actor, self.bond_actor, self.bond_line_actor, self.polyhedra_actor, self.cell_actor,
+                      self.label_actor,
                       self.pick_actor, self.distance_actor, *self.axis_labels.values()):
             actor.SetVisibility(False)
             self.renderer.AddViewProp(actor)
@@ -417,6 +433,7 @@ class StructureViewer(QWidget):
         self.picked = [i for i in self.picked if i < len(self.scene.positions)]
         self._update_atoms()
         self._update_bonds()
+        self._update_polyhedra()
         self._update_cell()
         self._update_picks()
         self._update_legend()
@@ -705,6 +722,30 @@ class StructureViewer(QWidget):
         lines.GetPointData().SetActiveScalars("color")
         self.bond_line_data.ShallowCopy(lines)
 
+    def polyhedron_count(self) -> int:
+        """Number of coordination polyhedra drawn."""
+        return len(self.polyhedra) if self.polyhedra_box.isChecked() else 0
+
+    def _update_polyhedra(self) -> None:
+        self.polyhedra = coordination_polyhedra(self.scene) if self.polyhedra_box.isChecked() else []
+        points, triangles, colors = [], [], []
+        offset = 0
+        for centre, vertices, simplices in self.polyhedra:
+            points.append(vertices)
+            triangles.append(simplices + offset)
+            colors.append(np.tile(style(self.scene.symbols[centre]).rgb255, (len(vertices), 1)))
+            offset += len(vertices)
+        poly = _polydata(np.vstack(points) if points else np.zeros((0, 3)))
+        if triangles:
+            faces = np.vstack(triangles)
+            cells = vtkCellArray()
+            cells.SetData(numpy_to_vtk(np.arange(0, 3 * len(faces) + 1, 3, dtype=np.int64), deep=True),
+                          numpy_to_vtk(np.ascontiguousarray(faces, dtype=np.int64).reshape(-1), deep=True))
+            poly.SetPolys(cells)
+            _add_array(poly, "color", np.vstack(colors).astype(np.uint8))
+            poly.GetPointData().SetActiveScalars("color")
+        self.polyhedra_data.ShallowCopy(poly)
+
     def _update_cell(self) -> None:
         corners = self.scene.cell_corners()
         poly = _polydata(corners)
@@ -754,6 +795,7 @@ class StructureViewer(QWidget):
         self.bond_line_actor.SetVisibility(bonds and as_lines)
         self.renderer.SetUseFXAA(not self.interactive)
         self.cell_actor.SetVisibility(has and self.cell_box.isChecked())
+        self.polyhedra_actor.SetVisibility(has and self.polyhedron_count() > 0)
         for label in self.axis_labels.values():
             label.SetVisibility(has and self.cell_box.isChecked())
         self.label_actor.SetVisibility(has and self.labels_box.isChecked() and self.atom_count() <= MAX_LABELLED_ATOMS)

@@ -358,3 +358,26 @@ def test_draw_styles_space_filling_and_wireframe(qtbot, viewer, srtio3):
     assert viewer.pick_at(int(round(x)), int(round(y))) == 1
     with pytest.raises(ValueError, match="draw style must be one of"):
         viewer.set_draw_style("cartoon")
+
+
+def test_coordination_polyhedra_are_the_tio6_octahedra_not_the_sr_cages(srtio3):
+    from crystal_studio.gui.scene import coordination_polyhedra
+
+    scene = build_scene(srtio3, (2, 1, 1))
+    polyhedra = coordination_polyhedra(scene)
+    assert [scene.symbols[c] for c, _, _ in polyhedra] == ["Ti", "Ti"]  # Sr's 12-fold cages are left out
+    for centre, vertices, triangles in polyhedra:
+        assert len(vertices) == 6 and len(triangles) == 8  # an octahedron
+        assert np.linalg.norm(vertices - scene.positions[centre], axis=1) == pytest.approx([srtio3.lattice.a / 2] * 6)
+
+
+@needs_display
+def test_polyhedra_toggle_draws_translucent_octahedra(qtbot, viewer, srtio3):
+    viewer.set_structure(srtio3, "SrTiO3")
+    assert viewer.polyhedron_count() == 0 and not viewer.polyhedra_actor.GetVisibility()
+    viewer.polyhedra_box.trigger()
+    assert viewer.polyhedron_count() == 1 and viewer.polyhedra_actor.GetVisibility()
+    assert viewer.polyhedra_data.GetNumberOfPolys() == 8
+    pixels = viewer.image().reshape(-1, 3).astype(int)
+    ti = np.array(style("Ti").rgb255)
+    assert (np.abs(pixels - ti).sum(axis=1) < 60).sum() > 500  # the octahedron's faces, in Ti's colour
