@@ -233,3 +233,37 @@ def coordination_polyhedra(scene: Scene) -> list[tuple[int, np.ndarray, np.ndarr
             continue
         out.append((centre, vertices, hull.simplices.astype(int)))
     return out
+
+
+def lattice_plane(lattice: np.ndarray, hkl: tuple[int, int, int], supercell: tuple[int, int, int] = (1, 1, 1)) -> np.ndarray:
+    """Corners (k, 3) in Å, in order around the polygon, of the (hkl) lattice plane nearest the centre
+    of the drawn box (``supercell`` cells of ``lattice`` rows a, b, c): the plane h·x = n in fractional
+    coordinates of one cell, n the integer nearest h·(box centre). Raises ValueError for (000)."""
+    h = np.asarray(hkl, dtype=float)
+    if not h.any():
+        raise ValueError("(0 0 0) is not a lattice plane")
+    size = np.asarray(supercell, dtype=float)
+    level = float(np.round(h @ (size / 2)))
+    corners = np.array(list(itertools.product((0, 1), repeat=3)), dtype=float) * size
+    points = []
+    for a, b in CELL_EDGES:  # where the plane crosses each box edge
+        p, q = corners[a], corners[b]
+        fp, fq = h @ p - level, h @ q - level
+        if fp == fq:
+            if fp == 0:
+                points.extend([p, q])
+            continue
+        t = fp / (fp - fq)
+        if 0 <= t <= 1:
+            points.append(p + t * (q - p))
+    if len(points) < 3:
+        return np.zeros((0, 3))
+    cart = np.unique(np.round(np.array(points) @ lattice, 8), axis=0)
+    if len(cart) < 3:
+        return np.zeros((0, 3))
+    centre = cart.mean(axis=0)
+    normal = np.linalg.inv(lattice) @ h  # the reciprocal vector h a* + k b* + l c*
+    u = cart[0] - centre
+    v = np.cross(normal, u)
+    order = np.argsort(np.arctan2((cart - centre) @ v, (cart - centre) @ u))
+    return cart[order]

@@ -71,6 +71,7 @@ from crystal_studio.gui.scene import (
     Scene,
     build_scene,
     coordination_polyhedra,
+    lattice_plane,
     measure,
     pick_atom,
 )
@@ -147,6 +148,7 @@ class StructureViewer(QWidget):
         self.title = ""
         self.scene: Scene | None = None
         self.polyhedra: list[tuple[int, np.ndarray, np.ndarray]] = []  # (centre, vertices, triangles) drawn
+        self.lattice_planes: list[tuple[int, int, int]] = []  # Miller indices of the planes drawn
         self.bond_tolerance = DEFAULT_BOND_TOLERANCE
         self.picked: list[int] = []
         self._press_pos: tuple[float, float] | None = None  # widget position of a left press (Qt pixels)
@@ -236,6 +238,7 @@ class StructureViewer(QWidget):
                                 ("b", "View along b", lambda: self.view_along("b")),
                                 ("c", "View along c", lambda: self.view_along("c")),
                                 ("[uvw]…", "View along a lattice direction [u v w]", self.view_along_dialog),
+                                ("(hkl)…", "Show lattice planes (h k l)", self.lattice_planes_dialog),
                                 ("⟲", "Reset camera", self.reset_camera),
                                 ("PNG…", "Save image as PNG", self.save_png_dialog),
                                 ("Copy", "Copy the image to the clipboard", self.copy_image)):
@@ -263,7 +266,7 @@ class StructureViewer(QWidget):
         toolbar.setIconSize(QSize(16, 16))
         self.toolbar = toolbar
         hidden_when_compact = {id(w) for w in (self.tolerance_spin, self.labels_box, self.images_box, self.stubs_box,
-                                               self.ortho_box, *buttons[:4], *buttons[5:])}
+                                               self.ortho_box, *buttons[:5], *buttons[6:])}
         # widgets first: what does not fit goes into the » menu from the right, and a menu can list actions only
         groups = (self.supercell_spins, [self.cell_setting_combo, self.symprec_spin], [self.tolerance_spin],
                   [self.bonds_box, self.cell_box, self.labels_box, self.images_box, self.stubs_box, self.polyhedra_box,
@@ -387,10 +390,19 @@ class StructureViewer(QWidget):
         self.polyhedra_actor.GetProperty().SetOpacity(0.55)
         self.polyhedra_actor.GetProperty().EdgeVisibilityOn()
         self.polyhedra_actor.GetProperty().SetEdgeColor(0.25, 0.25, 0.25)
+        self.planes_data = vtkPolyData()  # lattice planes (hkl): translucent polygons across the box
+        planes_mapper = vtkPolyDataMapper()
+        planes_mapper.SetInputData(self.planes_data)
+        self.planes_actor = vtkActor()
+        self.planes_actor.SetMapper(planes_mapper)
+        self.planes_actor.GetProperty().SetColor(0.95, 0.75, 0.1)
+        self.planes_actor.GetProperty().SetOpacity(0.45)
+        self.planes_actor.GetProperty().LightingOff()
         self.distance_data = vtkPolyData()
         self.distance_actor = _line_actor(self.distance_data, (0.95, 0.6, 0.0), 4)
 
-        for actor in (self.atom_actor, self.bond_actor, self.bond_line_actor, self.polyhedra_actor, self.cell_actor,
+        for actor in (self.atom_actor, self.bond_actor, self.bond_line_actor, self.polyhedra_actor, self.planes_actor,
+                      self.cell_actor,
                       self.label_actor,
                       self.pick_actor, self.distance_actor, *self.axis_labels.values()):
             actor.SetVisibility(False)
@@ -434,6 +446,7 @@ class StructureViewer(QWidget):
         self._update_atoms()
         self._update_bonds()
         self._update_polyhedra()
+        self._update_planes()
         self._update_cell()
         self._update_picks()
         self._update_legend()
@@ -746,6 +759,41 @@ class StructureViewer(QWidget):
             poly.GetPointData().SetActiveScalars("color")
         self.polyhedra_data.ShallowCopy(poly)
 
+    def set_lattice_planes(self, planes: list[tuple[int, int, int]]) -> None:
+        """Draw the lattice planes ``planes`` (Miller indices; empty list: none) across the drawn box."""
+        for hkl in planes:
+            if len(hkl) != 3 or not any(hkl):
+                raise ValueError(f"({' '.join(map(str, hkl))}) is not a lattice plane")
+        self.lattice_planes = [tuple(int(i) for i in hkl) for hkl in planes]
+        self.rebuild()
+
+    def lattice_planes_dialog(self) -> None:
+        """Ask for Miller indices, e.g. '1 1 0; 1 1 1' (empty: remove the planes)."""
+        current = "; ".join(" ".join(map(str, hkl)) for hkl in self.lattice_planes)
+        text, ok = QInputDialog.getText(self, "Lattice planes", "Planes h k l, separated by ';' (empty: none):",
+                                        text=current)
+        if not ok:
+            return
+        try:
+            planes = [tuple(int(x) for x in part.replace(",", " ").split()) for part in text.split(";") if part.strip()]
+            self.set_lattice_planes(planes)
+        except ValueError as exc:
+            self.info.setText(f"Cannot draw those planes: {exc} (give three whole numbers per plane).")
+
+    def _update_planes(self) -> None:
+        polygons = [lattice_plane(self.scene.lattice, hkl, self.scene.supercell) for hkl in self.lattice_planes]
+        polygons = [p for p in polygons if len(p) >= 3]
+        poly = _polydata(np.vstack(polygons) if polygons else np.zeros((0, 3)))
+        cells = vtkCellArray()
+        start = 0
+        for polygon in polygons:
+            cells.InsertNextCell(len(polygon))
+            for k in range(len(polygon)):
+                cells.InsertCellPoint(start + k)
+            start += len(polygon)
+        poly.SetPolys(cells)
+        self.planes_data.ShallowCopy(poly)
+
     def _update_cell(self) -> None:
         corners = self.scene.cell_corners()
         poly = _polydata(corners)
@@ -796,6 +844,7 @@ class StructureViewer(QWidget):
         self.renderer.SetUseFXAA(not self.interactive)
         self.cell_actor.SetVisibility(has and self.cell_box.isChecked())
         self.polyhedra_actor.SetVisibility(has and self.polyhedron_count() > 0)
+        self.planes_actor.SetVisibility(has and self.planes_data.GetNumberOfPolys() > 0)
         for label in self.axis_labels.values():
             label.SetVisibility(has and self.cell_box.isChecked())
         self.label_actor.SetVisibility(has and self.labels_box.isChecked() and self.atom_count() <= MAX_LABELLED_ATOMS)

@@ -381,3 +381,33 @@ def test_polyhedra_toggle_draws_translucent_octahedra(qtbot, viewer, srtio3):
     pixels = viewer.image().reshape(-1, 3).astype(int)
     ti = np.array(style("Ti").rgb255)
     assert (np.abs(pixels - ti).sum(axis=1) < 60).sum() > 500  # the octahedron's faces, in Ti's colour
+
+
+def test_lattice_planes_cut_the_box_where_miller_indices_say():
+    from crystal_studio.gui.scene import lattice_plane
+
+    cubic = np.eye(3) * 4.0
+    square = lattice_plane(cubic, (2, 0, 0))
+    assert len(square) == 4 and set(np.round(square[:, 0], 6)) == {2.0}  # x = 1/2 of the cell
+    triangle = lattice_plane(cubic, (1, 1, 1))
+    assert len(triangle) == 3 and np.allclose(triangle.sum(axis=1), 8.0)  # x + y + z = 2 cells' worth
+    assert len(lattice_plane(cubic, (1, 1, 1), (2, 2, 2))) == 6  # through the centre of a 2×2×2 box: a hexagon
+    with pytest.raises(ValueError, match="not a lattice plane"):
+        lattice_plane(cubic, (0, 0, 0))
+
+
+@needs_display
+def test_viewer_draws_the_lattice_planes_asked_for(qtbot, viewer, srtio3, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    viewer.set_structure(srtio3, "SrTiO3")
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("1 1 0; 0 0 2", True))
+    [planes_action] = [a for a in viewer.view_actions if a.text() == "(hkl)…"]
+    planes_action.trigger()
+    assert viewer.lattice_planes == [(1, 1, 0), (0, 0, 2)]
+    assert viewer.planes_data.GetNumberOfPolys() == 2 and viewer.planes_actor.GetVisibility()
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("1 1", True))
+    planes_action.trigger()
+    assert "give three whole numbers" in viewer.info.text() and viewer.lattice_planes == [(1, 1, 0), (0, 0, 2)]
+    viewer.set_lattice_planes([])
+    assert not viewer.planes_actor.GetVisibility()
