@@ -333,16 +333,17 @@ def relax_work(project: Project, run_id: int, ids: list[int], device: str, fmax:
 
 
 def export_work(project: Project, run_id: int, folder: Path, fmt: str, ids: list[int] | None, relaxed: bool,
-                overwrite: bool = False):
-    """Export the run's successful candidates (``ids`` None) or the candidates ``ids``; existing files
-    are refused unless ``overwrite``."""
+                overwrite: bool = False, symmetrize: bool = False):
+    """Export the run's successful candidates (``ids`` None) or the candidates ``ids`` (CIFs in their
+    space-group setting when ``symmetrize``); existing files are refused unless ``overwrite``."""
 
     def work(progress: ProgressCallback, cancel: CancelToken):
         from crystal_studio.store.exporting import export_candidates
 
         try:
             return export_candidates(project, run_id, folder, fmt, only_success=ids is None, relaxed=relaxed,
-                                     progress=progress, cancel=cancel, candidate_ids=ids, overwrite=overwrite)
+                                     symmetrize=symmetrize, progress=progress, cancel=cancel, candidate_ids=ids,
+                                     overwrite=overwrite)
         finally:
             project.close()
 
@@ -492,6 +493,11 @@ class CandidatesPanel(QWidget):
         self.format_combo.addItems(list(EXPORT_FORMATS))
         self.export_relaxed_box = QCheckBox("relaxed where available")
         self.export_overwrite_box = QCheckBox("replace existing files")
+        self.export_symmetrize_box = QCheckBox("symmetrized CIF")
+        self.export_symmetrize_box.setToolTip("Write CIFs in their spglib space group (symmetry operations and "
+                                              "the asymmetric unit) instead of P1")
+        self.format_combo.currentTextChanged.connect(
+            lambda text: self.export_symmetrize_box.setEnabled(EXPORT_FORMATS.get(text) == "cif"))
         self.export_overwrite_box.setToolTip("Without this, an export that would replace a file writes nothing and "
                                              "names the file in the way")
         self.export_selected_button = QPushButton("Export selected…")
@@ -502,6 +508,7 @@ class CandidatesPanel(QWidget):
         export_row.addWidget(QLabel("Export as"))
         export_row.addWidget(self.format_combo)
         export_row.addWidget(self.export_relaxed_box)
+        export_row.addWidget(self.export_symmetrize_box)
         export_row.addWidget(self.export_overwrite_box)
         export_row.addStretch(1)
         export_row.addWidget(self.export_selected_button)
@@ -880,7 +887,8 @@ class CandidatesPanel(QWidget):
         what = f"{len(ids)} selected" if ids is not None else "the successful"
         self.export_job = self.jobs.start(f"Exporting {what} candidates",
                                           export_work(self.project, self.run_id, Path(folder), fmt, ids, relaxed,
-                                                      self.export_overwrite_box.isChecked()),
+                                                      self.export_overwrite_box.isChecked(),
+                                                      fmt == "cif" and self.export_symmetrize_box.isChecked()),
                                           self._exported)
         return self.export_job
 

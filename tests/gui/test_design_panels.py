@@ -211,6 +211,13 @@ def test_candidate_table_filters_and_flags_persist(qtbot, project, model_id, tmp
     job = panel.export_to(tmp_path / "sel", "cif", selected=True, relaxed=True)
     qtbot.waitUntil(lambda: not job.running, timeout=10000)
     assert sorted(p.name for p in panel.last_export) == sorted(f"{panel.record(i).formula}_c{i}.cif" for i in picked)
+    assert all("_symmetry_space_group_name_H-M   'P 1'" in p.read_text() for p in panel.last_export)
+    panel.export_symmetrize_box.setChecked(True)  # the same selection in its space-group setting
+    job = panel.export_to(tmp_path / "sym", "cif", selected=True)
+    qtbot.waitUntil(lambda: not job.running, timeout=10000)
+    assert all("'P 1'" not in p.read_text() for p in panel.last_export)
+    panel.format_combo.setCurrentText("POSCAR")
+    assert not panel.export_symmetrize_box.isEnabled()  # symmetry is written into CIFs only
 
 
 def test_live_scatter_shows_candidates_and_the_target_window(qtbot, project, model_id):
