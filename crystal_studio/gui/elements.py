@@ -72,10 +72,33 @@ def _scheme_colors(scheme: str) -> dict[str, list[int]]:
     return loadfn(Path(pymatgen.core.__file__).parent / "ElementColorSchemes.yaml")[scheme]
 
 
+_overrides: dict[str, dict[str, object]] = {}  # the user's colour ('#rrggbb') and radii (Å) per element
+
+
+def set_element_style(symbol: str, color: str | None = None, covalent_radius: float | None = None) -> None:
+    """Draw ``symbol`` with ``color`` ('#rrggbb') and/or ``covalent_radius`` (Å, which sizes its
+    ball-and-stick sphere and its bonds) instead of the scheme's, in every view from now on."""
+    changes: dict[str, object] = {}
+    if color is not None:
+        if len(color) != 7 or color[0] != "#" or any(c not in "0123456789abcdefABCDEF" for c in color[1:]):
+            raise ValueError(f"colour must be '#rrggbb', not {color!r}")
+        changes["color"] = color.lower()
+    if covalent_radius is not None:
+        if not 0.1 <= covalent_radius <= 5.0:
+            raise ValueError(f"radius must be within 0.1–5 Å, not {covalent_radius}")
+        changes["covalent_radius"] = float(covalent_radius)
+    _overrides.setdefault(symbol, {}).update(changes)
+
+
+def reset_element_styles() -> None:
+    """Forget every :func:`set_element_style` change."""
+    _overrides.clear()
+
+
 def style(symbol: str) -> ElementStyle:
-    """Style of ``symbol`` in the current colour scheme; unknown symbols (e.g. dummy species) get a
-    neutral pink sphere."""
+    """Style of ``symbol`` in the current colour scheme with the user's changes; unknown symbols (e.g.
+    dummy species) get a neutral pink sphere."""
     table = element_table(color_scheme())
-    if symbol in table:
-        return table[symbol]
-    return ElementStyle(symbol, 0, symbol, "#ff1493", 1.5, 1.5, 0, 0)
+    base = table[symbol] if symbol in table else ElementStyle(symbol, 0, symbol, "#ff1493", 1.5, 1.5, 0, 0)
+    changes = _overrides.get(symbol)
+    return replace(base, **changes) if changes else base

@@ -248,6 +248,9 @@ class StructureViewer(QWidget):
             buttons.append(action)
         self.view_actions = buttons
         self.colors_action = self._color_scheme_action()
+        self.elements_action = QAction("Elements…", self)
+        self.elements_action.setToolTip("Colour and radius of each element of this structure")
+        self.elements_action.triggered.connect(self.element_styles_dialog)
         self.draw_style = DRAW_STYLES[0]
         self.style_action = self._draw_style_action()
         self.legend = QLabel("")
@@ -270,7 +273,7 @@ class StructureViewer(QWidget):
         # widgets first: what does not fit goes into the » menu from the right, and a menu can list actions only
         groups = (self.supercell_spins, [self.cell_setting_combo, self.symprec_spin], [self.tolerance_spin],
                   [self.bonds_box, self.cell_box, self.labels_box, self.images_box, self.stubs_box, self.polyhedra_box,
-                   self.ortho_box, self.style_action, self.colors_action], buttons)
+                   self.ortho_box, self.style_action, self.colors_action, self.elements_action], buttons)
         for k, group in enumerate(groups):
             if k:
                 toolbar.addSeparator()
@@ -908,6 +911,23 @@ class StructureViewer(QWidget):
         if self.draw_style == "wireframe":
             return np.full(len(styles), WIREFRAME_ATOM_RADIUS)
         return np.array([ATOM_SCALE * s.covalent_radius for s in styles])
+
+    def element_styles_dialog(self):
+        """Open the per-element colour and radius dialog for the shown elements (returned for tests)."""
+        from crystal_studio.gui.element_styles import ElementStylesDialog
+
+        if self.scene is None:
+            return None
+        dialog = ElementStylesDialog(self.scene.symbols, StructureViewer.redraw_all, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    @staticmethod
+    def redraw_all() -> None:
+        """Rebuild every open viewer (after a change of element colours or radii)."""
+        for viewer in list(StructureViewer.open_viewers):
+            viewer.rebuild()
 
     def set_color_scheme(self, name: str) -> None:
         """Colour atoms by scheme ``name`` (see :data:`COLOR_SCHEMES`) in every open viewer."""

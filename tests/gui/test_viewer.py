@@ -411,3 +411,39 @@ def test_viewer_draws_the_lattice_planes_asked_for(qtbot, viewer, srtio3, monkey
     assert "give three whole numbers" in viewer.info.text() and viewer.lattice_planes == [(1, 1, 0), (0, 0, 2)]
     viewer.set_lattice_planes([])
     assert not viewer.planes_actor.GetVisibility()
+
+
+@needs_display
+def test_element_dialog_recolours_and_resizes_an_element_in_every_viewer(qtbot, viewer, srtio3):
+    from crystal_studio.gui.elements import reset_element_styles
+    from crystal_studio.gui.viewer import StructureViewer
+
+    other = StructureViewer()
+    qtbot.addWidget(other)
+    try:
+        viewer.set_structure(srtio3, "SrTiO3")
+        other.set_structure(srtio3, "SrTiO3")
+        bonds = viewer.bond_count()
+        dialog = viewer.element_styles_dialog()
+        qtbot.addWidget(dialog)
+        assert sorted(dialog.color_buttons) == ["O", "Sr", "Ti"]  # ordered by Z in the dialog
+        dialog.set_color("Ti", "#00ff00")
+        assert style("Ti").color == "#00ff00" and dialog.color_buttons["Ti"].text() == "#00ff00"
+        for view in (viewer, other):  # every open view redrawn
+            colors = vtk_colors(view)
+            assert tuple(colors[view.scene.symbols.index("Ti")]) == (0, 255, 0)
+        dialog.radius_spins["Ti"].setValue(0.5)  # a Ti that small bonds to no O
+        assert viewer.bond_count() == bonds - 6
+        dialog.restore_defaults()
+        assert viewer.bond_count() == bonds and style("Ti").color != "#00ff00"
+        with pytest.raises(ValueError, match="'#rrggbb'"):
+            dialog.set_color("Ti", "green")
+    finally:
+        reset_element_styles()
+        other.close_viewer()
+
+
+def vtk_colors(view):
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    return vtk_to_numpy(view.atom_data.GetPointData().GetArray("color"))
