@@ -1,8 +1,9 @@
-"""Per-element colour and radius dialog: the elements of the shown structure, each with a colour button
-and a radius box; changes redraw every open structure view (see :func:`gui.elements.set_element_style`)."""
+"""Dialogs for how elements are drawn: per-element colour and radius (every open view redraws, see
+:func:`gui.elements.set_element_style`) and the longest bond per element pair of one view."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 from PySide6.QtGui import QColor
@@ -88,3 +89,46 @@ class ElementStylesDialog(QDialog):
             spin.blockSignals(False)
             self._paint(symbol)
         self.redraw()
+
+
+AUTO_BOND = 0.0  # a pair's length box at this value: bonds follow the covalent radii + tolerance rule
+
+
+class BondLengthsDialog(QDialog):
+    """The longest bond (Å) of every element pair of ``symbols``; 'auto' keeps the radii rule and a
+    length under 0.1 Å draws no bonds for that pair. ``apply`` receives {(A, B): length} on each change."""
+
+    def __init__(self, symbols: list[str], lengths: dict[tuple[str, str], float],
+                 apply: Callable[[dict[tuple[str, str], float]], None], parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Bond lengths per element pair")
+        self.apply = apply
+        self.spins: dict[tuple[str, str], QDoubleSpinBox] = {}
+        elements = sorted(set(symbols), key=lambda s: style(s).Z)
+        grid = QGridLayout()
+        grid.addWidget(QLabel("<b>Pair</b>"), 0, 0)
+        grid.addWidget(QLabel("<b>Longest bond</b>"), 0, 1)
+        for row, (a, b) in enumerate(itertools.combinations_with_replacement(elements, 2), start=1):
+            pair = tuple(sorted((a, b)))
+            spin = QDoubleSpinBox()
+            spin.setRange(AUTO_BOND, 10.0)
+            spin.setDecimals(2)
+            spin.setSingleStep(0.05)
+            spin.setSuffix(" Å")
+            spin.setSpecialValueText("auto (radii)")
+            spin.setMinimumWidth(130)
+            spin.setToolTip(f"Longest {a}–{b} bond drawn; 'auto' follows the covalent radii, under 0.1 Å draws none")
+            spin.setValue(lengths.get(pair, AUTO_BOND))
+            spin.valueChanged.connect(lambda _value: self.apply(self.lengths()))
+            self.spins[pair] = spin
+            grid.addWidget(QLabel(f"{a}–{b}"), row, 0)
+            grid.addWidget(spin, row, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(grid)
+        layout.addWidget(buttons)
+
+    def lengths(self) -> dict[tuple[str, str], float]:
+        """The pairs given a length (not 'auto'), alphabetical symbol pair → Å."""
+        return {pair: spin.value() for pair, spin in self.spins.items() if spin.value() != AUTO_BOND}

@@ -55,7 +55,8 @@ CELL_EDGES = [(0, 1), (0, 2), (0, 4), (1, 3), (1, 5), (2, 3), (2, 6), (3, 7), (4
 
 
 def build_scene(structure: Structure, supercell: tuple[int, int, int] = (1, 1, 1), boundary_images: bool = True,
-                bonds: bool = True, bond_tolerance: float = DEFAULT_BOND_TOLERANCE, boundary_bonds: bool = True) -> Scene:
+                bonds: bool = True, bond_tolerance: float = DEFAULT_BOND_TOLERANCE, boundary_bonds: bool = True,
+                bond_lengths: dict[tuple[str, str], float] | None = None) -> Scene:
     """Expand ``structure`` into a drawable scene.
 
     ``supercell`` repeats the cell along a, b, c (each 1–5 in the GUI). With ``boundary_images`` an
@@ -63,7 +64,8 @@ def build_scene(structure: Structure, supercell: tuple[int, int, int] = (1, 1, 1
     corners, edges and faces of the box look complete. Two drawn atoms are bonded when their distance
     is at most the sum of their covalent radii plus ``bond_tolerance`` Å; with ``boundary_bonds`` a drawn
     atom bonded to a periodic image outside the box gets a half bond towards it, so atoms near the box
-    edges never float unbonded.
+    edges never float unbonded. ``bond_lengths`` sets the longest bond per element pair (see
+    :func:`periodic_bonds`).
     """
     n = np.asarray(supercell, dtype=int)
     if np.any(n < 1):
@@ -102,7 +104,7 @@ def build_scene(structure: Structure, supercell: tuple[int, int, int] = (1, 1, 1
     supercell_matrix = lattice * n[:, None]
     if bonds:
         bond_pairs, stub_atoms, stub_ends = periodic_bonds(positions, symbols, supercell_matrix, bond_tolerance,
-                                                           beyond_box=boundary_bonds)
+                                                           beyond_box=boundary_bonds, pair_lengths=bond_lengths)
     else:
         bond_pairs, stub_atoms, stub_ends = np.zeros((0, 2), dtype=int), np.zeros(0, dtype=int), np.zeros((0, 3))
     return Scene(positions, symbols, site, frac, image, bond_pairs, stub_atoms, stub_ends, lattice,
@@ -121,7 +123,8 @@ SAME_POINT = 1e-3  # Å: a periodic copy this close to a drawn atom is that atom
 
 
 def periodic_bonds(positions: np.ndarray, symbols: list[str], cell: np.ndarray,
-                   tolerance: float = DEFAULT_BOND_TOLERANCE, beyond_box: bool = True) -> tuple[
+                   tolerance: float = DEFAULT_BOND_TOLERANCE, beyond_box: bool = True,
+                   pair_lengths: dict[tuple[str, str], float] | None = None) -> tuple[
         np.ndarray, np.ndarray, np.ndarray]:
     """Bonds of the drawn atoms at ``positions`` (Å) in the periodic box with edge rows ``cell`` (Å).
 
@@ -129,14 +132,16 @@ def periodic_bonds(positions: np.ndarray, symbols: list[str], cell: np.ndarray,
     copy that is not drawn, the atom's index (K,) and the bond's midpoint (K, 3). Atoms are bonded when
     closer than the sum of their covalent radii plus ``tolerance`` Å; in compounds with non-metals,
     metal–metal pairs are not (otherwise the large covalent radii of e.g. Sr would draw Sr–Sr and
-    Sr–Ti sticks through an oxide).
+    Sr–Ti sticks through an oxide). ``pair_lengths`` replaces that rule for the element pairs it names
+    (alphabetical symbol pairs → longest bond in Å, as VESTA's bond table; 0 draws none).
     """
     empty = np.zeros((0, 2), dtype=int), np.zeros(0, dtype=int), np.zeros((0, 3))
     if not len(positions):
         return empty
     radii = np.array([style(s).covalent_radius for s in symbols])
     metal = np.array([_is_metal(s) for s in symbols])
-    cutoff = 2 * radii.max() + tolerance
+    pair_lengths = {tuple(sorted(pair)): float(length) for pair, length in (pair_lengths or {}).items()}
+    cutoff = max(2 * radii.max() + tolerance, *pair_lengths.values(), 0.0)
     shifts = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float) @ cell if beyond_box else np.zeros((1, 3))
     copies = (positions[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
     source = np.tile(np.arange(len(positions)), len(shifts))  # the drawn atom each copy repeats
@@ -150,9 +155,16 @@ def periodic_bonds(positions: np.ndarray, symbols: list[str], cell: np.ndarray,
     pairs = tree.sparse_distance_matrix(cKDTree(copies), cutoff, output_type="ndarray")
     i, k, d = pairs["i"], pairs["j"], pairs["v"]
     j = source[k]
-    keep = (d <= radii[i] + radii[j] + tolerance) & (d > MIN_BOND_LENGTH)
+    keep = d <= radii[i] + radii[j] + tolerance
     if not metal.all():
         keep &= ~(metal[i] & metal[j])
+    if pair_lengths:
+        names = np.array(symbols, dtype=object)
+        pairs = [tuple(sorted(p)) for p in zip(names[i], names[j], strict=True)]
+        ruled = np.array([pair in pair_lengths for pair in pairs], dtype=bool)
+        limit = np.array([pair_lengths.get(pair, 0.0) for pair in pairs])
+        keep = np.where(ruled, d <= limit, keep)
+    keep &= d > MIN_BOND_LENGTH
     i, k = i[keep], k[keep]
     inside = drawn[k] >= 0
     a, b = i[inside], drawn[k[inside]]

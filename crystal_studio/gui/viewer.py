@@ -251,6 +251,10 @@ class StructureViewer(QWidget):
         self.elements_action = QAction("Elements…", self)
         self.elements_action.setToolTip("Colour and radius of each element of this structure")
         self.elements_action.triggered.connect(self.element_styles_dialog)
+        self.bond_lengths: dict[tuple[str, str], float] = {}  # the user's longest bond per element pair, Å
+        self.bond_lengths_action = QAction("Bond lengths…", self)
+        self.bond_lengths_action.setToolTip("Longest bond drawn per element pair (as VESTA's bond table)")
+        self.bond_lengths_action.triggered.connect(self.bond_lengths_dialog)
         self.draw_style = DRAW_STYLES[0]
         self.style_action = self._draw_style_action()
         self.legend = QLabel("")
@@ -273,7 +277,8 @@ class StructureViewer(QWidget):
         # widgets first: what does not fit goes into the » menu from the right, and a menu can list actions only
         groups = (self.supercell_spins, [self.cell_setting_combo, self.symprec_spin], [self.tolerance_spin],
                   [self.bonds_box, self.cell_box, self.labels_box, self.images_box, self.stubs_box, self.polyhedra_box,
-                   self.ortho_box, self.style_action, self.colors_action, self.elements_action], buttons)
+                   self.ortho_box, self.style_action, self.colors_action, self.elements_action,
+                   self.bond_lengths_action], buttons)
         for k, group in enumerate(groups):
             if k:
                 toolbar.addSeparator()
@@ -444,7 +449,7 @@ class StructureViewer(QWidget):
         self.shown_structure = self._structure_in_setting()
         self.scene = build_scene(self.shown_structure, self.supercell, boundary_images=self.images_box.isChecked(),
                                  bonds=self.bonds_box.isChecked(), bond_tolerance=self.bond_tolerance,
-                                 boundary_bonds=self.stubs_box.isChecked())
+                                 boundary_bonds=self.stubs_box.isChecked(), bond_lengths=self.bond_lengths)
         self.picked = [i for i in self.picked if i < len(self.scene.positions)]
         self._update_atoms()
         self._update_bonds()
@@ -922,6 +927,22 @@ class StructureViewer(QWidget):
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
         return dialog
+
+    def bond_lengths_dialog(self):
+        """Open the per-pair bond length dialog for the shown elements (returned for tests)."""
+        from crystal_studio.gui.element_styles import BondLengthsDialog
+
+        if self.scene is None:
+            return None
+        dialog = BondLengthsDialog(self.scene.symbols, self.bond_lengths, self.set_bond_lengths, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def set_bond_lengths(self, lengths: dict[tuple[str, str], float]) -> None:
+        """Draw bonds of the element pairs in ``lengths`` up to their length (Å); other pairs by radii."""
+        self.bond_lengths = {tuple(sorted(pair)): float(length) for pair, length in lengths.items()}
+        self.rebuild()
 
     @staticmethod
     def redraw_all() -> None:

@@ -447,3 +447,20 @@ def vtk_colors(view):
     from vtkmodules.util.numpy_support import vtk_to_numpy
 
     return vtk_to_numpy(view.atom_data.GetPointData().GetArray("color"))
+
+
+@needs_display
+def test_bond_length_table_per_element_pair(qtbot, viewer, srtio3):
+    viewer.set_structure(srtio3, "SrTiO3")
+    assert viewer.bond_count() == 30
+    dialog = viewer.bond_lengths_dialog()
+    qtbot.addWidget(dialog)
+    assert sorted(dialog.spins) == [("O", "O"), ("O", "Sr"), ("O", "Ti"), ("Sr", "Sr"), ("Sr", "Ti"), ("Ti", "Ti")]
+    assert dialog.spins[("O", "Sr")].text() == "auto (radii)"
+    dialog.spins[("O", "Sr")].setValue(0.05)  # no Sr–O bonds: the TiO6 framework alone
+    assert viewer.bond_count() == 6 and viewer.bond_lengths == {("O", "Sr"): 0.05}
+    dialog.spins[("Sr", "Ti")].setValue(3.5)  # metal pairs bond when the user asks (Sr–Ti = a√3/2 = 3.38 Å)
+    assert viewer.bond_count() == 6 + 8
+    dialog.spins[("O", "Sr")].setValue(0.0)
+    dialog.spins[("Sr", "Ti")].setValue(0.0)
+    assert viewer.bond_count() == 30 and viewer.bond_lengths == {}
