@@ -56,12 +56,14 @@ CELL_EDGES = [(0, 1), (0, 2), (0, 4), (1, 3), (1, 5), (2, 3), (2, 6), (3, 7), (4
 
 def build_scene(structure: Structure, supercell: tuple[int, int, int] = (1, 1, 1), boundary_images: bool = True,
                 bonds: bool = True, bond_tolerance: float = DEFAULT_BOND_TOLERANCE, boundary_bonds: bool = True,
-                bond_lengths: dict[tuple[str, str], float] | None = None) -> Scene:
+                bond_lengths: dict[tuple[str, str], float] | None = None,
+                boundary: tuple[float, float] = (0.0, 1.0)) -> Scene:
     """Expand ``structure`` into a drawable scene.
 
-    ``supercell`` repeats the cell along a, b, c (each 1–5 in the GUI). With ``boundary_images`` an
-    atom on a face (fractional coordinate 0 along an axis) is also drawn on the opposite face, so
-    corners, edges and faces of the box look complete. Two drawn atoms are bonded when their distance
+    ``supercell`` repeats the cell along a, b, c (each 1–5 in the GUI). With ``boundary_images`` every
+    periodic copy within the ``boundary`` range (fractions of the drawn box along each axis, as
+    VESTA's boundary; the default [0, 1] draws atoms on a face also on the opposite face, so corners,
+    edges and faces of the box look complete) is drawn too. Two drawn atoms are bonded when their distance
     is at most the sum of their covalent radii plus ``bond_tolerance`` Å; with ``boundary_bonds`` a drawn
     atom bonded to a periodic image outside the box gets a half bond towards it, so atoms near the box
     edges never float unbonded. ``bond_lengths`` sets the longest bond per element pair (see
@@ -79,24 +81,18 @@ def build_scene(structure: Structure, supercell: tuple[int, int, int] = (1, 1, 1
     site = np.tile(np.arange(nsite), len(offsets))
     image = np.zeros(len(frac), dtype=bool)
     if boundary_images:
-        extra_frac, extra_site = [], []
-        on_face = base < BOUNDARY_EPS  # (nsite, 3)
-        for i in np.nonzero(on_face.any(axis=1))[0]:
-            axes = np.nonzero(on_face[i])[0]
-            for pattern in itertools.product((0, 1), repeat=len(axes)):
-                if not any(pattern):
-                    continue
-                moved = axes[np.asarray(pattern, dtype=bool)]
-                shift = np.zeros(3)
-                shift[moved] = n[moved]
-                # every copy of site i in the supercell lying on the zero faces of the moved axes
-                cells = offsets[np.all(offsets[:, moved] == 0, axis=1)]
-                extra_frac.append(base[i] + cells + shift)
-                extra_site.append(np.full(len(cells), i))
-        if extra_frac:
-            frac = np.vstack([frac, *extra_frac])
-            site = np.concatenate([site, *extra_site])
-            image = np.concatenate([image, np.ones(len(frac) - len(image), dtype=bool)])
+        lo, hi = boundary
+        if not lo <= 0 < 1 <= hi:
+            raise ValueError(f"boundary range must contain the box [0, 1], got [{lo:g}, {hi:g}]")
+        # every periodic copy within [lo, hi] of the drawn box along each axis, beyond the base copies
+        ranges = [range(int(np.floor(lo * k)) - 1, int(np.ceil(hi * k)) + 1) for k in n]
+        shifts = np.array(list(itertools.product(*ranges)), dtype=float)
+        shifts = shifts[~np.all((shifts >= 0) & (shifts < n), axis=1)]  # the base copies are already there
+        copies = (base[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
+        inside = np.all((copies >= lo * n - BOUNDARY_EPS) & (copies <= hi * n + BOUNDARY_EPS), axis=1)
+        frac = np.vstack([frac, copies[inside]])
+        site = np.concatenate([site, np.tile(np.arange(nsite), len(shifts))[inside]])
+        image = np.concatenate([image, np.ones(int(inside.sum()), dtype=bool)])
     lattice = np.array(structure.lattice.matrix, dtype=float)
     positions = frac @ lattice
     site_symbols = [s.specie.symbol if hasattr(s.specie, "symbol") else str(s.specie) for s in structure]

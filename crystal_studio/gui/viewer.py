@@ -255,6 +255,10 @@ class StructureViewer(QWidget):
         self.bond_lengths_action = QAction("Bond lengths…", self)
         self.bond_lengths_action.setToolTip("Longest bond drawn per element pair (as VESTA's bond table)")
         self.bond_lengths_action.triggered.connect(self.bond_lengths_dialog)
+        self.boundary = (0.0, 1.0)  # drawn range along each axis, in fractions of the drawn box
+        self.boundary_action = QAction("Range…", self)
+        self.boundary_action.setToolTip("Draw the atoms within a wider range than the cell, e.g. -0.1 to 1.1")
+        self.boundary_action.triggered.connect(self.boundary_dialog)
         self.draw_style = DRAW_STYLES[0]
         self.style_action = self._draw_style_action()
         self.legend = QLabel("")
@@ -278,7 +282,7 @@ class StructureViewer(QWidget):
         groups = (self.supercell_spins, [self.cell_setting_combo, self.symprec_spin], [self.tolerance_spin],
                   [self.bonds_box, self.cell_box, self.labels_box, self.images_box, self.stubs_box, self.polyhedra_box,
                    self.ortho_box, self.style_action, self.colors_action, self.elements_action,
-                   self.bond_lengths_action], buttons)
+                   self.bond_lengths_action, self.boundary_action], buttons)
         for k, group in enumerate(groups):
             if k:
                 toolbar.addSeparator()
@@ -449,7 +453,8 @@ class StructureViewer(QWidget):
         self.shown_structure = self._structure_in_setting()
         self.scene = build_scene(self.shown_structure, self.supercell, boundary_images=self.images_box.isChecked(),
                                  bonds=self.bonds_box.isChecked(), bond_tolerance=self.bond_tolerance,
-                                 boundary_bonds=self.stubs_box.isChecked(), bond_lengths=self.bond_lengths)
+                                 boundary_bonds=self.stubs_box.isChecked(), bond_lengths=self.bond_lengths,
+                                 boundary=self.boundary)
         self.picked = [i for i in self.picked if i < len(self.scene.positions)]
         self._update_atoms()
         self._update_bonds()
@@ -943,6 +948,29 @@ class StructureViewer(QWidget):
         """Draw bonds of the element pairs in ``lengths`` up to their length (Å); other pairs by radii."""
         self.bond_lengths = {tuple(sorted(pair)): float(length) for pair, length in lengths.items()}
         self.rebuild()
+
+    def set_boundary(self, lo: float, hi: float) -> None:
+        """Draw every atom within [lo, hi] of the drawn box along each axis (lo ≤ 0, hi ≥ 1; with
+        boundary atoms on)."""
+        if not (np.isfinite(lo) and np.isfinite(hi) and -1.0 <= lo <= 0.0 and 1.0 <= hi <= 2.0):
+            raise ValueError(f"range [{lo:g}, {hi:g}] must run from -1–0 to 1–2")
+        self.boundary = (float(lo), float(hi))
+        self.images_box.setChecked(True)  # the range is drawn with the boundary atoms
+        self.rebuild(reset_camera=True)
+
+    def boundary_dialog(self) -> None:
+        """Ask for the drawn range, e.g. '-0.1 1.1'."""
+        text, ok = QInputDialog.getText(self, "Boundary range", "Draw atoms from … to … (fractions of the box):",
+                                        text=f"{self.boundary[0]:g} {self.boundary[1]:g}")
+        if not ok:
+            return
+        try:
+            values = [float(x) for x in text.replace(",", " ").split()]
+            if len(values) != 2:
+                raise ValueError(f"'{text}': give two numbers")
+            self.set_boundary(*values)
+        except ValueError as exc:
+            self.info.setText(f"Cannot draw that range: {exc}.")
 
     @staticmethod
     def redraw_all() -> None:

@@ -464,3 +464,28 @@ def test_bond_length_table_per_element_pair(qtbot, viewer, srtio3):
     dialog.spins[("O", "Sr")].setValue(0.0)
     dialog.spins[("Sr", "Ti")].setValue(0.0)
     assert viewer.bond_count() == 30 and viewer.bond_lengths == {}
+
+
+def test_boundary_range_draws_the_atoms_just_outside_the_cell(srtio3):
+    wide = build_scene(srtio3, boundary=(-0.1, 1.1))
+    assert len(wide.positions) == 15  # SrTiO3 has no atom within 0.1 of a face but those on it
+    wider = build_scene(srtio3, boundary=(-0.5, 1.5))
+    frac = wider.frac
+    assert frac.min() == pytest.approx(-0.5) and frac.max() == pytest.approx(1.5)
+    assert Counter(wider.symbols)["Ti"] == 27  # body centres at -0.5, 0.5 and 1.5 along each axis
+    with pytest.raises(ValueError, match="must contain the box"):
+        build_scene(srtio3, boundary=(0.2, 1.0))
+
+
+@needs_display
+def test_viewer_boundary_range_dialog(qtbot, viewer, srtio3, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    viewer.set_structure(srtio3, "SrTiO3")
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("-0.5, 1.5", True))
+    viewer.boundary_action.trigger()
+    assert viewer.boundary == (-0.5, 1.5)
+    assert viewer.atom_count() == len(build_scene(srtio3, boundary=(-0.5, 1.5)).positions)
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("3 4", True))
+    viewer.boundary_action.trigger()
+    assert "must run from" in viewer.info.text() and viewer.boundary == (-0.5, 1.5)
