@@ -572,19 +572,7 @@ class StructureViewer(QWidget):
 
     def view_along(self, axis: str) -> None:
         """Look down the ``axis`` ('a', 'b' or 'c') lattice vector."""
-        if self.scene is None:
-            return
-        index = "abc".index(axis)
-        direction = self.scene.lattice[index] / np.linalg.norm(self.scene.lattice[index])
-        up_vector = self.scene.lattice[1 if index == 2 else 2]
-        center = self.scene.center
-        camera = self.renderer.GetActiveCamera()
-        camera.SetFocalPoint(*center)
-        camera.SetPosition(*(center + 50.0 * direction))
-        camera.SetViewUp(*(up_vector / np.linalg.norm(up_vector)))
-        camera.OrthogonalizeViewUp()
-        self._fit()
-        self.render()
+        self.view_along_direction(tuple(float(axis == name) for name in "abc"))
 
     def view_along_direction(self, uvw: tuple[float, float, float]) -> None:
         """Look down the lattice direction [u v w] = u a + v b + w c (at least one index non-zero)."""
