@@ -138,21 +138,32 @@ def standard_cell(structure: Structure, setting: str, symprec: float = SYMPREC) 
 
 
 NEIGHBOUR_SEARCH_RADIUS = 3.0  # Å; first radius searched for the closest pair, doubled until one is found
+PAIRWISE_MAX_SITES = 256  # up to this many atoms the closest pair is found from all minimum-image pairs
 
 
 def min_periodic_distance(structure: Structure) -> float:
     """Smallest distance (Å) between two atoms, periodic images included (an atom and its own image
     count: a one-atom cell gives its shortest lattice vector).
 
-    Found with pymatgen's neighbour list on the LLL-reduced cell, so the work grows with the number of
-    atoms, not its square, and a skewed cell neither hides a short image nor multiplies the images
-    searched. The radius starts at :data:`NEIGHBOUR_SEARCH_RADIUS` and never exceeds the shortest
-    reduced lattice vector, where a pair always exists.
+    Works on the LLL-reduced cell, so a skewed cell neither hides a short image nor multiplies the images
+    searched. Up to :data:`PAIRWISE_MAX_SITES` atoms every minimum-image pair is measured (memory
+    ~ N² · 27 images); larger cells use pymatgen's neighbour list, whose work grows with the number of
+    atoms, not its square. (The neighbour list bins the whole cell in boxes of the search radius, so a
+    small cell that is a needle or a sheet — 0.6 × 10⁴ × 10⁴ Å took a minute, 10⁻⁷ Å ran out of
+    memory — would be slow; the pairwise search is not.) The neighbour-list radius starts at
+    :data:`NEIGHBOUR_SEARCH_RADIUS` and never exceeds the shortest reduced lattice vector, where a pair
+    always exists.
     """
     if structure.lattice.volume <= 0:
         return 0.0
     reduced = structure.get_reduced_structure("LLL")
     shortest = float(min(reduced.lattice.abc))  # every atom has its own image this far away
+    if len(reduced) <= PAIRWISE_MAX_SITES:
+        if len(reduced) == 1:
+            return shortest
+        distances = reduced.lattice.get_all_distances(reduced.frac_coords, reduced.frac_coords)
+        np.fill_diagonal(distances, np.inf)
+        return float(min(distances.min(), shortest))
     radius = min(NEIGHBOUR_SEARCH_RADIUS, shortest)
     while True:
         distances = reduced.get_neighbor_list(radius, numerical_tol=1e-8)[3]
