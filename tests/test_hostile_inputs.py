@@ -136,6 +136,24 @@ def test_closest_atoms_come_from_a_neighbour_list():
     assert cs.min_periodic_distance(big) == pytest.approx(2.5)
 
 
+def cell_cif(a: float, b: float, c: float) -> str:
+    """A CsCl-like two-atom CIF in an a × b × c Å orthorhombic cell."""
+    return (f"data_cell\n_cell_length_a {a}\n_cell_length_b {b}\n_cell_length_c {c}\n_cell_angle_alpha 90\n"
+            "_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'P 1'\nloop_\n"
+            "_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n"
+            "Cs1 Cs 0 0 0\nCl1 Cl 0.5 0.5 0.5\n")
+
+
+def test_needle_cells_are_rejected_and_sheets_measured_pairwise(tmp_path):
+    # found by tests/test_fuzz.py: a 1e-7 Å lattice vector ran the neighbour list out of memory
+    (tmp_path / "needle.cif").write_text(cell_cif(1e-7, 4, 4))
+    (tmp_path / "sheet.cif").write_text(cell_cif(0.6, 1e4, 1e4))  # took 57 s with the neighbour list
+    records, issues = read_structures([tmp_path / "needle.cif", tmp_path / "sheet.cif"])
+    assert [i.reason for i in issues] == ["shortest lattice vector is 1e-07 Å (after reduction), under the 0.1 Å "
+                                          "of any crystal cell: every atom would sit on its own periodic image"]
+    assert len(records) == 1 and records[0].info.min_distance == pytest.approx(0.6)  # each atom's own image
+
+
 def test_one_record_failing_unexpectedly_never_aborts_the_import(monkeypatch):
     real = cs.spacegroup
 

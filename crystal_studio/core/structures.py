@@ -22,6 +22,7 @@ SYMPREC = 0.01  # Å
 ANGLE_TOLERANCE = 5.0  # degrees
 MIN_DISTANCE = 0.5  # Å; closer atoms make a structure physically invalid
 MAX_CELL_EDGE = 1e4  # Å; longer lattice vectors are not a crystal cell (and overflow volumes, densities)
+MIN_CELL_EDGE = 0.1  # Å; a shorter reduced lattice vector puts every atom on top of its own periodic image
 _AVOGADRO_FACTOR = 1.66053906660  # (g/mol)/Å³ -> g/cm³
 
 _MASS = {el.Z: float(el.atomic_mass) for el in Element}
@@ -203,7 +204,8 @@ def check_structure(structure: Structure, ordered_approximation: bool = False) -
     """Return a structure fit for storing, or raise ValueError with the reason.
 
     Rejects NaN/inf lattice or coordinates, lattice vectors longer than :data:`MAX_CELL_EDGE`, zero or
-    negative cell volume and partial occupancies
+    negative cell volume, cells whose shortest LLL-reduced vector is under :data:`MIN_CELL_EDGE` and partial
+    occupancies
     (unless ``ordered_approximation``: then each site keeps its majority species and sites less than
     half occupied are dropped).
     """
@@ -220,6 +222,10 @@ def check_structure(structure: Structure, ordered_approximation: bool = False) -
         raise ValueError(f"cell volume is {det:.4g} Å³ (must be positive)")
     if len(structure) == 0:
         raise ValueError("structure has no atoms")
+    shortest = float(min(structure.lattice.get_lll_reduced_lattice().abc))
+    if shortest < MIN_CELL_EDGE:
+        raise ValueError(f"shortest lattice vector is {shortest:.3g} Å (after reduction), under the {MIN_CELL_EDGE:g} Å "
+                         "of any crystal cell: every atom would sit on its own periodic image")
     if structure.is_ordered:
         return structure
     disordered = [i for i, site in enumerate(structure) if not site.is_ordered]
