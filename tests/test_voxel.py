@@ -246,3 +246,66 @@ def test_condition_decile_is_only_for_voxel_vaes_on_the_command_line(design_proj
     done = subprocess.run([sys.executable, "-m", "crystal_studio", "sample", path, "--model", str(vae_id), "--n", "2",
                            "--condition-decile", "3", "--device", "cpu"], capture_output=True, text=True)
     assert done.returncode == 2 and "decile" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, "-m", "crystal_studio", "sample", path, "--model", str(vae_id), "--n", "2",
+                           "--target-model", "1", "--device", "cpu"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--target-model applies to voxel VAEs only" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def formation_predictor(voxel_project):
+    """An untrained formation-energy GNN stored in the voxel project (its predictions only need to exist)."""
+    from crystal_studio.ml.models.gnn import GNNConfig
+    from crystal_studio.ml.predictor import CrystalPredictor, save_predictor
+
+    project, _ = voxel_project
+    torch.manual_seed(0)
+    predictor = CrystalPredictor(GNNConfig(n_targets=1, hidden=8, layers=1, n_gaussians=8),
+                                 ["formation_energy_per_atom"], members=2)
+    predictor.set_normalization([-0.3], [0.2])
+    return save_predictor(project, predictor, "tiny Ef", metrics={}, dataset_id=project.dataset_id("syn"))
+
+
+@pytest.mark.parametrize("within", [0.2, 9.0])
+def test_the_within_target_stage_judges_each_novel_draw_by_the_predictor(voxel_project, formation_predictor,
+                                                                         within, monkeypatch):
+    """The paper's stage: each draw that is not in the training set is predicted and kept when within the
+    tolerance of its decile's median; the stored documents carry the verdict the funnel counted. The tiny
+    model decodes no valid crystal, so its decoder is replaced by one returning fresh synthetic crystals
+    (the training set's stoichiometries, not its structures)."""
+    from crystal_studio.design.sampling import VOXEL_TARGET_FUNNEL, sample_model
+    from crystal_studio.ml.models.voxel_vae import VoxelGenerator
+    from crystal_studio.store import candidates as candidate_store
+    from tests.ml_synthetic import synthetic_crystals
+
+    fresh = [structure for structure, _ in synthetic_crystals(40, seed=77)]
+    monkeypatch.setattr(VoxelGenerator, "decode", lambda self, z, conditions: (fresh[:len(z)], [None] * len(z)))
+    project, result = voxel_project
+    summary = sample_model(project, result.model_id, 40, seed=4, device="cpu", target_model=formation_predictor,
+                           within=within)
+    funnel = summary.funnel
+    assert tuple(funnel) == VOXEL_TARGET_FUNNEL and funnel["not_in_training_set"] > 0, funnel
+    counts = list(funnel.values())
+    assert all(a >= b for a, b in zip(counts, counts[1:], strict=False))
+    judged = [c.evaluation for c in candidate_store.list_candidates(project, summary.run_id)
+              if "target" in c.evaluation]
+    assert len(judged) == funnel["not_in_training_set"]
+    for doc in judged:
+        value = doc["properties"]["formation_energy_per_atom"]
+        assert doc["target"]["ok"] == (abs(value - doc["target"]["value"]) <= within * abs(doc["target"]["value"]))
+    assert sum(d["target"]["ok"] for d in judged) == funnel["within_target"]
+    if within == 9.0:  # a loose tolerance keeps every judged draw (synthetic Ef medians are far from 0)
+        assert funnel["within_target"] == funnel["not_in_training_set"]
+
+
+def test_the_target_stage_needs_a_predictor_of_the_condition(voxel_project, design_project):
+    from crystal_studio.core.errors import CrystalStudioError
+    from crystal_studio.design.sampling import sample_model
+
+    project, result = voxel_project
+    with pytest.raises(CrystalStudioError, match="not a property predictor"):
+        sample_model(project, result.model_id, 4, device="cpu", target_model=result.model_id)
+    with pytest.raises(CrystalStudioError, match="fraction"):
+        sample_model(project, result.model_id, 4, device="cpu", target_model=result.model_id, within=float("nan"))
+    other, _, vae_id = design_project
+    with pytest.raises(CrystalStudioError, match="voxel VAEs only"):
+        sample_model(other, vae_id, 4, device="cpu", target_model=1)

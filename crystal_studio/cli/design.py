@@ -195,6 +195,11 @@ def sample(
         "--class", help="Only this decomposition class (1: on the dataset hull, 2: two products, ...).")] = None,
     condition_decile: Annotated[int | None, typer.Option(
         help="Voxel VAEs: condition the draws on this decile (1-10) of the model's conditioning property.")] = None,
+    target_model: Annotated[int | None, typer.Option(
+        help="Voxel VAEs: a predictor of the conditioning property; adds the funnel stage 'within --within of "
+             "the target' (the base's value with --around, else the decile's median).")] = None,
+    within: Annotated[float, typer.Option(
+        help="With --target-model: the allowed deviation from the target, as a fraction (0.2 = 20 %).")] = 0.2,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
@@ -205,7 +210,7 @@ def sample(
     proj = open_project(project)
     summary = run_with_progress("sampling", lambda progress, cancel: sample_model(
         proj, model, n, seed, around, sigma, decomposition_class, device, progress, cancel,
-        condition_decile=condition_decile))
+        condition_decile=condition_decile, target_model=target_model, within=within))
     doc = summary.as_json()
     if json_out:
         emit_json(doc)

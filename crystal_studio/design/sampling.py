@@ -32,10 +32,12 @@ peaks, then count the funnel of the paper
     sampled → decoded (a Structure) → structurally valid → same stoichiometry (the base structure's
     with ``around``, else one of the training set's; stoichiometry = the sorted amounts of the reduced
     formula, e.g. 1:1:3) → not in the training set (no training structure of its reduced formula
-    matches) → unique (StructureMatcher within the set)
+    matches) → [within target] → unique (StructureMatcher within the set)
 
-The paper's stage "within 20 % of the target property" needs a predictor and is not part of this
-funnel. Every decoded crystal is stored as a candidate; ``success`` means it survived the whole funnel.
+The paper's stage *within target* applies when a property predictor (``target_model``) is given: the
+predicted condition property must lie within ``within`` (a fraction, default 0.2) of the draw's target
+— the base structure's value with ``around``, else the median value of the model's dataset in the
+draw's decile. Every decoded crystal is stored as a candidate; ``success`` means it survived the whole funnel.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from crystal_studio.store.project import Project, StructureQuery
 FUNNEL = ("sampled", "decoded", "compositionally_valid", "unique", "novel")
 CRYSTAL_FUNNEL = ("sampled", "decoded", "structurally_valid", "compositionally_valid", "unique", "novel")
 VOXEL_FUNNEL = ("sampled", "decoded", "structurally_valid", "same_stoichiometry", "not_in_training_set", "unique")
+VOXEL_TARGET_FUNNEL = VOXEL_FUNNEL[:-1] + ("within_target", "unique")  # with a target predictor
 SAMPLE_BATCH = 2048  # formulas decoded per step (progress and cancellation between steps)
 
 
@@ -85,7 +88,8 @@ class SampleSummary:
 def sample_model(project: Project, model_id: int, n: int, seed: int = 0, around: int | None = None,
                  sigma: float = 1.0, decomposition_class: int | None = None, device: str = "auto",
                  progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
-                 condition_decile: int | None = None) -> SampleSummary:
+                 condition_decile: int | None = None, target_model: int | None = None,
+                 within: float = 0.2) -> SampleSummary:
     """Draw ``n`` samples from generative model ``model_id`` and store them as a ``sampling`` run:
     formulas from a composition VAE, crystals (as candidates) from a crystal VAE.
 
@@ -93,7 +97,9 @@ def sample_model(project: Project, model_id: int, n: int, seed: int = 0, around:
     (spread ``sigma``); ``decomposition_class`` (composition VAEs only): draw only this class (1 = on
     the hull, 2 = two products, ...), else the training frequencies; ``condition_decile`` (voxel VAEs
     only): condition every draw on this decile (1..K) of the model's condition property, else the base
-    structure's own decile with ``around``, else a uniformly drawn decile per draw.
+    structure's own decile with ``around``, else a uniformly drawn decile per draw; ``target_model``
+    (voxel VAEs only): a predictor of the condition property that adds the funnel stage "within
+    ``within`` (fraction) of the target" (see the module docstring).
     """
     import torch
 
@@ -114,6 +120,10 @@ def sample_model(project: Project, model_id: int, n: int, seed: int = 0, around:
                                  "a crystal_vae or a voxel_vae")
     if condition_decile is not None and record.kind != "voxel_vae":
         raise CrystalStudioError("--condition-decile applies to voxel VAEs only")
+    if target_model is not None and record.kind != "voxel_vae":
+        raise CrystalStudioError("--target-model applies to voxel VAEs only")
+    if not 0 < within < 10:
+        raise CrystalStudioError(f"--within must be a fraction above 0 and below 10 (got {within})")
     from crystal_studio.ml.kinds import get_kind
 
     torch_device = resolve_device(device)
@@ -121,7 +131,7 @@ def sample_model(project: Project, model_id: int, n: int, seed: int = 0, around:
         if decomposition_class is not None:
             raise CrystalStudioError("--class applies to composition VAEs only")
         return _sample_voxels(project, record, n, seed, around, sigma, condition_decile, torch_device, progress,
-                              cancel)
+                              cancel, target_model, within)
     if record.kind == "crystal_vae":
         if decomposition_class is not None:
             raise CrystalStudioError("--class applies to composition VAEs only")
@@ -324,7 +334,7 @@ def stoichiometry(composition) -> tuple[int, ...]:
 
 def _sample_voxels(project: Project, record, n: int, seed: int, around: int | None, sigma: float,
                    condition_decile: int | None, torch_device, progress: ProgressCallback,
-                   cancel: CancelToken) -> SampleSummary:
+                   cancel: CancelToken, target_model: int | None, within: float) -> SampleSummary:
     """The voxel-VAE branch of :func:`sample_model` (see the module docstring)."""
     import math
 
@@ -358,9 +368,15 @@ def _sample_voxels(project: Project, record, n: int, seed: int, around: int | No
         base_condition = (model.conditions(torch.tensor([decile], device=torch_device)) if decile is not None
                           else torch.zeros((1, n_conditions), device=torch_device))
         center = model.encode_structures([base], base_condition)
+    target = None
+    if target_model is not None:
+        target = _TargetStage(project, record, model, target_model, within, torch_device,
+                              base_value=None if around is None else
+                              project.properties_of([around]).get(around, {}).get(condition, math.nan))
     parameters = {"model_id": record.id, "kind": record.kind, "n": n, "seed": seed, "around": around,
                   "sigma": sigma, "condition": condition, "condition_decile": condition_decile,
-                  "dataset": record.dataset}
+                  "dataset": record.dataset, "target_model": target_model,
+                  "within": within if target_model is not None else None}
     run_id = model_store.create_run(project, "sampling", parameters, seed, str(torch_device), package_versions())
     model_store.announce_run(run_id, progress)
     with model_store.guarded_run(project, run_id):
@@ -386,19 +402,83 @@ def _sample_voxels(project: Project, record, n: int, seed: int, around: int | No
                 drawn.append((structure, reason, z[j].tolist(), chosen))
             progress(ProgressEvent(len(drawn), n, f"sampled {len(drawn)} of {n}"))
         origin = "prior N(0, I)" if around is None else f"around structure {around} (σ {sigma:g})"
-        summary, items = _voxel_funnel(project, record.dataset, drawn, base, condition, origin, progress, cancel)
+        summary, items = _voxel_funnel(project, record.dataset, drawn, base, condition, origin, progress, cancel,
+                                       target)
         from crystal_studio.store.candidates import add_candidates
 
         f = summary["funnel"]
+        stage = f", {f['within_target']} within {within:.0%} of the target" if target is not None else ""
         add_candidates(project, run_id, items,
                        complete_run=f"{f['structurally_valid']} of {n} crystals structurally valid, "
                                     f"{f['same_stoichiometry']} of the same stoichiometry, "
-                                    f"{f['not_in_training_set']} not in the training set, {f['unique']} unique")
+                                    f"{f['not_in_training_set']} not in the training set{stage}, {f['unique']} unique")
     return SampleSummary(run_id=run_id, model_id=record.id, n=n, **summary)
 
 
+class _TargetStage:
+    """The funnel stage "within ``within`` of the target": a stored predictor of the voxel VAE's
+    condition property, and each draw's target value (the base structure's value when sampling around
+    one, else the median value of the model's dataset in the draw's decile)."""
+
+    def __init__(self, project: Project, record, model, target_model: int, within: float, torch_device,
+                 base_value: float | None):
+        import math
+
+        from crystal_studio.ml.predictor import load_predictor
+
+        self.condition = record.normalization.get("condition", "none")
+        if not model.config.n_conditions:
+            raise CrystalStudioError(f"model {record.id} is unconditioned: it has no target property for "
+                                     "--target-model to check")
+        self.model_id, self.within = target_model, within
+        _, self.predictor = load_predictor(project, target_model, torch_device)
+        if self.condition not in self.predictor.targets:
+            raise CrystalStudioError(f"model {target_model} does not predict {self.condition}, the property model "
+                                     f"{record.id} is conditioned on (it predicts {', '.join(self.predictor.targets)})")
+        if base_value is not None and not math.isfinite(base_value):
+            raise CrystalStudioError(f"the base structure has no {self.condition} value, so draws around it have no "
+                                     "target for --target-model")
+        self.base_value = base_value
+        values = np.array([v for _, v in project.property_values(self.condition, StructureQuery(dataset=record.dataset))
+                           if math.isfinite(v)])
+        decile = np.searchsorted(model.decile_edges.cpu().numpy(), values, side="right")
+        self.decile_medians = {int(k): float(np.median(values[decile == k])) for k in np.unique(decile)}
+
+    def target_of(self, decile: int | None) -> float | None:
+        """The target value of a draw under ``decile`` (counted from 1; None: no condition)."""
+        if self.base_value is not None:
+            return self.base_value
+        return None if decile is None else self.decile_medians.get(decile - 1)
+
+    def judge(self, structures: list, docs: list[dict], indices: list[int]) -> list[int]:
+        """Predict the condition property of ``indices`` and record it with the target on their
+        documents; the indices within the tolerance."""
+        from crystal_studio.ml.elements import unsupported_elements
+        from crystal_studio.ml.predictor import predict_structures
+
+        covered = [i for i in indices if not unsupported_elements(str(e) for e in structures[i].composition.elements)]
+        kept = []
+        if covered:
+            column = self.predictor.targets.index(self.condition)
+            mean, std = predict_structures(self.predictor, [structures[i] for i in covered])
+            for i, m, d in zip(covered, mean[:, column], std[:, column], strict=True):
+                target = self.target_of(docs[i]["condition_decile"])
+                ok = target is not None and abs(float(m) - target) <= self.within * abs(target)
+                docs[i]["properties"] = {**docs[i]["properties"], self.condition: float(m)}
+                docs[i]["property_std"] = {**docs[i]["property_std"], self.condition: float(d)}
+                docs[i].update(target={"property": self.condition, "value": target, "within": self.within,
+                                       "model_id": self.model_id, "ok": ok})
+                docs[i]["criteria"]["within_target"] = ok
+                if ok:
+                    kept.append(i)
+        for i in set(indices) - set(covered):
+            docs[i]["criteria"]["within_target"] = False
+        return kept
+
+
 def _voxel_funnel(project: Project, dataset: str | None, drawn: list, base, condition: str, origin: str,
-                  progress: ProgressCallback, cancel: CancelToken) -> tuple[dict, list]:
+                  progress: ProgressCallback, cancel: CancelToken,
+                  target: _TargetStage | None = None) -> tuple[dict, list]:
     """The voxel-VAE funnel (see the module docstring): summary and (structure, evaluation JSON) candidates."""
     n = len(drawn)
     failures = Counter(r for s, r, _, _ in drawn if s is None)
@@ -424,18 +504,22 @@ def _voxel_funnel(project: Project, dataset: str | None, drawn: list, base, cond
         docs[i]["in_training_set"], docs[i]["novel"] = known, not known
         if not known:
             outside.append(i)
-    unique = checker.mark_unique(structures, docs, outside)
+    on_target = outside if target is None else target.judge(structures, docs, outside)
+    unique = checker.mark_unique(structures, docs, on_target)
     for i in unique:
         docs[i]["success"] = True
     n_valid = sum(d["valid"] for d in docs)
     n_unique = len(unique)
     funnel = {"sampled": n, "decoded": len(docs), "structurally_valid": n_valid,
-              "same_stoichiometry": len(candidates), "not_in_training_set": len(outside), "unique": n_unique}
+              "same_stoichiometry": len(candidates), "not_in_training_set": len(outside)}
+    if target is not None:
+        funnel["within_target"] = len(on_target)
+    funnel["unique"] = n_unique
     histogram = Counter(len(s.composition.elements) for s, d in zip(structures, docs, strict=True) if d["valid"])
     return {
         "validity": n_valid / n,
         "compositional_validity": sum(d["compositionally_valid"] for d in docs) / n,
-        "unique_rate": n_unique / max(len(outside), 1),
+        "unique_rate": n_unique / max(len(on_target), 1),
         "novel_rate": len(outside) / max(len(candidates), 1),
         "funnel": funnel,
         "element_count_histogram": dict(sorted(histogram.items())),
