@@ -10,8 +10,6 @@ data) runs as a :class:`~crystal_studio.gui.jobs.Job`.
 from __future__ import annotations
 
 import os
-import platform
-from importlib import metadata
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
@@ -29,7 +27,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from crystal_studio import __version__
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback
 from crystal_studio.gui.candidates_panel import CandidatesPanel
@@ -79,21 +76,6 @@ def create_project_work(path: Path):
         return project.path
 
     return work
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Crystal Studio and the libraries it stands on (without importing torch)."""
-    import PySide6
-    from vtkmodules.vtkCommonCore import vtkVersion
-
-    versions = {"Crystal Studio": __version__, "Python": platform.python_version(),
-                "Qt / PySide6": PySide6.__version__, "VTK": vtkVersion.GetVTKVersion()}
-    for dist in ("pyqtgraph", "pymatgen", "numpy", "torch", "chgnet", "botorch"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    return versions
 
 
 def detect_devices(_progress: ProgressCallback, _cancel: CancelToken) -> dict:
@@ -594,10 +576,11 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------- help
 
     def show_about(self) -> None:
-        versions = "".join(f"<tr><td>{k}</td><td>&nbsp;{v}</td></tr>" for k, v in package_versions().items())
-        QMessageBox.about(self, "About Crystal Studio",
-                          "<h3>Crystal Studio</h3><p>Data-driven inverse design of inorganic crystals.</p>"
-                          f"<table>{versions}</table>")
+        from crystal_studio.gui.about import AboutDialog
+
+        dialog = AboutDialog(self, self.jobs)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
 
     def shortcut_lines(self) -> list[tuple[str, str]]:
         """(action, key) for every menu action with a shortcut, plus the viewer's mouse controls."""
