@@ -72,7 +72,7 @@ from crystal_studio.gui.combos import refill_combo
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, LiveCurves, LiveJobMixin
 from crystal_studio.gui.periodic_table import ElementFilterButton
-from crystal_studio.ml.kinds import KINDS
+from crystal_studio.ml.kinds import KINDS, PREDICTOR_KINDS
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
 
@@ -165,7 +165,9 @@ def build_result(project: Project, run_id: int, progress: ProgressCallback, canc
     crystals = p.get("kind", "composition_vae") in CRYSTAL_GENERATOR_KINDS
     progress(ProgressEvent(0, 3, "reading the sampled formulas"))
     if crystals:
-        rows, stored_funnel = _crystal_rows(project, run_id, int(p.get("n", 0)), cancel)
+        rows, stored_funnel = _crystal_rows(project, run_id, int(p.get("n", 0)), cancel,
+                                            voxels=p.get("kind") == "voxel_vae",
+                                            targeted=p.get("target_model") is not None)
         funnel = funnel or stored_funnel
     else:
         rows = _formula_rows(project, run_id, cancel)
@@ -224,27 +226,39 @@ def _formula_rows(project: Project, run_id: int, cancel: CancelToken) -> list[Sa
     return rows
 
 
-def _crystal_rows(project: Project, run_id: int, n: int, cancel: CancelToken) -> tuple[list[SampleRow], dict]:
+def _crystal_rows(project: Project, run_id: int, n: int, cancel: CancelToken, voxels: bool = False,
+                  targeted: bool = False) -> tuple[list[SampleRow], dict]:
     """The formulas of a crystal model's structurally valid draws (its stored candidates), one row per
     formula (count of draws, compositional validity, novel when any of its unique crystals is), and
-    the run's funnel recounted from the candidates' checks (``n``: the draws)."""
+    the run's funnel recounted from the candidates' checks (``n``: the draws): the crystal VAE's stages,
+    or with ``voxels`` the voxel VAE's (``targeted``: with the within-target stage)."""
     from pymatgen.core import Composition
 
+    from crystal_studio.design.sampling import CRYSTAL_FUNNEL, VOXEL_FUNNEL, VOXEL_TARGET_FUNNEL
     from crystal_studio.store.candidates import list_candidates
 
+    stages = (VOXEL_TARGET_FUNNEL if targeted else VOXEL_FUNNEL) if voxels else CRYSTAL_FUNNEL
     grouped: dict[str, list[dict]] = {}
-    funnel = dict.fromkeys(("decoded", "structurally_valid", "compositionally_valid", "unique", "novel"), 0)
+    funnel = dict.fromkeys(stages[1:], 0)
     for k, record in enumerate(list_candidates(project, run_id)):
         if k % 500 == 0:
             cancel.check()
         doc = record.evaluation
         funnel["decoded"] += 1
-        if doc.get("valid"):
-            funnel["structurally_valid"] += 1
+        if not doc.get("valid"):
+            continue
+        funnel["structurally_valid"] += 1
+        if voxels:
+            funnel["same_stoichiometry"] += bool(doc.get("same_stoichiometry"))
+            funnel["not_in_training_set"] += doc.get("in_training_set") is False
+            if targeted:
+                funnel["within_target"] += bool((doc.get("target") or {}).get("ok"))
+            funnel["unique"] += bool(doc.get("success"))
+        else:
             funnel["compositionally_valid"] += bool(doc.get("compositionally_valid"))
             funnel["unique"] += bool(doc.get("unique"))
             funnel["novel"] += bool(doc.get("unique") and doc.get("novel"))
-            grouped.setdefault(record.formula, []).append(doc)
+        grouped.setdefault(record.formula, []).append(doc)
     rows = []
     for formula, docs in grouped.items():
         elements = frozenset(e.symbol for e in Composition(formula).elements)
@@ -254,15 +268,18 @@ def _crystal_rows(project: Project, run_id: int, n: int, cancel: CancelToken) ->
 
 
 def sampling_work(project: Project, model_id: int, n: int, seed: int, around: int | None, sigma: float,
-                  decomposition_class: int | None, device: str):
-    """Job function: sample ``n`` formulas from model ``model_id`` (a stored run), then :func:`build_result`."""
+                  decomposition_class: int | None, device: str, condition_decile: int | None = None,
+                  target_model: int | None = None, within: float = 0.2):
+    """Job function: sample ``n`` formulas or crystals from model ``model_id`` (a stored run), then
+    :func:`build_result`; the voxel VAE's condition and target check as :func:`sample_model` takes them."""
 
     def fn(progress: ProgressCallback, cancel: CancelToken) -> GenerateResult:
         from crystal_studio.design.sampling import sample_model
 
         summary = sample_model(project, model_id, n, seed=seed, around=around, sigma=sigma,
                                decomposition_class=decomposition_class, device=device, progress=progress,
-                               cancel=cancel)
+                               cancel=cancel, condition_decile=condition_decile, target_model=target_model,
+                               within=within)
         return build_result(project, summary.run_id, progress, cancel, dict(summary.funnel), summary.note)
 
     return _close_after(project, fn)
@@ -410,12 +427,20 @@ class SamplesModel(QAbstractTableModel):
 
 
 class GenerationPlots(QWidget):
-    """Element prevalence (data vs samples, top elements by data prevalence) and the distribution of the
-    number of elements (data vs samples), as grouped bar charts."""
+    """The funnel (draws left after each check, as horizontal bars), element prevalence (data vs
+    samples, top elements by data prevalence) and the distribution of the number of elements (data vs
+    samples), as grouped bar charts."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         pg.setConfigOptions(antialias=True, background="w", foreground="#333")
+        self.funnel_plot = pg.PlotWidget(title="Funnel")
+        self.funnel_plot.setLabel("bottom", "draws")
+        self.funnel_plot.getAxis("left").setWidth(110)
+        self.funnel_plot.getAxis("left").setStyle(tickFont=_small_font())
+        self.funnel_plot.setMouseEnabled(x=False, y=False)
+        self.funnel_plot.hideButtons()
+        self.funnel_plot.setMinimumWidth(230)
         self.prevalence_plot = pg.PlotWidget(title=f"Element prevalence (top {PREVALENCE_TOP} in the data)")
         self.prevalence_plot.setLabel("left", "formulas containing it (%)")
         self.counts_plot = pg.PlotWidget(title="Elements per formula")
@@ -433,10 +458,12 @@ class GenerationPlots(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
+        layout.addWidget(self.funnel_plot, 3)
         layout.addWidget(self.prevalence_plot, 5)
         layout.addWidget(self.counts_plot, 2)
 
     def clear(self) -> None:
+        self.funnel_plot.clear()
         for plot in (self.prevalence_plot, self.counts_plot):
             plot.clear()
             if plot.plotItem.legend is not None:
@@ -459,8 +486,27 @@ class GenerationPlots(QWidget):
         self.bars[f"{key}/data"] = data_bars
         self.bars[f"{key}/samples"] = sample_bars
 
+    def _funnel(self, result: GenerateResult) -> None:
+        """One bar per funnel stage, top to bottom, with its count at the bar's end."""
+        stages = result.funnel_labels
+        counts = [result.funnel.get(key, 0) for key, _ in stages]
+        ys = np.arange(len(stages))[::-1]
+        bars = pg.BarGraphItem(x0=0, y=ys, height=0.7, width=counts, brush=pg.mkBrush(SAMPLE_COLOR),
+                               pen=pg.mkPen(None))
+        self.funnel_plot.addItem(bars)
+        self.bars["funnel"] = bars
+        top = max([*counts, 1])
+        for y, count in zip(ys, counts, strict=True):
+            text = pg.TextItem(str(count), color="#333", anchor=(0, 0.5))
+            text.setPos(count + 0.01 * top, y)
+            self.funnel_plot.addItem(text)
+        self.funnel_plot.getAxis("left").setTicks([[(y, label) for y, (_, label) in zip(ys, stages, strict=True)]])
+        self.funnel_plot.setXRange(0, top * 1.25, padding=0)
+        self.funnel_plot.setYRange(-0.6, len(stages) - 0.4, padding=0)
+
     def set_result(self, result: GenerateResult) -> None:
         self.clear()
+        self._funnel(result)
         data_label = f"data ({result.dataset})" if result.dataset else "data"
         n = len(result.symbols)
         xs = list(range(n))
@@ -1167,8 +1213,33 @@ class GeneratePanel(LiveJobMixin, QWidget):
         self.sigma_spin.setPrefix("σ ")
         self.device_combo = QComboBox()
         self.device_combo.addItems(list(DEVICES))
+        # a conditional voxel VAE's condition and the funnel's within-target check
+        self.decile_combo = QComboBox()
+        self.decile_combo.setObjectName("conditionDecile")
+        self.decile_combo.setToolTip("Condition every draw on this decile of the property the model was trained "
+                                     "on, or draw a decile per sample uniformly (around a structure: its own)")
+        self.target_combo = QComboBox()
+        self.target_combo.setObjectName("targetModel")
+        self.target_combo.setToolTip("A property predictor of the condition property: the funnel then keeps the "
+                                     "draws whose predicted value lies within the tolerance of their target (the "
+                                     "decile's median, or the base structure's value) — the paper's stage")
+        self.target_combo.currentIndexChanged.connect(lambda _i: self._sync_enabled())
+        self.within_spin = QSpinBox()
+        self.within_spin.setRange(1, 500)
+        self.within_spin.setValue(20)
+        self.within_spin.setPrefix("± ")
+        self.within_spin.setSuffix(" %")
+        self.within_spin.setToolTip("Allowed deviation of the predicted property from the target")
+        self.condition_row = QWidget()
+        condition = QHBoxLayout(self.condition_row)
+        condition.setContentsMargins(0, 0, 0, 0)
+        condition.addWidget(self.decile_combo, 2)
+        condition.addWidget(QLabel("Check by"))
+        condition.addWidget(self.target_combo, 2)
+        condition.addWidget(self.within_spin)
 
         form = QFormLayout()
+        self.form = form
         form.addRow("Model", self.model_combo)
         budget = QHBoxLayout()
         for label, widget in (("Samples", self.n_spin), ("Seed", self.seed_spin), ("Class", self.class_combo)):
@@ -1182,6 +1253,7 @@ class GeneratePanel(LiveJobMixin, QWidget):
         around.addWidget(QLabel("Device"))
         around.addWidget(self.device_combo)
         form.addRow("Centre", around)
+        form.addRow("Condition", self.condition_row)
 
         self.start_button = QPushButton("▶ Sample")
         self.start_button.setObjectName("startSampling")
@@ -1421,7 +1493,8 @@ class GeneratePanel(LiveJobMixin, QWidget):
                 dataset = record.dataset
                 self.crystal_model = record.kind in CRYSTAL_GENERATOR_KINDS
             except CrystalStudioError:
-                pass
+                record = None
+        self._fill_condition(record if model_id is not None and self.project is not None else None)
         current = self.class_combo.currentData()
         self.class_combo.clear()
         self.class_combo.addItem("as in training", None)
@@ -1432,6 +1505,34 @@ class GeneratePanel(LiveJobMixin, QWidget):
         if dataset is not None and self.hull_dataset_combo.findData(dataset) >= 0:
             self.hull_dataset_combo.setCurrentIndex(self.hull_dataset_combo.findData(dataset))
         self._sync_enabled()
+
+    def _fill_condition(self, record) -> None:
+        """The condition row of a conditional voxel VAE ``record``: its deciles with their property ranges
+        and the project's predictors of that property; hidden for other models."""
+        from crystal_studio.core.properties import unit_of
+
+        condition = (record.normalization.get("condition", "none") if record is not None
+                     and record.kind == "voxel_vae" else "none")
+        self.form.setRowVisible(self.condition_row, condition != "none")
+        chosen = (self.decile_combo.currentData(), self.target_combo.currentData())
+        self.decile_combo.clear()
+        self.target_combo.clear()
+        if condition == "none":
+            return
+        edges = [float(e) for e in record.normalization.get("decile_edges", [])]
+        unit = unit_of(condition)
+        self.decile_combo.addItem(f"{condition}: any decile", None)
+        bounds = [None, *edges, None]
+        for k in range(len(edges) + 1):
+            lo, hi = bounds[k], bounds[k + 1]
+            span = (f"< {hi:.3g}" if lo is None else f"≥ {lo:.3g}" if hi is None else f"{lo:.3g} to {hi:.3g}")
+            self.decile_combo.addItem(f"decile {k + 1}: {span} {unit}".rstrip(), k + 1)
+        self.target_combo.addItem("no target check", None)
+        for m in model_store.list_models(self.project):
+            if m.kind in PREDICTOR_KINDS and condition in m.targets:
+                self.target_combo.addItem(f"#{m.id} {m.name or m.kind}", m.id)
+        for combo, value in zip((self.decile_combo, self.target_combo), chosen, strict=True):
+            combo.setCurrentIndex(max(combo.findData(value), 0))  # the same choice after a refresh
 
     def set_structure(self, structure_id: int) -> None:
         """The structure selected in the Datasets panel (-1: none), the centre of 'around' sampling."""
@@ -1456,6 +1557,9 @@ class GeneratePanel(LiveJobMixin, QWidget):
         self.class_combo.setEnabled(idle and not self.crystal_model)
         self.around_check.setEnabled(idle and self.structure_id is not None)
         self.sigma_spin.setEnabled(idle and self.around_check.isChecked())
+        self.decile_combo.setEnabled(idle)
+        self.target_combo.setEnabled(idle and self.target_combo.count() > 1)
+        self.within_spin.setEnabled(idle and self.target_combo.currentData() is not None)
         self.start_button.setEnabled(idle and has_model)
         self.cancel_button.setEnabled(self.running)
         self.open_button.setEnabled(idle and self.runs_combo.count() > 0)
@@ -1490,7 +1594,9 @@ class GeneratePanel(LiveJobMixin, QWidget):
         what = "crystals" if self.crystal_model else "formulas"
         self.status_label.setText(f"Sampling {n} {what} from model #{model_id}…")
         work = sampling_work(self.project, model_id, n, self.seed_spin.value(), around, self.sigma_spin.value(),
-                             self.class_combo.currentData(), self.device_combo.currentText())
+                             self.class_combo.currentData(), self.device_combo.currentText(),
+                             condition_decile=self.decile_combo.currentData(),
+                             target_model=self.target_combo.currentData(), within=self.within_spin.value() / 100)
         return self._launch_live(f"Sampling model #{model_id}", work, "Cancelled; nothing was stored.")
 
     def open_run(self, run_id: int | None) -> Job | None:
@@ -1519,10 +1625,8 @@ class GeneratePanel(LiveJobMixin, QWidget):
         self.progress_bar.setValue(self.progress_bar.maximum())
         self.show_result(result)
         f = result.funnel
-        structural = f"{f.get('structurally_valid', 0)} structurally valid, also " if result.crystals else ""
-        self.status_label.setText(f"Done: run #{result.run_id}: of {f.get('sampled', 0)} draws {structural}"
-                                  f"{f.get('compositionally_valid', 0)} compositionally valid, {f.get('unique', 0)} unique, "
-                                  f"{f.get('novel', 0)} novel"
+        stages = ", ".join(f"{f.get(key, 0)} {label}" for key, label in result.funnel_labels[1:])
+        self.status_label.setText(f"Done: run #{result.run_id}: of {f.get('sampled', 0)} draws {stages}"
                                   + (" — the crystals are in the Candidates panel." if result.crystals else "."))
         self.refresh()
         index = self.runs_combo.findData(result.run_id)

@@ -212,7 +212,8 @@ def test_sample_filter_and_plot_in_the_generate_panel(qtbot, training, generate,
     assert result.symbols and result.symbols[0] in ("O", "F")  # every synthetic crystal has O or F
     assert result.data_prevalence == sorted(result.data_prevalence, reverse=True)
     assert len(result.symbols) <= 40
-    assert set(generate.plots.bars) == {"prevalence/data", "prevalence/samples", "counts/data", "counts/samples"}
+    assert set(generate.plots.bars) == {"funnel", "prevalence/data", "prevalence/samples", "counts/data", "counts/samples"}
+    assert list(generate.plots.bars["funnel"].opts["width"]) == [funnel[key] for key, _ in result.funnel_labels]
     assert sum(result.data_counts.values()) == pytest.approx(1.0)
     assert set(result.data_counts) <= {2, 3}  # rock salts and perovskites
 
