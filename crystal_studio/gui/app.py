@@ -20,4 +20,7 @@ def run_app(project_path: Path | None = None) -> int:
     app.setApplicationVersion(__version__)
     window = MainWindow(project_path)
     window.show()
+    from crystal_studio.gui.welcome import show_at_startup
+
+    show_at_startup(window)
     return app.exec()

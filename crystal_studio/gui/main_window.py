@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -99,6 +99,8 @@ class MainWindow(QMainWindow):
     QSettings for Crystal Studio.
     """
 
+    devices_detected = Signal(dict)  # what torch sees, once detect_devices has found out
+
     def __init__(self, project_path: Path | None = None, settings: QSettings | None = None,
                  open_default: bool = True):
         super().__init__()
@@ -109,6 +111,7 @@ class MainWindow(QMainWindow):
         self._device_job = None
         self.last_import_dialog: ImportDialog | None = None
         self.last_export_dialog: ExportDialog | None = None
+        self.tour = None  # the guided tour, once started
         self.setWindowTitle("Crystal Studio")
         self.setObjectName("mainWindow")
         self.setDockNestingEnabled(True)
@@ -273,6 +276,10 @@ class MainWindow(QMainWindow):
 
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self._action("&Keyboard Shortcuts", self.show_shortcuts, QKeySequence.StandardKey.HelpContents))
+        help_menu.addAction(self._action("&Welcome", self.show_welcome))
+        help_menu.addAction(self._action("Take the &Tour", self.start_tour))
+        help_menu.addAction(self._action("&User Guide", self.show_user_guide))
+        help_menu.addSeparator()
         help_menu.addAction(self._action("&About Crystal Studio", self.show_about))
 
     # ---------------------------------------------------------------- settings
@@ -371,6 +378,7 @@ class MainWindow(QMainWindow):
         self.device_actions["gpu"].setEnabled(gpu)
         self.device_actions["gpu"].setText("GPU" + (f" ({info['gpus'][0]})" if info["gpus"] else
                                                     " (Apple MPS)" if info["mps"] else " (none found)"))
+        self.devices_detected.emit(info)
 
     # ---------------------------------------------------------------- project
 
@@ -435,11 +443,13 @@ class MainWindow(QMainWindow):
         self._remember(path)
         self.set_project(project)
 
-    def new_project_dialog(self) -> None:
+    def new_project_dialog(self) -> bool:
+        """Ask for a file and create the project there; False when the user cancelled."""
         path, _ = QFileDialog.getSaveFileName(self, "New project", str(Path.home() / "project.sqlite"),
                                               PROJECT_FILTER)
         if path:
             self.new_project(Path(path if path.endswith(".sqlite") else path + ".sqlite"))
+        return bool(path)
 
     def new_project(self, path: Path) -> None:
         """Create an empty project at ``path`` and open it."""
@@ -574,6 +584,33 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, lambda: self.import_dialog(paths))
 
     # ---------------------------------------------------------------- help
+
+    def show_welcome(self):
+        """Open the welcome page (non-modal); returns it."""
+        from crystal_studio.gui.welcome import WelcomePage
+
+        page = WelcomePage(self)
+        page.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        page.show()
+        return page
+
+    def start_tour(self):
+        """Start the guided tour of the panels; returns it."""
+        from crystal_studio.gui.tour import Tour
+
+        if self.tour is None:
+            self.tour = Tour(self)
+        self.tour.start()
+        return self.tour
+
+    def show_user_guide(self):
+        """Open the bundled user guide; returns the dialog."""
+        from crystal_studio.gui.user_guide import UserGuideDialog
+
+        dialog = UserGuideDialog(parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def show_about(self) -> None:
         from crystal_studio.gui.about import AboutDialog
