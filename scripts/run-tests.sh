@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs and run it all.
 #   - as root on Debian/Ubuntu: the system libraries for headless Qt + VTK (Xvfb, Mesa, xcb);
-#   - a virtual environment in .venv with the project and its test extra;
+#   - a virtual environment in .venv with the project, its test extra and the cluster extra (Ray, so
+#     tests/test_ray.py runs; without it those tests skip);
 #   - pytest under Xvfb, so the VTK viewer tests get a real (software) OpenGL context.
 # Extra arguments go to pytest, e.g.  bash scripts/run-tests.sh -k store
 set -euo pipefail
@@ -20,7 +21,7 @@ fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,cluster]"
 
 if command -v xvfb-run >/dev/null 2>&1; then
   exec xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python -m pytest "$@"

@@ -12,6 +12,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from crystal_studio.cli import cluster
+from crystal_studio.cli.cluster import ExecutorOpt, RayAddressOpt, RayCpusOpt, chosen_executor, report_tasks
 from crystal_studio.cli.common import (
     EXIT_PARTIAL,
     EXIT_USAGE,
@@ -144,24 +146,34 @@ def relax(
     device: DeviceOpt = "auto",
     fmax: Annotated[float, typer.Option(help="Force criterion, eV/Å.")] = 0.05,
     max_steps: Annotated[int, typer.Option(help="Most FIRE steps per candidate.")] = 300,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_cpus: RayCpusOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Relax candidates with CHGNet (cell free) and re-check them on the relaxed structure."""
-    from crystal_studio.design.relaxation import relax_candidates
+    """Relax candidates with CHGNet (cell free) and re-check them on the relaxed structure; with
+    --executor ray, one Ray task per candidate (results stored here as they arrive)."""
+    from crystal_studio.design.relaxation import lost_message, relax_run
     from crystal_studio.jobs.cli_runner import run_with_progress
 
     proj = open_project(project)
     chosen = parse_ids(ids, "--ids") if ids else None
-    results = run_with_progress("relaxing with CHGNet", lambda progress, cancel: relax_candidates(
-        proj, run, only_success, chosen, device, fmax, max_steps, progress, cancel))
-    if not results:
+    with chosen_executor(executor, ray_address, ray_cpus) as tasks:
+        outcome = run_with_progress("relaxing with CHGNet", lambda progress, cancel: relax_run(
+            proj, run, only_success, chosen, device, fmax, max_steps, progress, cancel, tasks))
+    results = outcome.results
+    report_tasks(outcome.report)
+    if not results and not outcome.lost:
         raise CrystalStudioError("no candidates matched: nothing relaxed")
     survived = sum(r["success_after"] for r in results if r["success_before"])
     before = sum(r["success_before"] for r in results)
     err.print(f"relaxed {len(results)} candidates ({sum(r['converged'] for r in results)} converged); "
               f"success kept by {survived} of {before} successful ones")
     if json_out:
-        emit_json({"run_id": run, "relaxed": results})
+        emit_json({"run_id": run, "relaxed": results, "lost": outcome.lost, "tasks": outcome.report.as_json()})
+    if outcome.lost:
+        err.print(f"[red]error:[/red] {lost_message(outcome)}")
+        raise typer.Exit(EXIT_USAGE if not results else EXIT_PARTIAL)
 
 
 def methods(json_out: JsonOpt = False) -> None:
@@ -332,3 +344,4 @@ def register(app: typer.Typer) -> None:
     app.command()(sample)
     app.command()(samples)
     app.command()(csp)
+    cluster.register(app)  # sweep: a grid of optimizations (the scale-out verbs live in .cluster)
