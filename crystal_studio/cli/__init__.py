@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,11 +32,27 @@ app = typer.Typer(
 
 @app.callback()
 def root(ctx: typer.Context,
-         version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
+         version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+         self_test: Annotated[bool, typer.Option(
+             "--self-test", help="Check this installation (needs a display, e.g. xvfb-run): open the window on a "
+             "temporary built-in project, render a structure, run a tiny training and optimization; exit 0 only "
+             "if every check passed.")] = False,
+         report: Annotated[Path | None, typer.Option(
+             "--report", help="With --self-test: write the JSON report (each check, pass/fail, time, error) here.",
+             dir_okay=False)] = None) -> None:
     """Open the desktop application when no command is given."""
     if version:
         out.print(f"crystal-studio {__version__}")
         raise typer.Exit(0)
+    if report is not None and not self_test:
+        raise typer.BadParameter("--report goes with --self-test", param_hint="--report")
+    if self_test:
+        if ctx.invoked_subcommand is not None:
+            raise typer.BadParameter(f"--self-test takes no command (got '{ctx.invoked_subcommand}')",
+                                     param_hint="--self-test")
+        from crystal_studio.gui.self_test import run_self_test
+
+        raise typer.Exit(run_self_test(report))
     if ctx.invoked_subcommand is None:
         from crystal_studio.gui.app import run_app
 
