@@ -68,7 +68,7 @@ def compute_device() -> ComputeDevice:
         statement = (f"GPU: {', '.join(gpus)} (CUDA {torch.version.cuda}). Training and optimization run on it "
                      "when Settings ▸ Compute Device is Automatic or GPU.")
     else:
-        statement = (f"CPU only: torch sees no GPU, so training and optimization run on this machine's {cores} "
+        statement = (f"CPU only: torch sees no CUDA GPU, so training and optimization run on this machine's {cores} "
                      f"CPU core{'s' if cores != 1 else ''}. Expect them to be many times slower than on a GPU: "
                      "one training epoch of a graph network on the full 33,000-crystal Materials Project set "
                      "takes about 260 s on 2 cores.")

@@ -41,7 +41,7 @@ def test_about_dialog_from_the_help_menu(qtbot, settings):
     if torch.cuda.is_available():
         assert f"GPU: {torch.cuda.get_device_name(0)}" in text
     else:
-        assert f"CPU only: torch sees no GPU, so training and optimization run on this machine's {os.cpu_count()}" \
+        assert f"CPU only: torch sees no CUDA GPU, so training and optimization run on this machine's {os.cpu_count()}" \
             in text and text.count("slower than on a GPU") == 1
     assert "Materials Project" in text and "CC BY 4.0" in text
     assert "2,685 hypothetical cubic ABX3 perovskites" in text and "CHGNet predictions (not DFT)" in text
