@@ -1,8 +1,8 @@
 """The guided tour: the panels of a design session in order (import → train → target → optimize →
-inspect → relax → export), each brought to the front and framed, with a callout saying what to do on the
-built-in data and Back / Next / Close buttons.
+inspect → relax → export), each brought to the front and ringed in orange, with a callout saying what to
+do on the built-in data and Back / Next / Close buttons.
 
-The overlay only draws (it lets every click through), so the user can follow a step while it is shown.
+The rings let every click through, so the user can follow a step while it is shown.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, QPoint, QRect, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QColor, QPalette, QRegion
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
     from crystal_studio.gui.main_window import MainWindow
 
 FRAME_COLOUR = QColor(255, 140, 0)
+FRAME_WIDTH = 4
 CALLOUT_WIDTH = 360
 
 
@@ -70,31 +71,29 @@ STEPS: tuple[TourStep, ...] = (
 )
 
 
-class TourOverlay(QWidget):
-    """Dims the window except the framed rectangles; transparent to the mouse."""
+class TourFrame(QWidget):
+    """An orange ring just outside one framed widget: a masked child of the window that covers only the
+    ring, never the widget (so OpenGL views inside stay visible) and lets every click through."""
 
     def __init__(self, parent: QWidget):
         super().__init__(parent)
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.setAttribute(Qt.WidgetAttribute.WA_NoSystemBackground)
-        self.rects: list[QRect] = []
+        self.setAutoFillBackground(True)
+        palette = self.palette()
+        palette.setColor(QPalette.ColorRole.Window, FRAME_COLOUR)
+        self.setPalette(palette)
+        self.target = QRect()
 
-    def set_rects(self, rects: list[QRect]) -> None:
-        self.rects = rects
-        self.update()
-
-    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt override
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        shade = QPainterPath()
-        shade.addRect(self.rect())
-        holes = QPainterPath()
-        for rect in self.rects:
-            holes.addRoundedRect(rect.adjusted(-4, -4, 4, 4), 6, 6)
-        painter.fillPath(shade.subtracted(holes), QColor(0, 0, 0, 70))
-        painter.setPen(QPen(FRAME_COLOUR, 3))
-        for rect in self.rects:
-            painter.drawRoundedRect(rect.adjusted(-4, -4, 4, 4), 6, 6)
+    def frame(self, rect: QRect) -> None:
+        """Ring ``rect`` (window coordinates)."""
+        self.target = QRect(rect)
+        outer = rect.adjusted(-FRAME_WIDTH, -FRAME_WIDTH, FRAME_WIDTH, FRAME_WIDTH)
+        self.setGeometry(outer)
+        ring = QRect(0, 0, outer.width(), outer.height())
+        self.setMask(QRegion(ring).subtracted(QRegion(ring.adjusted(FRAME_WIDTH, FRAME_WIDTH, -FRAME_WIDTH,
+                                                                    -FRAME_WIDTH))))
+        self.show()
+        self.raise_()
 
 
 class TourCallout(QFrame):
@@ -137,12 +136,11 @@ class Tour(QObject):
         self.window = window
         self.steps = steps
         self.index = -1
-        self.overlay = TourOverlay(window)
+        self.frames: list[TourFrame] = []
         self.callout = TourCallout(window)
         self.callout.back_button.clicked.connect(self.back)
         self.callout.next_button.clicked.connect(self.next)
         self.callout.close_button.clicked.connect(self.close)
-        self.overlay.hide()
         self.callout.hide()
         window.installEventFilter(self)
 
@@ -168,7 +166,8 @@ class Tour(QObject):
             self.show_step(self.index - 1)
 
     def close(self) -> None:
-        self.overlay.hide()
+        for frame in self.frames:
+            frame.hide()
         self.callout.hide()
         self.finished.emit()
 
@@ -187,9 +186,7 @@ class Tour(QObject):
         callout.counter_label.setText(f"{index + 1} of {len(self.steps)}")
         callout.back_button.setEnabled(index > 0)
         callout.next_button.setText("Finish" if index == len(self.steps) - 1 else "Next ▶")
-        self.overlay.show()
         callout.show()
-        self.overlay.raise_()
         callout.raise_()
         self.place()
         QTimer.singleShot(0, self.place)  # again once the raised dock has its final geometry
@@ -202,14 +199,22 @@ class Tour(QObject):
         """The current step's widgets in window coordinates (those shown)."""
         return [QRect(w.mapTo(self.window, QPoint(0, 0)), w.size()) for w in self.targets() if w.isVisible()]
 
+    def framed_rects(self) -> list[QRect]:
+        """The rectangles ringed now (window coordinates)."""
+        return [frame.target for frame in self.frames if frame.isVisible()]
+
     def place(self) -> None:
-        """Fit the overlay to the window and put the callout beside the framed widgets."""
+        """Ring the current step's widgets and put the callout beside them."""
         if not self.active:
             return
         window_rect = self.window.rect()
-        self.overlay.setGeometry(window_rect)
         rects = self.target_rects()
-        self.overlay.set_rects(rects)
+        while len(self.frames) < len(rects):
+            self.frames.append(TourFrame(self.window))
+        for frame, rect in zip(self.frames, rects, strict=False):
+            frame.frame(rect)
+        for frame in self.frames[len(rects):]:
+            frame.hide()
         self.callout.adjustSize()
         size = self.callout.size()
         bounds = rects[0] if rects else window_rect
@@ -226,6 +231,7 @@ class Tour(QObject):
         x = max(0, min(x, window_rect.width() - size.width()))
         y = max(0, min(y, window_rect.height() - size.height()))
         self.callout.move(x, y)
+        self.callout.raise_()  # above the rings
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt override
         if watched is self.window and event.type() in (QEvent.Type.Resize, QEvent.Type.LayoutRequest):
