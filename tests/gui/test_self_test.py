@@ -57,3 +57,15 @@ def test_self_test_without_a_display_fails_with_the_reason(tmp_path):
     assert proc.returncode == 1 and "needs a display" in proc.stdout and "xvfb-run" in proc.stdout
     report = json.loads(report_path.read_text(encoding="utf-8"))
     assert report["passed"] is False and report["checks"][0]["name"] == "display"
+
+
+def test_version_has_one_source_and_imports_nothing_heavy():
+    from importlib import metadata
+
+    assert metadata.version("crystal-studio") == __version__  # pyproject reads crystal_studio.__version__
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "crystal_studio", "--version"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"crystal-studio {__version__}"
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    heavy = imported & {"torch", "PySide6", "vtkmodules", "pymatgen"}
+    assert not heavy, heavy
