@@ -20,7 +20,9 @@ LIBRARIES = (("torch", "torch", "torch"), ("pymatgen", "pymatgen", "pymatgen.cor
              ("BoTorch", "botorch", "botorch"), ("pyqtgraph", "pyqtgraph", "pyqtgraph"))
 
 
-def _library_version(dist: str, module: str) -> str:
+def library_version(dist: str, module: str) -> str:
+    """The installed version of ``dist``, from its metadata or else ``module.__version__`` (the frozen app
+    ships no metadata for some packages, torch among them)."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -41,7 +43,7 @@ def software_versions() -> dict[str, str]:
     versions = {"Crystal Studio": __version__, "Python": platform.python_version(),
                 "Qt": qVersion(), "PySide6": PySide6.__version__, "VTK": vtkVersion.GetVTKVersion()}
     for label, dist, module in LIBRARIES:
-        versions[label] = _library_version(dist, module)
+        versions[label] = library_version(dist, module)
     versions["Platform"] = platform.platform()
     return versions
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import platform
 import sys
-from importlib import metadata
 
 import torch
 
+from crystal_studio.core.environment import library_version
 from crystal_studio.core.errors import CrystalStudioError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -43,11 +43,9 @@ def describe_device(device: torch.device) -> str:
 def package_versions() -> dict[str, str]:
     """Versions of Python, the platform and the packages that determine a run's results."""
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for package in ("crystal-studio", "torch", "numpy", "pymatgen"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "not installed"
+    for package, module in (("crystal-studio", "crystal_studio"), ("torch", "torch"), ("numpy", "numpy"),
+                            ("pymatgen", "pymatgen.core")):
+        out[package] = library_version(package, module)
     if torch.version.cuda:
         out["cuda"] = torch.version.cuda
     return out
