@@ -53,7 +53,11 @@ def open_project(path: Path):
     """The :class:`~crystal_studio.store.project.Project` at ``path`` (the store is imported lazily)."""
     from crystal_studio.store.project import Project
 
-    return Project.open(path)
+    project = Project.open(path)
+    if project.migration_backup is not None:
+        err.print(f"updated {path} to schema {project.schema_version}; the file as it was is kept as "
+                  f"{project.migration_backup}", markup=False, highlight=False)
+    return project
 
 
 MAX_ID = 2**63 - 1

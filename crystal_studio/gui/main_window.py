@@ -44,7 +44,8 @@ from crystal_studio.gui.targets_panel import TargetsPanel
 from crystal_studio.gui.training_panel import TrainingPanel
 from crystal_studio.gui.viewer import StructureViewer
 from crystal_studio.gui.xrd_view import XRDView
-from crystal_studio.store.project import Project, StructureQuery
+from crystal_studio.store.project import NewerSchemaError, Project, StructureQuery
+from crystal_studio.store.session import ProjectInUseError, claim_session
 
 MAX_RECENT = 8
 PROJECT_FILTER = "Crystal Studio projects (*.sqlite);;All files (*)"
@@ -60,7 +61,10 @@ def open_project_work(path: Path | None):
 
             ensure_builtin_models(project)
         else:
-            project = Project.open(path)
+            try:
+                project = Project.open(path)
+            except NewerSchemaError:
+                return Path(path)  # shown read-only (_project_ready)
         project.close()  # this thread's connection; the GUI thread opens its own
         return project.path
 
@@ -106,6 +110,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or QSettings("CrystalStudio", "Crystal Studio")
         self.project: Project | None = None
+        self._session = None  # the claimed session of the shown project (store/session.py)
         self.jobs = JobManager(self)
         self.devices: dict | None = None
         self._device_job = None
@@ -393,6 +398,9 @@ class MainWindow(QMainWindow):
         if self.project is not None:
             self.datasets_panel.set_project(None)
             self.project.close()
+        if self._session is not None:
+            self._session.release()  # the project this window held is no longer shown here
+            self._session = None
         self.project = project
         self.viewer.set_structure(None)
         self.details.clear_structure()
@@ -435,13 +443,32 @@ class MainWindow(QMainWindow):
         self.latent_map.refresh()
 
     def _project_ready(self, path: Path) -> None:
+        """Show the opened project; read-only when another Crystal Studio has it open or a newer one made it."""
+        session, read_only = None, None
+        if self._session is not None and self._session.project_path == Path(path):
+            session, self._session = self._session, None  # reopening the project this window holds
+        else:
+            try:
+                session = claim_session(path)
+            except ProjectInUseError as exc:
+                read_only = exc.reason
         try:
-            project = Project.open(path)
+            try:
+                project = Project.open(path, read_only=read_only)
+            except NewerSchemaError as exc:
+                read_only = f"made by a newer Crystal Studio, schema {exc.version}"
+                project = Project.open(path, read_only=read_only)
         except CrystalStudioError as exc:
+            if session is not None:
+                session.release()
             show_error(self, "Cannot open project", str(exc))
             return
         self._remember(path)
         self.set_project(project)
+        self._session = session
+        if read_only:
+            self.setWindowTitle(f"Crystal Studio — {project.path.stem} (read-only)")
+            self.statusBar().showMessage(f"Opened read-only: {read_only}; changes are refused")
 
     def new_project_dialog(self) -> bool:
         """Ask for a file and create the project there; False when the user cancelled."""
@@ -649,4 +676,7 @@ class MainWindow(QMainWindow):
         self.compare.close_viewers()
         if self.project is not None:
             self.project.close()
+        if self._session is not None:
+            self._session.release()
+            self._session = None
         super().closeEvent(event)

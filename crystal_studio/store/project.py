@@ -6,6 +6,13 @@ writers never hit "database is locked" (another process writing for longer than 
 is reported as a lock held elsewhere). SQLite errors the file or disk causes reach the user as a
 :class:`ProjectError` saying which (:func:`storage_error`), and nothing is written into a file
 ``quick_check`` finds damaged.
+
+A project can be opened read-only (``Project.open(path, read_only=REASON)``): its connections are
+SQLite read-only ones and every write is refused with the reason, nothing changed. That is how a
+project made by a newer Crystal Studio can still be looked at, and how a second window shows a project
+another running Crystal Studio has open (store/session.py). Before a migration updates an older
+project its file is copied beside it (:func:`backup_before_migration`), so an update that goes wrong,
+or a return to the older Crystal Studio, loses nothing.
 """
 
 from __future__ import annotations
@@ -184,11 +191,62 @@ def _project_version(path: Path) -> int:
     return version
 
 
-class Project:
-    """An open project file. Use :meth:`create` or :meth:`open`."""
+class NewerSchemaError(ProjectError):
+    """The project was made by a newer Crystal Studio (its schema version is above :data:`SCHEMA_VERSION`);
+    it can still be opened read-only."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, version: int):
+        super().__init__(f"{path}: made by a newer Crystal Studio (schema {version} > {SCHEMA_VERSION}); update "
+                         "Crystal Studio to change it (it can be opened read-only); nothing was changed")
+        self.version = version
+
+
+def backup_path(path: Path, version: int) -> Path:
+    """Where the copy of project ``path`` at schema ``version`` is kept before a migration updates it:
+    ``NAME.schemaV-backup.sqlite`` beside it (``-2``, ``-3``… when that name is taken)."""
+    stem = f"{path.name}.schema{version}-backup"
+    candidate, n = path.with_name(stem + ".sqlite"), 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{stem}-{n}.sqlite")
+    return candidate
+
+
+def backup_before_migration(path: Path, version: int) -> Path:
+    """Copy project ``path`` (schema ``version``, committed WAL content included) to :func:`backup_path`
+    with SQLite's online backup; :class:`ProjectError` (nothing changed, no partial copy left) when it
+    cannot be written, e.g. on a full disk or in a read-only folder."""
+    target = backup_path(path, version)
+    tmp = target.with_name(target.name + ".part")
+    try:
+        source = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            copy = sqlite3.connect(tmp)
+            try:
+                source.backup(copy)
+            finally:
+                copy.close()
+        finally:
+            source.close()
+        os.replace(tmp, target)
+    except (sqlite3.Error, OSError) as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ProjectError(f"{path}: cannot back up the project before updating it from schema {version} to "
+                           f"{SCHEMA_VERSION} ({getattr(exc, 'strerror', None) or exc}); nothing was changed") from None
+    return target
+
+
+class Project:
+    """An open project file. Use :meth:`create` or :meth:`open`.
+
+    ``read_only`` (a reason, e.g. "made by a newer Crystal Studio") opens it with read-only SQLite
+    connections; :meth:`transaction` then refuses every write with that reason."""
+
+    def __init__(self, path: Path, read_only: str | None = None):
         self.path = Path(path)
+        self.read_only = read_only
+        self.migration_backup: Path | None = None  # the copy kept by the last migration of this open
         self._local = threading.local()
         self._checked = False  # whether quick_check passed (run before the first write)
         with _WRITE_LOCKS_GUARD:
@@ -211,27 +269,37 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, path: str | Path, migrate: bool = True) -> Project:
-        """Open an existing project, applying pending migrations and marking runs whose process died
-        ``interrupted`` (unless ``migrate`` is False). A file that is not a project (empty, another
-        program's SQLite database) is refused before anything is written to it."""
+    def open(cls, path: str | Path, migrate: bool = True, read_only: str | None = None) -> Project:
+        """Open an existing project, applying pending migrations (after a backup copy of the file, see
+        :func:`backup_before_migration`; its path is kept in :attr:`migration_backup`) and marking runs
+        whose process died ``interrupted`` (unless ``migrate`` is False). A file that is not a project
+        (empty, another program's SQLite database) is refused before anything is written to it; one from
+        a newer Crystal Studio raises :class:`NewerSchemaError` unless opened ``read_only`` (a reason)."""
         from crystal_studio.store.models import interrupt_stale_runs  # that module imports this one
 
         path = Path(path)
         if not path.is_file():
             raise ProjectError(f"{path}: no such project file (create one with 'crystal-studio new')")
         version = _project_version(path)
-        project = cls(path)
+        project = cls(path, read_only=read_only)
+        if read_only:
+            return project
         if version > SCHEMA_VERSION:
-            raise ProjectError(f"{path}: made by a newer Crystal Studio (schema {version} > {SCHEMA_VERSION})")
+            raise NewerSchemaError(path, version)
         if migrate:
             if version < SCHEMA_VERSION:
+                project.migration_backup = backup_before_migration(path, version)
                 project.migrate()
             interrupt_stale_runs(project)
         return project
 
     def _connect(self) -> sqlite3.Connection:
         try:
+            if self.read_only:
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                                       isolation_level=None, check_same_thread=True)
+                conn.execute("PRAGMA query_only=ON")
+                return conn
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=True)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -291,6 +359,8 @@ class Project:
         The first write of a :class:`Project` checks the file for damage first. An SQLite error the
         file or disk causes (read-only, full, locked, damaged) becomes a :class:`ProjectError`.
         """
+        if self.read_only:
+            raise ProjectError(f"{self.path}: the project is open read-only ({self.read_only}); nothing was changed")
         db = self.db
         with self._write_lock:
             if not self._checked:
