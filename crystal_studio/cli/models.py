@@ -285,6 +285,15 @@ def _read_inputs(paths: list[Path]):
     return usable, issues
 
 
+def _domain_flags(record, std, records) -> list[dict | None]:
+    """Out-of-domain flags of the predictions for parsed ``records`` with spreads ``std`` (see
+    ml/domain.py); None each for a model that recorded no domain."""
+    from crystal_studio.ml.domain import domain_flags, reference_of
+
+    return domain_flags(reference_of(record.hyperparameters), std, [r.info.elements for r in records],
+                        [r.info.volume / max(r.info.nsites, 1) for r in records])
+
+
 def predict(
     project: ProjectArg,
     paths: Annotated[list[Path], typer.Argument(help="CIF, POSCAR, extxyz, JSON or CSV files, folders or zips.")],
@@ -303,22 +312,28 @@ def predict(
     mean, std = run_with_progress(
         "predicting", lambda progress, cancel: predict_structures(
             predictor, [r.structure for r in records], progress=progress, cancel=cancel))
+    flags = _domain_flags(record, std, records)
     predictions = []
     for k, rec in enumerate(records):
         row = {"source": rec.source, "formula": rec.info.reduced_formula}
         for j, target in enumerate(predictor.targets):
             row[target] = float(mean[k, j])
             row[target + "_std"] = float(std[k, j])
+        if flags[k] is not None:
+            row.update({"out_of_domain": flags[k]["out_of_domain"], "domain_spread_ratio": flags[k]["spread_ratio"],
+                        "domain_reason": flags[k]["reason"]})
         predictions.append(row)
     if json_out:
         emit_json({"model_id": record.id, "targets": predictor.targets, "predictions": predictions})
     else:
+        has_domain = any(f is not None for f in flags)
         table = Table(title=f"model {record.id}: {record.name}", title_justify="left")
-        for col in ("source", "formula", *predictor.targets):
-            table.add_column(col, justify="left" if col in ("source", "formula") else "right")
+        for col in ("source", "formula", *predictor.targets, *(("domain",) if has_domain else ())):
+            table.add_column(col, justify="left" if col in ("source", "formula", "domain") else "right")
         for row in predictions:
+            domain = (("OUT: " + row["domain_reason"]) if row.get("out_of_domain") else "in",) if has_domain else ()
             table.add_row(row["source"], row["formula"],
-                          *(f"{row[t]:.3f} ± {row[t + '_std']:.3f}" for t in predictor.targets))
+                          *(f"{row[t]:.3f} ± {row[t + '_std']:.3f}" for t in predictor.targets), *domain)
         out.print(table)
     if issues:
         raise typer.Exit(EXIT_PARTIAL)
@@ -339,14 +354,23 @@ def evaluate(
     from crystal_studio.ml.predictor import evaluate_structures
 
     record, predictor, records, issues = _model_and_inputs(project, model, device, data, "--data")
-    n, metrics = run_with_progress(
+    n, metrics, std, used = run_with_progress(
         "evaluating", lambda progress, cancel: evaluate_structures(
             predictor, [r.structure for r in records], [r.properties for r in records], progress=progress,
-            cancel=cancel))
+            cancel=cancel, with_spread=True))
+    flags = _domain_flags(record, std, [records[i] for i in used])
+    doc = {"model_id": record.id, "n": n, "metrics": metrics}
+    if any(f is not None for f in flags):
+        outside = [records[i].source for i, f in zip(used, flags, strict=True) if f and f["out_of_domain"]]
+        doc["out_of_domain"] = {"n": len(outside), "fraction": len(outside) / max(n, 1), "sources": outside}
     if json_out:
-        emit_json({"model_id": record.id, "n": n, "metrics": metrics})
+        emit_json(doc)
     else:
         out.print(_metrics_table(f"model {record.id} on {n} structures", metrics))
+        if "out_of_domain" in doc:
+            ood = doc["out_of_domain"]
+            out.print(f"{ood['n']} of {n} structures out of the training domain (ensemble spread or elements)"
+                      + (f": {', '.join(ood['sources'][:10])}" + (" …" if ood["n"] > 10 else "") if ood["n"] else ""))
     if issues:
         raise typer.Exit(EXIT_PARTIAL)
 

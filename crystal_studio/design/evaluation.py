@@ -72,6 +72,29 @@ def structurally_valid(min_distance: float, volume: float) -> bool:
     return bool(min_distance >= MIN_DISTANCE and volume > MIN_VOLUME)
 
 
+MIN_LATTICE_LENGTH = 0.5  # Å: a shorter lattice vector puts every atom on top of its own image
+MAX_LATTICE_LENGTH = 500.0  # Å: a longer one is no crystal an optimizer meant (and measuring it takes long)
+MIN_VOLUME_FACTOR = 1e-3  # V / (abc): below this the cell is flat (angles summing to 360°)
+
+
+def lattice_problem(structure: Structure) -> str | None:
+    """Why an optimizer's crystal has a degenerate cell, or None for a usable one: "non-finite lattice"
+    (NaN/inf lengths, angles or coordinates), "lattice vector under 0.5 Å", "lattice vector over 500 Å",
+    "flat cell" (the volume under 1e-3 of a·b·c). The optimization job rejects such crystals before
+    evaluating them and counts each reason (design/job.py)."""
+    matrix = np.asarray(structure.lattice.matrix, dtype=float)
+    if not (np.isfinite(matrix).all() and np.isfinite(structure.frac_coords).all()):
+        return "non-finite lattice"
+    lengths = np.linalg.norm(matrix, axis=1)
+    if lengths.min() < MIN_LATTICE_LENGTH:
+        return "lattice vector under 0.5 Å"
+    if lengths.max() > MAX_LATTICE_LENGTH:
+        return "lattice vector over 500 Å"
+    if abs(float(np.linalg.det(matrix))) < MIN_VOLUME_FACTOR * float(np.prod(lengths)):
+        return "flat cell"
+    return None
+
+
 def angles_ok(structure: Structure, template: Template) -> bool:
     lo, hi = template.angle_window
     return all(lo <= angle <= hi for angle in structure.lattice.angles)

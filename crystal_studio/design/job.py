@@ -7,16 +7,24 @@ and versions in ``runs``, per-step metrics in ``run_metrics``, evaluated candida
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.options import apply_options, describe_options
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
-from crystal_studio.design.evaluation import evaluate_structure, mark_unique_and_novel, rejudged, summarize
+from crystal_studio.design.evaluation import (
+    evaluate_structure,
+    lattice_problem,
+    mark_unique_and_novel,
+    rejudged,
+    summarize,
+)
 from crystal_studio.design.methods import MethodRequest, get_method
 from crystal_studio.design.optimizers.base import Optimizer, StepReport
 from crystal_studio.design.spec import DesignSpec
+from crystal_studio.ml.domain import candidate_flags, structure_elements, volumes_per_atom
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
@@ -166,7 +174,13 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
                     on_step(report)
                 progress(ProgressEvent(report.step, report.total, method, report.metrics))
             progress(ProgressEvent(n_steps, n_steps, "evaluating candidates"))
-            proposals = optimizer.candidates()
+            proposals, rejected = [], Counter()
+            for proposal in optimizer.candidates():
+                problem = lattice_problem(proposal.structure)
+                if problem is None:
+                    proposals.append(proposal)
+                else:
+                    rejected[problem] += 1
             evaluations = []
             for proposal in proposals:
                 cancel.check()
@@ -174,10 +188,15 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
                                                       proposal.site_charges))
             structures = [p.structure for p in proposals]
             mark_unique_and_novel(structures, evaluations, _reference_structures(project, reference, evaluations))
+            domains = candidate_flags([(r.hyperparameters, r.targets) for r in records],
+                                      [p.property_std for p in proposals], structure_elements(structures),
+                                      volumes_per_atom(structures))
             docs = []
-            for proposal, evaluation in zip(proposals, evaluations, strict=True):
+            for proposal, evaluation, domain in zip(proposals, evaluations, domains, strict=True):
                 doc = evaluation.as_json()
                 doc["origin"] = proposal.origin
+                if domain is not None:
+                    doc["domain"] = domain  # out of the models' training domain? (ml/domain.py)
                 docs.append(doc)
             if judge_model is not None:
                 progress(ProgressEvent(n_steps, n_steps, f"judging candidates with model {judge_model}"))
@@ -186,8 +205,19 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
         finally:
             _flush(project, run_id, pending)  # steps done before a cancel or failure stay plotted
     summary = summarize_with_judge(docs, spec)
-    model_store.update_run(project, run_id, status="completed",
-                           message=f"{summary['success_rate']:.0%} of {len(evaluations)} candidates meet every criterion")
+    message = f"{summary['success_rate']:.0%} of {len(evaluations)} candidates meet every criterion"
+    flagged = sum(1 for doc in docs if (doc.get("domain") or {}).get("out_of_domain"))
+    if any("domain" in doc for doc in docs):
+        summary["out_of_domain"] = flagged
+        if flagged:
+            message += f"; {flagged} out of the models' training domain"
+    if rejected:
+        summary["rejected"] = dict(rejected)
+        message += "; rejected " + ", ".join(f"{n} ({reason})" for reason, n in rejected.items())
+    if optimizer.stop_reason:
+        summary["stopped"] = optimizer.stop_reason
+        message += f"; {optimizer.stop_reason}"
+    model_store.update_run(project, run_id, status="completed", message=message)
     return OptimizationResult(run_id, method, len(evaluations), summary)
 
 

@@ -139,6 +139,11 @@ def candidate_columns(records: list[CandidateRecord]) -> list[Column]:
         Column("Unique", lambda r: r.evaluation.get("unique"), "flag", "Unique within the run"),
         Column("Novel", lambda r: r.evaluation.get("novel"), "flag", "Not in the reference dataset"),
     ]
+    if any(r.evaluation.get("domain") for r in records):
+        cols.append(Column("In domain", lambda r: None if not r.evaluation.get("domain")
+                           else not r.evaluation["domain"]["out_of_domain"], "flag",
+                           "Inside the models' training domain: ✗ when the ensemble spread exceeds the 99th "
+                           "percentile of validation or an element was never trained on (the model is guessing)"))
     if relaxed:
         cols += [
             Column("E CHGNet (eV/atom)", lambda r: r.oracle_energy_per_atom, tip="CHGNet energy after relaxation"),
@@ -236,6 +241,8 @@ class CandidateTableModel(QAbstractTableModel):
                 return f"{_fmt(value, 6)} ± {_fmt(std, 3)}" if std is not None else _fmt(value, 6)
             if col.kind == "notes":
                 return value or "Double-click to add a note"
+            if col.header == "In domain" and value is False:
+                return record.evaluation["domain"].get("reason") or col.tip
             return col.tip or None
         return None
 

@@ -261,10 +261,11 @@ def predict_structures(predictor: CrystalPredictor, structures: Sequence[Structu
 
 def evaluate_structures(predictor: CrystalPredictor, structures: Sequence[Structure],
                         properties: Sequence[dict[str, float]], batch_size: int = 64,
-                        progress: ProgressCallback = no_progress, cancel: CancelToken | None = None
-                        ) -> tuple[int, dict[str, dict]]:
+                        progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
+                        with_spread: bool = False) -> tuple:
     """(number of structures with at least one target known, metrics per target) of ``predictor``
-    on labelled structures; ``properties`` holds each structure's known values by canonical name."""
+    on labelled structures; ``properties`` holds each structure's known values by canonical name.
+    With ``with_spread`` also the (n, T) spreads and the indices of the structures they belong to."""
     y = np.array([[props.get(t, np.nan) for t in predictor.targets] for props in properties], dtype=np.float64)
     labelled = np.isfinite(y).any(axis=1) if len(y) else np.zeros(0, dtype=bool)
     if not labelled.any():
@@ -272,4 +273,7 @@ def evaluate_structures(predictor: CrystalPredictor, structures: Sequence[Struct
             f"no structure has a value for any of the model's targets ({', '.join(predictor.targets)})")
     chosen = [s for s, keep in zip(structures, labelled, strict=True) if keep]
     mean, std = predict_structures(predictor, chosen, batch_size, progress, cancel)
-    return len(chosen), metrics_per_target(predictor.targets, y[labelled], mean, std)
+    metrics = metrics_per_target(predictor.targets, y[labelled], mean, std)
+    if with_spread:
+        return len(chosen), metrics, std, np.flatnonzero(labelled).tolist()
+    return len(chosen), metrics

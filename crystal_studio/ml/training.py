@@ -46,6 +46,8 @@ from crystal_studio.core.progress import CancelToken, ProgressCallback, Progress
 from crystal_studio.core.properties import unit_of
 from crystal_studio.ml.batching import CrystalGraph, build_graphs, collate
 from crystal_studio.ml.data import LabelledData, load_labelled, split_ids
+from crystal_studio.ml.domain import domain_reference
+from crystal_studio.ml.elements import ELEMENTS
 from crystal_studio.ml.kinds import KIND_DEFAULTS, PREDICTOR_KINDS, get_kind
 from crystal_studio.ml.metrics import metrics_per_target, spread_scale
 from crystal_studio.ml.models.gnn import CrystalGNN, GNNConfig
@@ -548,6 +550,12 @@ def _execute(project: Project, run_id: int, parameters: dict, config: TrainConfi
         training = {**config.as_dict(), "dataset": parameters["dataset"], "split_sizes": sizes, "members": infos,
                     "units": {t: unit_of(t) for t in config.targets}, "val_metrics": metrics["val"],
                     "spread_scale": predictor.spread_scale.tolist()}
+        _, test_std = predict_graphs(predictor, graphs["test"], 2 * config.batch_size)  # calibrated now
+        domain = domain_reference(np.concatenate([std * predictor.spread_scale.cpu().numpy(), test_std]), norm["std"],
+                                  {ELEMENTS[int(t)] for g in graphs["train"] for t in g.types.unique()},
+                                  [abs(float(torch.linalg.det(g.lattice.double()))) / g.n_atoms for g in graphs["train"]])
+        if domain is not None:  # what out-of-domain flags compare against (ml/domain.py)
+            training["domain"] = domain
         model_id = save_predictor(project, predictor, parameters["name"], metrics["test"], training,
                                   parameters["dataset_id"], run_id, complete_run=message)
         store.clear_run_state(project, run_id)

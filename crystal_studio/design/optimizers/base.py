@@ -48,6 +48,9 @@ class Optimizer(ABC):
     """Base class of design methods; see the module docstring."""
 
     name: str = "optimizer"
+    stop_reason: str | None = None
+    """Set when the optimizer ended early on its own (e.g. the model's predictions became NaN/inf): what
+    happened and what it kept; the job puts it in the run's message and summary."""
 
     def __init__(self, spec: DesignSpec, n_candidates: int, n_steps: int, seed: int = 0):
         self.spec = spec

@@ -293,6 +293,11 @@ class SmoacsOptimizer(Optimizer):
         for step in range(self.n_steps):
             decay = 0.5 * (1.0 + math.cos(math.pi * self._phase(step)))
             total, terms, mean = self.loss(step)
+            if not bool(torch.isfinite(total).all()):  # before any update: the parameters are the last good state
+                bad = int((~torch.isfinite(total)).sum())
+                self.stop_reason = (f"stopped at step {step + 1}: the loss of {bad} of {len(total)} crystals became "
+                                    f"non-finite (NaN/inf); kept the candidates archived up to step {step}")
+                break
             for opt, base_lr in optimizers:
                 opt.zero_grad()
                 for group in opt.param_groups:
