@@ -368,3 +368,33 @@ def test_no_migration_without_a_backup(old_project, monkeypatch):
     assert digest(old_project) == before
     assert Project(old_project).schema_version == 5
     assert not list(old_project.parent.glob("*.part"))
+
+
+# ------------------------------------------------------------------ the window opens a held project read-only
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="the main window's VTK view needs an X display (xvfb-run)")
+def test_a_second_window_shows_a_held_project_read_only(held_elsewhere, qtbot, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from crystal_studio.gui.main_window import MainWindow
+
+    stored, proc = held_elsewhere
+    window = MainWindow(stored, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.project is not None, timeout=20000)
+    assert window.windowTitle() == "Crystal Studio — p (read-only)"
+    assert window.project.read_only.startswith(f"already open in another Crystal Studio, process {proc.pid}")
+    assert "Opened read-only" in window.statusBar().currentMessage()
+    window.close()
+    proc.kill()
+    proc.wait()
+    mine = MainWindow(stored, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(mine)
+    mine.show()
+    qtbot.waitUntil(lambda: mine.project is not None, timeout=20000)
+    assert mine.windowTitle() == "Crystal Studio — p" and mine.project.read_only is None
+    assert session_holder(stored)["pid"] == os.getpid()  # this window holds it now
+    mine.close()
+    assert session_holder(stored) is None
