@@ -264,7 +264,7 @@ class RayExecutor(Executor):
                 if address:
                     ray.init(address=address, **options)
                 else:
-                    ray.init(num_cpus=num_cpus or usable_cores(), **options)
+                    ray.init(address="local", num_cpus=num_cpus or usable_cores(), **options)  # never a stray cluster
             except ConnectionError as exc:
                 raise CrystalStudioError(f"no Ray cluster at {address}: {exc}") from None
             self._owns = True
