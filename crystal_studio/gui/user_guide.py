@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QUrl
-from PySide6.QtGui import QTextDocument
+from PySide6.QtCore import QByteArray, QUrl
+from PySide6.QtGui import QImage, QTextDocument
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
 
@@ -58,6 +58,9 @@ class UserGuideDialog(QDialog):
             block = block.next()
         return names
 
-    def image(self, name: str):
-        """The image ``name`` as the browser loads it (a null QImage/QPixmap or None when not found)."""
-        return self.browser.loadResource(QTextDocument.ResourceType.ImageResource.value, QUrl(name))
+    def image(self, name: str) -> QImage:
+        """The image ``name`` as the browser finds it (a null image when it cannot)."""
+        data = self.browser.loadResource(QTextDocument.ResourceType.ImageResource.value, QUrl(name))
+        if isinstance(data, QByteArray):
+            return QImage.fromData(data)
+        return QImage(data) if data is not None else QImage()

@@ -67,7 +67,7 @@ class WelcomePage(QDialog):
 
     def __init__(self, window: MainWindow):
         super().__init__(window)
-        self.window_ = window
+        self.main_window = window
         self.setWindowTitle("Welcome to Crystal Studio")
         self.setObjectName("welcomePage")
 
@@ -144,7 +144,7 @@ class WelcomePage(QDialog):
     def fill_recent(self) -> None:
         """List the window's recent projects; those whose file is gone are shown greyed out."""
         self.recent_list.clear()
-        for path in self.window_.recent_projects():
+        for path in self.main_window.recent_projects():
             item = QListWidgetItem(f"{Path(path).name}  —  {Path(path).parent}")
             item.setData(Qt.ItemDataRole.UserRole, path)
             item.setToolTip(path)
@@ -152,7 +152,7 @@ class WelcomePage(QDialog):
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
                 item.setText(item.text() + "  (missing)")
             self.recent_list.addItem(item)
-        if not self.window_.recent_projects():
+        if not self.main_window.recent_projects():
             placeholder = QListWidgetItem("(none yet)")
             placeholder.setFlags(Qt.ItemFlag.NoItemFlags)
             self.recent_list.addItem(placeholder)
@@ -164,33 +164,33 @@ class WelcomePage(QDialog):
                                            and bool(item.flags() & Qt.ItemFlag.ItemIsEnabled))
 
     def _devices_detected(self, info: dict) -> None:
-        self.device_label.setText(device_statement(info, self.window_.compute_device()))
+        self.device_label.setText(device_statement(info, self.main_window.compute_device()))
 
     def open_builtin(self) -> None:
-        self.window_.open_project(None)
+        self.main_window.open_project(None)
         self.accept()
 
     def open_recent(self, item: QListWidgetItem | None) -> None:
         path = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
         if path and Path(path).is_file():
-            self.window_.open_project(Path(path))
+            self.main_window.open_project(Path(path))
             self.accept()
 
     def create_new(self) -> None:
         """Ask for a file name (File → New Project…); the page closes once one is given."""
-        if self.window_.new_project_dialog():
+        if self.main_window.new_project_dialog():
             self.accept()
 
     def import_data(self) -> None:
         """The import dialog for the open project (the page says so when none is open yet)."""
-        if self.window_.import_dialog() is not None:
+        if self.main_window.import_dialog() is not None:
             self.accept()
         else:
             self.import_button.setText("Import data… (open or create a project first)")
 
     def take_tour(self) -> None:
         self.accept()
-        self.window_.start_tour()
+        self.main_window.start_tour()
 
     def read_guide(self) -> None:
-        self.window_.show_user_guide()
+        self.main_window.show_user_guide()
