@@ -21,10 +21,13 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from crystal_studio.core.hull import HullResult, dataset_hull
 from crystal_studio.core.progress import CancelToken, ProgressCallback, no_progress
 from crystal_studio.store.project import Project, now
+
+if TYPE_CHECKING:  # pymatgen's phase diagram costs ~0.8 s to import: only when a hull is built
+    from crystal_studio.core.hull import HullResult
 
 ENERGY_PROPERTY = "formation_energy_per_atom"  # eV/atom
 HULL_PROPERTIES = ("e_above_hull", "decomposition_components")
@@ -90,6 +93,8 @@ def compute_dataset_hull(project: Project, dataset: str, progress: ProgressCallb
         [ENERGY_PROPERTY, dataset_id]).fetchall()
     usable = [(sid, formula, value) for sid, formula, value in rows
               if value is not None and math.isfinite(value) and formula]
+    from crystal_studio.core.hull import dataset_hull
+
     results = dataset_hull(usable, progress=progress, cancel=cancel)
     (cancel or CancelToken()).check()
     source = hull_source(dataset)
