@@ -42,6 +42,7 @@ from crystal_studio.design.csp import (
     relax_one,
     space_groups_for,
 )
+from crystal_studio.jobs.executors import Executor, LocalExecutor, Shared, TaskContext, task_resources
 from crystal_studio.oracles.chgnet_oracle import chgnet_threads
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
@@ -120,7 +121,7 @@ def stored_names(project: Project, dataset: str) -> set[str]:
 def generate_polymorphs(project: Project, formulas: list[str], dataset: str, per_formula: int = 8, frames: int = 0,
                         seed: int = 0, max_atoms: int = 12, relax_steps: int = 150, fmax: float = 0.1,
                         device: str = "auto", progress: ProgressCallback = no_progress,
-                        cancel: CancelToken | None = None) -> PolymorphResult:
+                        cancel: CancelToken | None = None, executor: Executor | None = None) -> PolymorphResult:
     """Store ``per_formula`` CHGNet-relaxed random symmetric crystals of each of ``formulas`` (and, with
     ``frames`` > 0, up to that many intermediate frames of each relaxation) as rows of ``dataset``
     (created if new); see the module docstring for the rows, their names and their properties.
@@ -133,9 +134,13 @@ def generate_polymorphs(project: Project, formulas: list[str], dataset: str, per
     anything is stored). Cancelling raises Cancelled after marking the run cancelled; the trials committed
     so far stay, and the same call again does the rest. Progress: one event per trial, with the running
     rate (relaxed structures per minute).
+
+    Each trial to do is a task of ``executor`` (default: here, one after another; on Ray, in parallel on
+    the cluster): a pure function that generates and relaxes one crystal and returns its rows, which
+    this process alone stores, one trial per transaction. A trial lost with its worker more often than
+    Ray retries it is counted as a failed trial (rerun the call to do it).
     """
-    from crystal_studio.ml.runtime import package_versions, resolve_device
-    from crystal_studio.oracles.chgnet_oracle import ChgnetOracle
+    from crystal_studio.ml.runtime import package_versions
 
     started = time.perf_counter()
     cancel = cancel or CancelToken()
@@ -153,17 +158,19 @@ def generate_polymorphs(project: Project, formulas: list[str], dataset: str, per
     if relax_steps < 1 or not (math.isfinite(fmax) and fmax > 0):
         raise CrystalStudioError("--relax-steps must be at least 1 and --fmax a positive number")
     targets = _distinct([_target(text, max_atoms) for text in formulas])
-    torch_device = resolve_device(device)
+    executor = executor or LocalExecutor()
+    task_device = executor.device(device)
     parameters = {"formulas": list(formulas), "dataset": dataset, "per_formula": per_formula, "frames": frames,
                   "seed": seed, "max_atoms": max_atoms, "relax_steps": relax_steps, "fmax": fmax,
                   "n_steps": per_formula * sum(1 for t in targets if not t.problem)}
     versions = package_versions()
     versions["pyxtal"] = _version("pyxtal")
     versions["chgnet"] = _version("chgnet")
-    run_id = model_store.create_run(project, RUN_KIND, parameters, seed, str(torch_device), versions)
+    run_id = model_store.create_run(project, RUN_KIND, parameters, seed, task_device, versions)
     model_store.announce_run(run_id, progress)
     outcomes = [PolymorphFormula(t.formula, t.text, "failed" if t.problem else "pending", t.problem, per_formula)
                 for t in targets]
+    outcomes_by = {o.formula: o for o in outcomes}
     job = _Job(project, run_id, dataset, parameters, progress, cancel)
     existing = stored_names(project, dataset)
 
@@ -171,12 +178,25 @@ def generate_polymorphs(project: Project, formulas: list[str], dataset: str, per
         return (f"cancelled after storing {job.trials} trials ({job.rows} rows) in dataset '{dataset}'; "
                 "run the same command again to continue (stored trials are skipped)")
 
-    with model_store.guarded_run(project, run_id, cancelled_message), chgnet_threads(torch_device):
-        job.oracle = ChgnetOracle(str(torch_device))
+    with model_store.guarded_run(project, run_id, cancelled_message):
         job.t0 = time.perf_counter()
+        items = []
         for target, outcome in zip(targets, outcomes, strict=True):
             if not target.problem:
-                job.formula(target, outcome, existing)
+                items += job.trials_to_do(target, outcome, existing)
+        if items:
+            def store(index: int, result: dict) -> None:
+                job.store(items[index], result, outcomes_by[items[index]["formula"]], existing)
+
+            shared = executor.share({"parameters": parameters, "device": task_device, "run_id": run_id})
+            try:
+                report = executor.run(polymorph_task, items, shared, task_resources(executor, task_device), store,
+                                      cancel, progress)
+            finally:
+                shared.release()
+            for index, why in sorted(report.failed.items()):  # lost with their workers more often than retried
+                item = items[index]
+                outcomes_by[item["formula"]].failures.append(f"trial {item['trial']}: task lost ({why})")
         relax_s = time.perf_counter() - job.t0
         for outcome in outcomes:
             if outcome.status == "pending":
@@ -206,7 +226,6 @@ class _Job:
         self.done = 0  # trials handled (stored, skipped or failed)
         self.trials = 0  # relaxed trials stored
         self.rows = 0  # rows stored
-        self.oracle = None
         self.t0 = time.perf_counter()
 
     @property
@@ -222,81 +241,100 @@ class _Job:
         self.progress(ProgressEvent(min(self.done, self.total), self.total,
                                     f"{message} ({self.rate:.1f} structures/min)", metrics or {}))
 
-    def formula(self, target, outcome: PolymorphFormula, existing: set[str]) -> None:
+    def trials_to_do(self, target, outcome: PolymorphFormula, existing: set[str]) -> list[dict]:
+        """The tasks of ``target``'s trials not stored yet; stored ones are counted and reported."""
         p = self.parameters
-        n, seed = p["per_formula"], p["seed"]
-        holders = None
+        n, todo = p["per_formula"], []
         for t in range(n):
-            name = trial_name(target.formula, seed, t)
+            name = trial_name(target.formula, p["seed"], t)
             if name in existing:
                 outcome.n_existing += 1
                 self.report(f"{target.formula}: trial {t + 1}/{n} already stored")
-                continue
-            self.cancel.check()
-            if holders is None:
-                holders = space_groups_for(tuple(target.counts), p["max_atoms"])
-                if not holders:  # P1 holds any composition, so only a PyXtal without space groups gets here
-                    outcome.failures.append(f"no space group holds {target.formula} in {p['max_atoms']} atoms")
-                    self.done += n - t - 1
-                    self.report(f"{target.formula}: no space group")
-                    return
-            try:
-                generated, number, z = random_crystal(target.species, target.counts, holders,
-                                                      _rng(seed, f"{target.formula}/t{t}"))
-            except RuntimeError as exc:
-                outcome.failures.append(f"trial {t}: {exc}")
-                self.report(f"{target.formula}: trial {t + 1}/{n} not generated")
-                continue
-            outcome.n_generated += 1
-            try:
-                records = self._relaxed_records(target.formula, name, t, generated, number, z)
-            except RuntimeError as exc:
-                outcome.failures.append(f"trial {t} (space group {number}): {exc}")
-                self.report(f"{target.formula}: trial {t + 1}/{n} relaxation failed")
-                continue
-            with self.project.transaction() as db:  # a trial's final row and its frames, together or not at all
-                stored = self.project.insert_records(
-                    db, self.dataset, records, source="polymorphs (PyXtal random crystals relaxed by CHGNet)",
-                    description=f"random symmetric crystals relaxed by CHGNet (run {self.run_id}), "
-                                "energy_per_atom in eV/atom",
-                    metadata={"kind": RUN_KIND, "run_id": self.run_id,
-                              **{k: p[k] for k in ("seed", "max_atoms", "relax_steps", "fmax", "frames")}})
-            existing.add(name)
-            energy = records[0].properties["energy_per_atom"]
-            converged = records[0].properties["relax_converged"]
-            outcome.n_relaxed += 1
-            outcome.n_stored += stored
-            outcome.n_frames += stored - 1
-            outcome.energies.append(energy)
-            self.trials += 1
-            self.rows += stored
-            self.report(f"{target.formula}: trial {t + 1}/{n} {energy:.3f} eV/atom, space group {number}, "
-                        f"{records[0].info.nsites} sites{'' if converged else ', not converged'}",
-                        {"energy_per_atom": energy, "converged": converged, "rows": float(stored),
-                         "rate_per_min": self.rate})
+            else:
+                todo.append({"formula": target.formula, "species": list(target.species),
+                             "counts": list(target.counts), "trial": t, "name": name})
+        if not todo:
+            return []
+        holders = space_groups_for(tuple(target.counts), p["max_atoms"])
+        if not holders:  # P1 holds any composition, so only a PyXtal without space groups gets here
+            outcome.failures.append(f"no space group holds {target.formula} in {p['max_atoms']} atoms")
+            self.done += len(todo) - 1
+            self.report(f"{target.formula}: no space group")
+            return []
+        return [{**item, "holders": holders} for item in todo]
 
-    def _relaxed_records(self, formula: str, name: str, trial: int, generated, spacegroup: int, z: int
-                         ) -> list[ParsedRecord]:
-        """The relaxed structure's record, then its frames'; RuntimeError when the relaxation fails."""
-        p = self.parameters
-        relaxation = relax_one(self.oracle, generated, p["fmax"], p["relax_steps"], self.cancel, p["frames"])
-        converged = float(relaxation.converged)
-        meta = {"run_id": str(self.run_id), "formula": formula, "seed": str(p["seed"]), "trial": str(trial),
-                "generated_spacegroup_number": str(spacegroup), "z": str(z),
-                "generated_nsites": str(len(generated)), "fire_steps": str(relaxation.steps),
-                "max_force": f"{relaxation.max_force:.6g}"}
+    def store(self, item: dict, result: dict, outcome: PolymorphFormula, existing: set[str]) -> None:
+        """Store one finished trial (its rows in one transaction) or count its failure."""
+        formula, t, n, p = item["formula"], item["trial"], self.parameters["per_formula"], self.parameters
+        if result.get("generated"):
+            outcome.n_generated += 1
+        if "failure" in result:
+            outcome.failures.append(result["failure"])
+            what = "relaxation failed" if result.get("generated") else "not generated"
+            self.report(f"{formula}: trial {t + 1}/{n} {what}")
+            return
+        records = result["records"]
+        with self.project.transaction() as db:  # a trial's final row and its frames, together or not at all
+            stored = self.project.insert_records(
+                db, self.dataset, records, source="polymorphs (PyXtal random crystals relaxed by CHGNet)",
+                description=f"random symmetric crystals relaxed by CHGNet (run {self.run_id}), "
+                            "energy_per_atom in eV/atom",
+                metadata={"kind": RUN_KIND, "run_id": self.run_id,
+                          **{k: p[k] for k in ("seed", "max_atoms", "relax_steps", "fmax", "frames")}})
+        existing.add(item["name"])
+        energy = records[0].properties["energy_per_atom"]
+        converged = records[0].properties["relax_converged"]
+        outcome.n_relaxed += 1
+        outcome.n_stored += stored
+        outcome.n_frames += stored - 1
+        outcome.energies.append(energy)
+        self.trials += 1
+        self.rows += stored
+        self.report(f"{formula}: trial {t + 1}/{n} {energy:.3f} eV/atom, space group {result['spacegroup']}, "
+                    f"{records[0].info.nsites} sites{'' if converged else ', not converged'}",
+                    {"energy_per_atom": energy, "converged": converged, "rows": float(stored),
+                     "rate_per_min": self.rate})
+
+
+def polymorph_task(shared: Shared, item: dict, context: TaskContext) -> dict:
+    """Generate and relax one trial (a task: a pure function of its inputs and the job's parameters).
+    Returns ``{"generated", "records", "spacegroup"}``, or ``{"generated", "failure"}`` with the reason
+    when PyXtal cannot make the crystal or the relaxation fails."""
+    from crystal_studio.ml.runtime import resolve_device
+    from crystal_studio.oracles.chgnet_oracle import ChgnetOracle
+
+    payload = shared.get()
+    p, device = payload["parameters"], resolve_device(payload["device"])
+    t, formula = item["trial"], item["formula"]
+    try:
+        generated, number, z = random_crystal(item["species"], item["counts"], item["holders"],
+                                              _rng(p["seed"], f"{formula}/t{t}"))
+    except RuntimeError as exc:
+        return {"generated": False, "failure": f"trial {t}: {exc}"}
+    oracle = shared.derived("chgnet", lambda: ChgnetOracle(str(device)))
+    with chgnet_threads(device):
         try:
-            records = [_record(name, relaxation.final, relaxation.energy_per_atom, 1.0, converged, meta)]
-        except ValueError as exc:  # e.g. the cell blew up
-            raise RuntimeError(f"relaxed structure cannot be stored: {exc}") from None
-        for k, (structure, energy) in enumerate(relaxation.frames):
-            if not math.isfinite(energy):
-                continue
-            try:
-                records.append(_record(f"{name}/f{k}", structure, energy, 0.0, converged, {**meta, "frame": str(k)}))
-            except ValueError:  # a frame that cannot be stored is left out; the trial is not
-                continue
-        return records
+            relaxation = relax_one(oracle, generated, p["fmax"], p["relax_steps"], context.cancel, p["frames"])
+        except RuntimeError as exc:
+            return {"generated": True, "failure": f"trial {t} (space group {number}): {exc}"}
+    converged = float(relaxation.converged)
+    meta = {"run_id": str(payload["run_id"]), "formula": formula, "seed": str(p["seed"]), "trial": str(t),
+            "generated_spacegroup_number": str(number), "z": str(z),
+            "generated_nsites": str(len(generated)), "fire_steps": str(relaxation.steps),
+            "max_force": f"{relaxation.max_force:.6g}"}
+    try:
+        records = [_record(item["name"], relaxation.final, relaxation.energy_per_atom, 1.0, converged, meta)]
+    except ValueError as exc:  # e.g. the cell blew up
+        return {"generated": True, "failure": f"trial {t} (space group {number}): relaxed structure cannot be "
+                                              f"stored: {exc}"}
+    for k, (structure, energy) in enumerate(relaxation.frames):
+        if not math.isfinite(energy):
+            continue
+        try:
+            records.append(_record(f"{item['name']}/f{k}", structure, energy, 0.0, converged, {**meta, "frame": str(k)}))
+        except ValueError:  # a frame that cannot be stored is left out; the trial is not
+            continue
+    return {"generated": True, "records": records, "spacegroup": number}
 
 
 def _record(name: str, structure, energy: float, relaxed: float, converged: float, meta: dict[str, str]
