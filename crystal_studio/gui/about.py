@@ -1,5 +1,5 @@
 """Help ▸ About Crystal Studio: versions, the compute device and the sources and licences of the shipped
-data, collected by :func:`crystal_studio.core.environment.environment_report` in a worker thread (it
+data, collected by :func:`crystal_studio.gui.environment.environment_report` in a worker thread (it
 imports torch) and shown as selectable text that can be copied into a bug report."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from crystal_studio.gui.jobs import JobManager
 
 def collect_report(_progress, _cancel) -> dict:
     """Job function: the environment report (versions, device, shipped data)."""
-    from crystal_studio.core.environment import environment_report
+    from crystal_studio.gui.environment import environment_report
 
     return environment_report()
 

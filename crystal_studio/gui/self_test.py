@@ -85,7 +85,7 @@ class SelfTest:
     # ---------------------------------------------------------------- checks
 
     def check_environment(self) -> str:
-        from crystal_studio.core.environment import environment_report
+        from crystal_studio.gui.environment import environment_report
 
         self.environment = environment_report()
         versions = self.environment["versions"]

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
 import platform
 import sys
+from importlib import metadata
 
 import torch
 
-from crystal_studio.core.environment import library_version
 from crystal_studio.core.errors import CrystalStudioError
+
+
+def library_version(dist: str, module: str) -> str:
+    """The installed version of ``dist``, from its metadata or else ``module.__version__`` (the frozen app
+    ships no metadata for some packages, torch among them)."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        return str(getattr(importlib.import_module(module), "__version__", "unknown"))
+    except ImportError:
+        return "not installed"
+
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

@@ -3,34 +3,20 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import platform
 from dataclasses import asdict, dataclass
-from importlib import metadata
 
 from crystal_studio import __version__
 from crystal_studio.core.paths import RESOURCES
+from crystal_studio.ml.runtime import library_version
 
 # (label, distribution name, module whose __version__ to read when the distribution's metadata is
 # missing, as for torch in the frozen app)
 LIBRARIES = (("torch", "torch", "torch"), ("pymatgen", "pymatgen", "pymatgen.core"),
              ("CHGNet", "chgnet", "chgnet"), ("spglib", "spglib", "spglib"), ("NumPy", "numpy", "numpy"),
              ("BoTorch", "botorch", "botorch"), ("pyqtgraph", "pyqtgraph", "pyqtgraph"))
-
-
-def library_version(dist: str, module: str) -> str:
-    """The installed version of ``dist``, from its metadata or else ``module.__version__`` (the frozen app
-    ships no metadata for some packages, torch among them)."""
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        pass
-    try:
-        return str(getattr(importlib.import_module(module), "__version__", "unknown"))
-    except ImportError:
-        return "not installed"
 
 
 def software_versions() -> dict[str, str]:
