@@ -44,3 +44,17 @@ def project(tmp_path):
     assert report.imported >= 5
     yield proj
     proj.close()
+
+
+@pytest.fixture
+def window(qtbot, project, settings):
+    """The main window, shown, on :func:`project` (opened once the window's project is set)."""
+    from crystal_studio.gui.main_window import MainWindow
+
+    project.close()
+    win = MainWindow(project.path, settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.project is not None, timeout=10000)
+    yield win
+    win.close()

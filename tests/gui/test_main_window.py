@@ -15,17 +15,10 @@ GOOD = Path(__file__).resolve().parents[1] / "data" / "good"
 
 
 @pytest.fixture
-def window(qtbot, project, settings):
-    from crystal_studio.gui.main_window import MainWindow
-
-    project.close()
-    win = MainWindow(project.path, settings=settings)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitUntil(lambda: win.project is not None, timeout=10000)
-    qtbot.waitUntil(lambda: win.datasets_panel.model.rowCount() == 9, timeout=10000)
-    yield win
-    win.close()
+def window(window, qtbot):
+    """conftest's window, with the datasets table filled (the 9 good structures)."""
+    qtbot.waitUntil(lambda: window.datasets_panel.model.rowCount() == 9, timeout=10000)
+    return window
 
 
 def test_window_opens_project_with_panels_and_menus(window):

@@ -16,19 +16,6 @@ pytestmark = pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="VTK needs
 GOOD = Path(__file__).resolve().parents[1] / "data" / "good"
 
 
-@pytest.fixture
-def window(qtbot, project, settings):
-    from crystal_studio.gui.main_window import MainWindow
-
-    project.close()
-    win = MainWindow(project.path, settings=settings)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitUntil(lambda: win.project is not None, timeout=10000)
-    yield win
-    win.close()
-
-
 def menu_action(window, menu: str, text: str):
     for top in window.menuBar().actions():
         if top.text().replace("&", "") == menu:
