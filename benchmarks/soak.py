@@ -187,7 +187,7 @@ def main() -> None:
     reader = Reader(project, args.read_every)
     reader.start()
     began, cycle, cycles = time.perf_counter(), 0, []
-    datasets: list[tuple[str, int | None]] = []  # (name, model id)
+    datasets: list[tuple[str, int | None, list[int]]] = []  # (name, model id, its training and optimization runs)
     while time.perf_counter() - began < args.duration:
         cycle += 1
         row = {"cycle": cycle}
@@ -197,16 +197,20 @@ def main() -> None:
         data.unlink()
         doc, row["train_s"], row["train_rss_mib"] = verbs.run("train", "--dataset", name, *TRAIN, "--seed", cycle)
         model_id = doc["model_id"] if doc else None
-        datasets.append((name, model_id))
+        runs = [doc["run_id"]] if doc else []
+        datasets.append((name, model_id, runs))
         if model_id is not None:
             doc, row["optimize_s"], row["optimize_rss_mib"] = verbs.run(
                 "optimize", "--spec", SPEC, "--method", "smoacs", "--models", model_id, "--candidates", 16,
                 "--steps", 30, "--seed", cycle, "--device", "cpu")
             if doc:
+                runs.append(doc["run_id"])
                 row["candidates"] = doc["n_candidates"]
                 _, row["candidates_s"], _ = verbs.run("candidates", "--run", doc["run_id"])
         if len(datasets) > args.keep:
-            old, old_model = datasets.pop(0)
+            old, old_model, old_runs = datasets.pop(0)
+            for run_id in old_runs:
+                verbs.run("delete", "--run", run_id, "--yes", json_out=False)
             if old_model is not None:
                 verbs.run("delete", "--model", old_model, "--yes", json_out=False)
             verbs.run("delete", "--dataset", old, "--yes", json_out=False)
