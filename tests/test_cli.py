@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from tests.clitools import run_cli as cli
 from tests.conftest import BROKEN, GOOD, shared_file
-
-
-def cli(*args, cwd=None):
-    result = subprocess.run([sys.executable, "-m", "crystal_studio", *map(str, args)], capture_output=True,
-                            text=True, cwd=cwd, timeout=300)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ right exit code (2 nothing done, 3 partial) and no traceback."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -21,17 +22,13 @@ from crystal_studio.core.io import ImportOptions, read_structures, write_structu
 from crystal_studio.core.properties import UNITS
 from crystal_studio.design.spec import SpecError, load_spec
 from crystal_studio.store.project import Project
+from tests.clitools import run_cli
 from tests.conftest import GOOD
 
 posix_only = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs need a POSIX system")
 
 
-def cli(*args, timeout=120):
-    """Run the command line as a user does; never a traceback."""
-    result = subprocess.run([sys.executable, "-m", "crystal_studio", *map(str, args)], capture_output=True,
-                            text=True, timeout=timeout)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
+cli = functools.partial(run_cli, timeout=120)
 
 
 # ------------------------------------------------------------------ item 1: non-regular input files

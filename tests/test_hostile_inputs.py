@@ -4,12 +4,11 @@ quickly, with the reason naming the file, and never with a traceback or an abort
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
 import stat
-import subprocess
-import sys
 import zipfile
 
 import pytest
@@ -18,18 +17,14 @@ from pymatgen.core import Lattice, Structure
 from crystal_studio.core import structures as cs
 from crystal_studio.core.io import ImportOptions, read_structures
 from crystal_studio.design.spec import SpecError, load_spec
+from tests.clitools import run_cli
 from tests.conftest import GOOD
 
 MiB = 2**20
 CIF = (GOOD / "SrTiO3.cif").read_text()
 
 
-def cli(*args, timeout=60):
-    """Run the command line as a user does, with a deadline (a hang fails the test); never a traceback."""
-    result = subprocess.run([sys.executable, "-m", "crystal_studio", *map(os.fsdecode, args)], capture_output=True,
-                            text=True, timeout=timeout, errors="replace")
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
+cli = functools.partial(run_cli, timeout=60)
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ traceback, and nothing is written into a damaged file."""
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,17 +22,13 @@ from crystal_studio.store import models as model_store
 from crystal_studio.store import project as project_module
 from crystal_studio.store.importer import import_paths
 from crystal_studio.store.project import Project
+from tests.clitools import run_cli
 from tests.conftest import GOOD
 
 CIF = GOOD / "SrTiO3.cif"
 
 
-def cli(*args, prefix: tuple[str, ...] = (), timeout=120):
-    """Run the command line as a user does (after ``prefix``, e.g. a namespace wrapper); never a traceback."""
-    result = subprocess.run([*prefix, sys.executable, "-m", "crystal_studio", *map(str, args)], capture_output=True,
-                            text=True, timeout=timeout)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
+cli = functools.partial(run_cli, timeout=120)
 
 
 def digest(path: Path) -> str:

@@ -13,6 +13,7 @@ state file that asks to run code (tests/test_ml_training.py), planted symlinks i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -35,17 +36,13 @@ from crystal_studio.store.importer import import_paths
 from crystal_studio.store.project import NewerSchemaError, Project, StructureQuery
 from crystal_studio.store.schema import SCHEMA_VERSION
 from crystal_studio.store.session import ProjectInUseError, claim_session, lock_path, session_holder
+from tests.clitools import run_cli
 from tests.conftest import GOOD
 
 PACKAGE = Path(__file__).resolve().parents[1] / "crystal_studio"
 
 
-def cli(*args, timeout=120):
-    """The command line as a user runs it; never a traceback."""
-    result = subprocess.run([sys.executable, "-m", "crystal_studio", *map(str, args)], capture_output=True,
-                            text=True, timeout=timeout)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
+cli = functools.partial(run_cli, timeout=120)
 
 
 def digest(path: Path) -> str:
