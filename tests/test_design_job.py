@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -16,6 +14,7 @@ from crystal_studio.design.methods import METHODS
 from crystal_studio.design.spec import load_spec
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
+from tests.clitools import run_cli as cli
 from tests.conftest import generator_for
 
 SPEC = RESOURCES / "specs" / "smoacs_perovskite_gap_2.5eV.json"
@@ -57,13 +56,6 @@ def test_cancel_marks_the_run_cancelled(design_project):
 
 def test_cli_optimize_candidates_export(design_project, tmp_path):
     project, model_id, _ = design_project
-
-    def cli(*args):
-        result = subprocess.run([sys.executable, "-m", "crystal_studio", *map(str, args)], capture_output=True,
-                                text=True, timeout=300)
-        assert "Traceback" not in result.stderr, result.stderr
-        return result
-
     opt = cli("optimize", project.path, "--spec", SPEC, "--method", "smoacs", "--models", model_id,
               "--candidates", 3, "--steps", 2, "--seed", 0, "--device", "cpu", "--json")
     assert opt.returncode == 0, opt.stderr

@@ -23,23 +23,23 @@ from typer.testing import CliRunner
 from crystal_studio.cli import app
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project
+from tests.clitools import WIDE, run_cli
 from tests.ml_synthetic import synthetic_crystals, write_csv
 
 TINY = ["--targets", "band_gap", "--ensemble", "1", "--device", "cpu", "--batch-size", "8", "--hidden", "12",
         "--layers", "2", "--cutoff", "4.5", "--threads", "1", "--patience", "1000"]
 SPECS = Path(__file__).resolve().parents[1] / "resources" / "specs"
-ENV = {**os.environ, "COLUMNS": "400"}  # rich tables keep whole lines
+ENV = {**os.environ, **WIDE}  # rich tables keep whole lines
 
 
 def cli(*args) -> subprocess.CompletedProcess:
-    """``crystal-studio ARGS`` through the real entry point."""
-    return subprocess.run([sys.executable, "-m", "crystal_studio", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env=ENV)
+    """``crystal-studio ARGS`` through the real entry point, with wide tables."""
+    return run_cli(*args, env=WIDE)
 
 
 def invoke(*args):
     """``crystal-studio ARGS`` in this process (for output shapes; exit codes go through :func:`cli`)."""
-    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
+    result = CliRunner().invoke(app, [str(a) for a in args], env=WIDE)
     assert result.exit_code == 0 and result.exception is None, result.output
     return result
 

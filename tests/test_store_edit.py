@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
@@ -16,6 +14,7 @@ from crystal_studio.store import edit
 from crystal_studio.store import models as model_store
 from crystal_studio.store.importer import import_paths
 from crystal_studio.store.project import Project, StructureQuery
+from tests.clitools import run_cli as cli
 from tests.conftest import GOOD
 
 
@@ -239,13 +238,6 @@ def test_an_older_project_migrates_to_run_names_and_id_floors(tmp_path):
 
 
 # ------------------------------------------------------------------ the command line
-
-
-def cli(*args, stdin=subprocess.DEVNULL):
-    result = subprocess.run([sys.executable, "-m", "crystal_studio", *map(str, args)], capture_output=True, text=True,
-                            stdin=stdin, timeout=300)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
 
 
 def test_cli_rename_and_delete(good):
