@@ -267,6 +267,46 @@ def test_sweep_on_ray_stores_the_runs_local_does(executor, designed, tmp_path):
         assert results["ray"][key] == results["local"][key], key
 
 
+def test_screening_on_ray_stores_the_run_local_does(executor, designed, tmp_path, monkeypatch):
+    """'screen' over the good structures in chunks of 2 (Ray tasks finishing in any order) stores the
+    same candidates and per-step metrics as the local executor."""
+    from crystal_studio.design.job import run_optimization
+    from crystal_studio.design.optimizers.baselines import DatasetScreening
+    from crystal_studio.design.spec import load_spec
+
+    path, model_id, judge_id, _ = designed
+    monkeypatch.setattr(DatasetScreening, "chunk", 2)
+    stored = {}
+    for name, tasks in (("local", None), ("ray", executor)):
+        project = _copy(path, tmp_path, f"screen-{name}.sqlite")
+        result = run_optimization(project, load_spec(SPEC), "screen", [model_id], n_candidates=3, n_steps=1,
+                                  device="cpu", dataset="good", judge_model=judge_id, executor=tasks)
+        metrics = list(project.db.execute("SELECT step, name, value FROM run_metrics WHERE run_id = ? "
+                                          "ORDER BY step, name", [result.run_id]))
+        stored[name] = (_stored(project, result.run_id), metrics, result.summary)
+        assert len(metrics) > 0 and len(stored[name][0]) == 3
+    assert stored["ray"] == stored["local"]
+
+
+def test_polymorphs_on_ray_store_the_rows_local_does(executor, tmp_path):
+    """Two relaxed NaCl trials with frames: the same rows (names, energies, structures) on Ray."""
+    from crystal_studio.design.polymorphs import generate_polymorphs
+    from crystal_studio.store.project import Project, StructureQuery
+
+    rows = {}
+    for name, tasks in (("local", None), ("ray", executor)):
+        project = Project.create(tmp_path / f"poly-{name}.sqlite")
+        result = generate_polymorphs(project, ["NaCl"], "poly", per_formula=2, frames=1, max_atoms=4, relax_steps=5,
+                                     device="cpu", executor=tasks)
+        assert result.formulas[0].status == "ok" and result.n_relaxed == 2
+        query = StructureQuery(dataset="poly")
+        structures = {r["name"]: s.as_dict() for r, s in project.iter_structures(query)}
+        rows[name] = sorted((r["name"], json.dumps(structures[r["name"]], sort_keys=True),
+                             json.dumps(r["properties"], sort_keys=True)) for r in project.page(query, limit=100))
+        project.close()
+    assert rows["ray"] == rows["local"] and len(rows["local"]) >= 2
+
+
 def _beat_until_cancelled(shared, item, context):
     """A task that writes a heartbeat file every 50 ms for up to a minute."""
     beat = Path(item["folder"]) / f"beat-{item['n']}"

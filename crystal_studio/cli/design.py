@@ -70,15 +70,25 @@ def optimize(
     repeat: Annotated[int | None, typer.Option(
         help="Run this stored optimization again from its stored parameters (other options are ignored "
              "except --device).")] = None,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_cpus: RayCpusOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Optimize crystals toward a spec; stores per-step metrics and evaluated candidates as a run."""
+    """Optimize crystals toward a spec; stores per-step metrics and evaluated candidates as a run.
+
+    With --executor ray, 'screen' predicts the dataset in chunks as Ray tasks (the stored run is the
+    same as without); the other methods run in one process ('sweep --executor ray' spreads many runs)."""
     from crystal_studio.core.options import parse_assignments
     from crystal_studio.design.job import repeat_optimization, run_optimization
     from crystal_studio.design.spec import load_spec
     from crystal_studio.jobs.cli_runner import run_with_progress
     from crystal_studio.store.models import get_model
 
+    if executor != "local" and (repeat is not None or method != "screen"):
+        raise CrystalStudioError(f"--executor {executor} splits the work of method 'screen'; "
+                                 f"{'a repeated run' if repeat is not None else repr(method)} runs in one process "
+                                 "(use 'crystal-studio sweep --executor ray' to run many optimizations on a cluster)")
     proj = open_project(project)
     if repeat is not None:
         result = run_with_progress(f"repeating run {repeat}", lambda progress, cancel: repeat_optimization(
@@ -90,9 +100,10 @@ def optimize(
         known = {t for mid in model_ids for t in get_model(proj, mid, with_checkpoint=False).targets}
         design = load_spec(spec, known_properties=known)
         settings = parse_assignments(set_ or [])
-        result = run_with_progress(f"{method}: {design.name}", lambda progress, cancel: run_optimization(
-            proj, design, method, model_ids, candidates, steps, seed, device, dataset, progress, cancel,
-            settings=settings, judge_model=judge, generator_model=generator))
+        with chosen_executor(executor, ray_address, ray_cpus) as tasks:
+            result = run_with_progress(f"{method}: {design.name}", lambda progress, cancel: run_optimization(
+                proj, design, method, model_ids, candidates, steps, seed, device, dataset, progress, cancel,
+                settings=settings, judge_model=judge, generator_model=generator, executor=tasks))
     _print_summary(result.summary)
     err.print(f"run {result.run_id}: {result.n_candidates} candidates stored "
               f"(see 'crystal-studio candidates {project} --run {result.run_id}')")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from crystal_studio.cli.cluster import ExecutorOpt, RayAddressOpt, RayCpusOpt, chosen_executor
 from crystal_studio.cli.common import EXIT_PARTIAL, EXIT_USAGE, JsonOpt, ProjectArg, emit_json, err, open_project, out
 from crystal_studio.core.errors import CrystalStudioError
 
@@ -26,11 +27,15 @@ def polymorphs(
     relax_steps: Annotated[int, typer.Option(help="Most FIRE steps per relaxation.")] = 150,
     fmax: Annotated[float, typer.Option(help="Force criterion of the relaxation, eV/Å.")] = 0.1,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_cpus: RayCpusOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Make a polymorph dataset: random symmetric crystals (PyXtal) of each formula relaxed by CHGNet, stored
     with their CHGNet energy_per_atom (eV/atom), relaxed and relax_converged. Run the same command again
-    after a cancel or crash to continue: stored trials are skipped."""
+    after a cancel or crash to continue: stored trials are skipped. With --executor ray each trial is a
+    Ray task (generate + relax); only this process writes the project."""
     from crystal_studio.design.polymorphs import generate_polymorphs
     from crystal_studio.jobs.cli_runner import run_with_progress
 
@@ -39,9 +44,10 @@ def polymorphs(
     if not dataset:
         raise CrystalStudioError("say which dataset to store the polymorphs in: --dataset NAME")
     proj = open_project(project)
-    result = run_with_progress("polymorphs", lambda progress, cancel: generate_polymorphs(
-        proj, list(formula), dataset, per_formula, frames, seed, max_atoms, relax_steps, fmax, device, progress,
-        cancel))
+    with chosen_executor(executor, ray_address, ray_cpus) as tasks:
+        result = run_with_progress(f"polymorphs on {tasks.name}", lambda progress, cancel: generate_polymorphs(
+            proj, list(formula), dataset, per_formula, frames, seed, max_atoms, relax_steps, fmax, device, progress,
+            cancel, tasks))
     table = Table(title=f"run {result.run_id}: {result.n_rows} rows stored in dataset '{result.dataset}'",
                   title_justify="left")
     for col in ("formula", "status", "relaxed", "rows", "already stored", "lowest E (eV/atom)", "note"):

@@ -97,13 +97,15 @@ def load_generator(project: Project, method: str, generator_model: int | None, d
 
 def make_optimizer(method: str, spec: DesignSpec, predictor, project: Project, n_candidates: int, n_steps: int,
                    seed: int, device: str, dataset: str | None, settings: dict | None = None,
-                   generator_model: int | None = None) -> Optimizer:
-    """The optimizer of ``method`` with its settings (name → value, see :func:`method_config`) and, for
-    latent-space methods, the crystal VAE ``generator_model``."""
+                   generator_model: int | None = None, executor=None) -> Optimizer:
+    """The optimizer of ``method`` with its settings (name → value, see :func:`method_config`), for
+    latent-space methods the crystal VAE ``generator_model``, and for methods that split their work
+    into tasks (screen) the ``executor`` that runs them (default: here)."""
     info = get_method(method)
     config = method_config(method, settings)
     record, generator = load_generator(project, method, generator_model, device)
-    request = MethodRequest(spec, predictor, project, n_candidates, n_steps, seed, device, dataset, generator, record)
+    request = MethodRequest(spec, predictor, project, n_candidates, n_steps, seed, device, dataset, generator, record,
+                            executor)
     return info.load().build(request, config)
 
 
@@ -131,15 +133,17 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
                      n_steps: int, seed: int = 0, device: str = "auto", dataset: str | None = None,
                      progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
                      on_step: Callable[[StepReport], None] | None = None, settings: dict | None = None,
-                     judge_model: int | None = None, generator_model: int | None = None) -> OptimizationResult:
+                     judge_model: int | None = None, generator_model: int | None = None,
+                     executor=None) -> OptimizationResult:
     """Run ``method`` on ``spec`` with the stored models and store everything; see module docstring.
 
     ``dataset`` is screened by the 'screen' method and is the novelty reference (default: the first
     model's training dataset). ``settings`` are the method's options (name → value). A ``judge_model``
     re-predicts every final candidate: its verdict is stored per candidate and summarized under
     ``summary["judge"]``, beside the optimizing model's own. Latent-space methods search the crystal
-    VAE ``generator_model``. Cancelling marks the run cancelled and
-    raises Cancelled.
+    VAE ``generator_model``. A method that splits its work into tasks (screen) runs them on
+    ``executor`` (:mod:`crystal_studio.jobs.executors`; default here); the stored run is the same
+    either way. Cancelling marks the run cancelled (its tasks too) and raises Cancelled.
     """
     import torch
 
@@ -157,15 +161,16 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
     if judge_model is not None:
         model_store.get_model(project, judge_model, with_checkpoint=False)  # fails early when it does not exist
     optimizer = make_optimizer(method, spec, predictor, project, n_candidates, n_steps, seed, torch_device, reference,
-                               settings, generator_model)
+                               settings, generator_model, executor)
     parameters = {**optimizer.parameters(), "spec": spec.to_dict(), "models": model_ids, "reference_dataset": reference,
                   "settings": dict(settings or {}), "judge_model": judge_model, "generator_model": generator_model}
     run_id = model_store.create_run(project, "optimization", parameters, seed, str(torch_device), package_versions())
     pending: list[StepReport] = []
     model_store.announce_run(run_id, progress)
+    steps = optimizer.steps()
     with model_store.guarded_run(project, run_id):
         try:
-            for report in optimizer.steps():
+            for report in steps:
                 cancel.check()
                 pending.append(report)
                 if len(pending) >= METRIC_FLUSH_STEPS or report.step == report.total:
@@ -203,6 +208,7 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
                 judge_candidates(project, judge_model, spec, structures, docs, torch_device)
             candidate_store.add_candidates(project, run_id, list(zip(structures, docs, strict=True)))
         finally:
+            steps.close()  # an optimizer's tasks still queued or running stop with the run
             _flush(project, run_id, pending)  # steps done before a cancel or failure stay plotted
     summary = summarize_with_judge(docs, spec)
     message = f"{summary['success_rate']:.0%} of {len(evaluations)} candidates meet every criterion"

@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,6 +196,22 @@ class Executor:
             resources: TaskResources = TaskResources(), on_result: Callable[[int, Any], None] | None = None,
             cancel: CancelToken | None = None, progress: ProgressCallback = no_progress,
             notify: Callable[[str], None] | None = None) -> TaskReport:
+        """Run ``fn`` on every item, handing each result to ``on_result(index, result)`` as it arrives;
+        returns what became of the tasks."""
+        report = TaskReport(len(items), executor=self.name)
+        for index, result in self.iterate(fn, items, shared, resources, cancel, progress, notify, report):
+            if on_result is not None:
+                on_result(index, result)
+        return report
+
+    def iterate(self, fn: Callable[[Shared, Any, TaskContext], Any], items: Sequence[Any],
+                shared: Shared | None = None, resources: TaskResources = TaskResources(),
+                cancel: CancelToken | None = None, progress: ProgressCallback = no_progress,
+                notify: Callable[[str], None] | None = None,
+                report: TaskReport | None = None) -> Iterator[tuple[int, Any]]:
+        """(index, result) of every task as it finishes, recorded in ``report``. ``items`` is read by
+        index as tasks are submitted (a lazy sequence keeps a large job's inputs out of memory).
+        Closing the iterator early cancels the tasks still queued or running."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -206,18 +222,16 @@ class LocalExecutor(Executor):
     """Tasks run here, in this thread, one after another, in order (what every job did before
     executors): the task's context carries the job's cancel token and progress callback."""
 
-    def run(self, fn, items, shared=None, resources=TaskResources(), on_result=None, cancel=None,
-            progress=no_progress, notify=None) -> TaskReport:
+    def iterate(self, fn, items, shared=None, resources=TaskResources(), cancel=None, progress=no_progress,
+                notify=None, report=None):
         cancel = cancel or CancelToken()
         shared = shared if shared is not None else self.share(None)
-        report = TaskReport(len(items), executor=self.name)
-        for index, item in enumerate(items):
+        report = report if report is not None else TaskReport(len(items), executor=self.name)
+        for index in range(len(items)):
             cancel.check()
-            result = fn(shared, item, TaskContext(index, len(items), cancel, progress))
+            result = fn(shared, items[index], TaskContext(index, len(items), cancel, progress))
             report.done += 1
-            if on_result is not None:
-                on_result(index, result)
-        return report
+            yield index, result
 
 
 def _lost_errors() -> tuple[type[BaseException], ...]:
@@ -280,27 +294,41 @@ class RayExecutor(Executor):
 
         return ray.cluster_resources().get("GPU", 0) > 0
 
-    def run(self, fn, items, shared=None, resources=TaskResources(), on_result=None, cancel=None,
-            progress=no_progress, notify=None) -> TaskReport:
+    def in_flight(self, resources: TaskResources) -> int:
+        """How many tasks of one job are kept submitted at once: enough to keep every CPU (or GPU) of
+        the cluster busy twice over, so that inputs are read as the cluster takes them."""
+        import ray
+
+        total = ray.cluster_resources()
+        slots = [total.get("CPU", 1) / max(resources.cpus, 1e-3)]
+        if resources.gpus:
+            slots.append(total.get("GPU", 0) / resources.gpus)
+        return max(2, int(2 * min(slots)))
+
+    def iterate(self, fn, items, shared=None, resources=TaskResources(), cancel=None, progress=no_progress,
+                notify=None, report=None):
         import ray
         from ray.exceptions import RayTaskError, TaskCancelledError
 
         cancel = cancel or CancelToken()
         shared = shared if shared is not None else self.share(None)
         lost_errors = _lost_errors()
-        report = TaskReport(len(items), executor=self.name)
+        report = report if report is not None else TaskReport(len(items), executor=self.name)
         options = {"num_cpus": resources.cpus, "num_gpus": resources.gpus, "max_retries": 0,
                    "retry_exceptions": False}
         pending: dict[Any, int] = {}
+        window = self.in_flight(resources)
+        next_index = 0
 
         def submit(index: int) -> None:
             ref = self._remote.options(**options).remote(fn, resources.threads, shared, items[index], index, len(items))
             pending[ref] = index
 
         try:
-            for index in range(len(items)):
-                submit(index)
-            while pending:
+            while next_index < len(items) or pending:
+                while next_index < len(items) and len(pending) < window:
+                    submit(next_index)
+                    next_index += 1
                 cancel.check()
                 ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.2, fetch_local=True)
                 for ref in ready:
@@ -329,12 +357,10 @@ class RayExecutor(Executor):
                                 notify(f"task {index + 1} lost {times} times; given up ({reason})")
                         continue
                     report.done += 1
-                    if on_result is not None:
-                        on_result(index, result)
+                    yield index, result
         finally:
             if pending:
                 self._cancel(list(pending))
-        return report
 
     @staticmethod
     def _cancel(refs: list) -> None:

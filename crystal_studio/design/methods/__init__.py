@@ -59,6 +59,7 @@ class MethodRequest:
     dataset: str | None  # the dataset to screen / judge novelty against
     generator: object = None  # the loaded crystal VAE, for methods that need a 'generator'
     generator_record: object = None  # its ModelRecord (training dataset, hyperparameters)
+    executor: object = None  # where a method that splits its work into tasks runs them (None: here)
 
 
 METHODS: dict[str, MethodInfo] = {m.name: m for m in (

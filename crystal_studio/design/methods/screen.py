@@ -12,4 +12,4 @@ def build(request: MethodRequest, _config: None) -> DatasetScreening:
     if not request.dataset:
         raise CrystalStudioError("screening needs a dataset (--dataset NAME)")
     return DatasetScreening(request.spec, request.predictor, request.project, request.dataset, request.n_candidates,
-                            request.seed, request.device)
+                            request.seed, request.device, request.executor)

@@ -4,12 +4,15 @@
   uniform within each site's allowed set, lattice from Shannon radii), the same prediction budget as
   the optimizer (candidates × steps), scored with the same loss; keeps the best unique
   ``n_candidates`` seen.
-- :class:`DatasetScreening`: the best existing structures of a dataset under the same predictors.
+- :class:`DatasetScreening`: the best existing structures of a dataset under the same predictors,
+  predicted chunk by chunk as tasks of an executor (:mod:`crystal_studio.jobs.executors`: here, or on
+  a Ray cluster), the driver alone reading the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 
 import numpy as np
@@ -25,6 +28,7 @@ from crystal_studio.design.optimizers.perovskite import (
     PerovskiteSpace,
 )
 from crystal_studio.design.spec import DesignSpec, SpecError
+from crystal_studio.jobs.executors import Executor, LocalExecutor, Shared, TaskContext, TaskReport, task_resources
 from crystal_studio.ml.predictor import predict_structures
 from crystal_studio.store.project import Project, StructureQuery
 
@@ -100,14 +104,49 @@ class RandomSearch(Optimizer):
                 "patterns": self.space.patterns}
 
 
+class _StoredChunks(Sequence):
+    """The structures of ``ids`` in chunks of ``size``, read from the store when a task is submitted:
+    item k is chunk k's structures (as dicts for remote tasks). :meth:`take` hands the driver the rows
+    and structures of a submitted chunk once, so at most the chunks in flight are held in memory."""
+
+    def __init__(self, project: Project, ids: list[int], size: int, as_dicts: bool):
+        self.project, self.ids, self.size, self.as_dicts = project, ids, size, as_dicts
+        self._loaded: dict[int, tuple[list[dict], list[Structure]]] = {}
+
+    def __len__(self) -> int:
+        return -(-len(self.ids) // self.size)
+
+    def __getitem__(self, k: int):
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        rows = list(self.project.iter_structures(StructureQuery(ids=self.ids[k * self.size:(k + 1) * self.size])))
+        structures = [s for _, s in rows]
+        self._loaded[k] = ([r for r, _ in rows], structures)
+        return [s.as_dict() for s in structures] if self.as_dicts else structures
+
+    def take(self, k: int) -> tuple[list[dict], list[Structure]]:
+        return self._loaded.pop(k)
+
+
+def screen_task(shared: Shared, item: list, context: TaskContext) -> tuple[np.ndarray, np.ndarray]:
+    """Predict one chunk of structures (Structures, or dicts on a remote worker) with the shared
+    predictor: (mean, spread), one row per structure."""
+    payload = shared.get()
+    predictor = shared.derived("screen-predictor", lambda: payload["predictor"].to(payload["device"]).eval())
+    structures = [Structure.from_dict(s) if isinstance(s, dict) else s for s in item]
+    return predict_structures(predictor, structures)
+
+
 class DatasetScreening(Optimizer):
-    """Rank a dataset's structures by the spec's objective loss under the predictors."""
+    """Rank a dataset's structures by the spec's objective loss under the predictors. Each chunk of
+    :attr:`chunk` structures is one task of ``executor`` (default: here); chunks are ranked in dataset
+    order whatever order they finish in, so every executor gives the same steps and candidates."""
 
     name = "screen"
     chunk = 256
 
     def __init__(self, spec: DesignSpec, predictor, project: Project, dataset: str, n_candidates: int = 256,
-                 seed: int = 0, device: str | torch.device = "cpu"):
+                 seed: int = 0, device: str | torch.device = "cpu", executor: Executor | None = None):
         self.ids = project.ids(StructureQuery(dataset=dataset, valid_only=True))
         if not self.ids:
             raise SpecError([f"dataset '{dataset}' has no valid structures to screen"])
@@ -115,20 +154,39 @@ class DatasetScreening(Optimizer):
         self.project, self.dataset = project, dataset
         self.predictor = predictor.to(device).eval()
         self.device = device
+        self.executor = executor or LocalExecutor()
+        self.report = TaskReport(self.n_steps, executor=self.executor.name)
         self.objective = ObjectiveLoss(spec, predictor)
         self.pool = _BestPool(n_candidates)
 
     def steps(self) -> Iterator[StepReport]:
-        for step in range(self.n_steps):
-            chunk = self.ids[step * self.chunk:(step + 1) * self.chunk]
-            rows = list(self.project.iter_structures(StructureQuery(ids=chunk)))
-            structures = [s for _, s in rows]
-            mean, std = predict_structures(self.predictor, structures)
-            loss = self.objective.total(torch.as_tensor(mean), torch.as_tensor(std))
-            self.pool.offer(loss.tolist(), structures, mean, std, [f"{self.dataset} structure {r['id']}" for r, _ in rows])
-            metrics = self.pool.metrics()
-            metrics.update(self.objective.criterion_rates(torch.as_tensor(np.array([m for _, _, m, _, _ in self.pool.items]))))
-            yield StepReport(step + 1, self.n_steps, metrics, self.pool.values(self.predictor.targets))
+        remote = self.executor.remote
+        chunks = _StoredChunks(self.project, self.ids, self.chunk, as_dicts=remote)
+        predictor = copy.deepcopy(self.predictor).cpu() if remote else self.predictor
+        shared = self.executor.share({"predictor": predictor, "device": str(self.device)})
+        results = self.executor.iterate(screen_task, chunks, shared, task_resources(self.executor, str(self.device)),
+                                        report=self.report)
+        finished: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        step = 0
+        try:
+            for index, prediction in results:
+                finished[index] = prediction
+                while step in finished:
+                    yield self._rank(step, chunks.take(step), *finished.pop(step))
+                    step += 1
+        finally:
+            results.close()
+            shared.release()
+
+    def _rank(self, step: int, chunk: tuple[list[dict], list[Structure]], mean: np.ndarray,
+              std: np.ndarray) -> StepReport:
+        """Offer chunk ``step`` (rows, structures) with its predictions to the pool; the step's report."""
+        rows, structures = chunk
+        loss = self.objective.total(torch.tensor(mean), torch.tensor(std))  # copies: a Ray result is read-only
+        self.pool.offer(loss.tolist(), structures, mean, std, [f"{self.dataset} structure {r['id']}" for r in rows])
+        metrics = self.pool.metrics()
+        metrics.update(self.objective.criterion_rates(torch.as_tensor(np.array([m for _, _, m, _, _ in self.pool.items]))))
+        return StepReport(step + 1, self.n_steps, metrics, self.pool.values(self.predictor.targets))
 
     def candidates(self) -> list[Proposal]:
         return self.pool.proposals(self.predictor.targets)
