@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from crystal_studio.cli import app
 from crystal_studio.core.chemistry import smact_valid
 from crystal_studio.core.formulas import fraction_vector, integer_formula
+from tests.clitools import invoke_cli as invoke
+from tests.clitools import run_cli
 from tests.ml_synthetic import synthetic_crystals, write_csv
 
 SYMBOLS = ("H", "Li", "O", "Na", "Cl", "Ti", "Fe", "Sr", "Zr", "La")
@@ -53,33 +49,26 @@ def test_smact_validity():
 def vae_project(tmp_path_factory):
     root = tmp_path_factory.mktemp("cvae")
     path = root / "p.sqlite"
-    runner = CliRunner()
-    assert runner.invoke(app, ["new", str(path)]).exit_code == 0
+    assert invoke("new", path)[0] == 0
     data = write_csv(root / "syn.csv", synthetic_crystals(60, seed=3))
-    assert runner.invoke(app, ["import", str(path), str(data), "--dataset", "syn"]).exit_code == 0
+    assert invoke("import", path, data, "--dataset", "syn")[0] == 0
     return path
 
 
-def invoke(*args) -> tuple[int, dict | None, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    doc = json.loads(result.stdout) if "--json" in args and result.exit_code == 0 else None
-    return result.exit_code, doc, result.stderr
-
-
 def test_train_hull_and_sample_through_the_cli(vae_project, one_torch_thread):
-    code, hull, stderr = invoke("hull", vae_project, "--dataset", "syn", "--json")
-    assert code == 0, stderr
+    code, hull, output = invoke("hull", vae_project, "--dataset", "syn", "--json")
+    assert code == 0, output
     assert hull["entries"] == 60 and hull["stable"] >= 1
-    code, trained, stderr = invoke("train", vae_project, "--dataset", "syn", "--model", "composition_vae",
+    code, trained, output = invoke("train", vae_project, "--dataset", "syn", "--model", "composition_vae",
                                    "--epochs", 15, "--device", "cpu", "--set", "recon_weight=25", "--json")
-    assert code == 0, stderr
+    assert code == 0, output
     assert trained["kind"] == "composition_vae"
     metrics = trained["metrics"]["composition"]
     assert 0 <= metrics["val_formula_accuracy"] <= 1 and np.isfinite(metrics["val_loss"])
 
-    code, doc, stderr = invoke("sample", vae_project, "--model", trained["model_id"], "--n", 300, "--seed", 1,
+    code, doc, output = invoke("sample", vae_project, "--model", trained["model_id"], "--n", 300, "--seed", 1,
                                "--device", "cpu", "--json")
-    assert code == 0, stderr
+    assert code == 0, output
     assert {"run_id", "n", "validity", "compositional_validity", "unique_rate", "novel_rate", "funnel"} <= set(doc)
     assert doc["n"] == 300 and doc["validity"] is None and "structural validity" in doc["note"]
     funnel = doc["funnel"]
@@ -104,8 +93,7 @@ def test_train_hull_and_sample_through_the_cli(vae_project, one_torch_thread):
 
 def exit_code_and_stderr(*args) -> tuple[int, str]:
     """Run the real command line (its error handling lives in main(), outside typer)."""
-    result = subprocess.run([sys.executable, "-m", "crystal_studio", *map(str, args)], capture_output=True,
-                            text=True, timeout=300)
+    result = run_cli(*args)
     return result.returncode, result.stderr
 
 

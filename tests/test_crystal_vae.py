@@ -3,16 +3,13 @@ failures, a tiny training run with property heads, and sampling crystals through
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 from pymatgen.core import Lattice, Structure
-from typer.testing import CliRunner
 
-from crystal_studio.cli import app
 from crystal_studio.ml.elements import ELEMENTS
 from crystal_studio.ml.models.crystal_vae import (
     EMPTY,
@@ -25,6 +22,7 @@ from crystal_studio.ml.models.crystal_vae import (
     structurally_valid,
     structure_arrays,
 )
+from tests.clitools import invoke_cli as invoke
 from tests.ml_synthetic import synthetic_crystals, write_csv
 
 TARGETS = ["formation_energy_per_atom", "band_gap"]
@@ -99,26 +97,17 @@ def test_decoding_reports_its_failures():
 def crystal_project(tmp_path_factory):
     root = tmp_path_factory.mktemp("crystal_vae")
     path = root / "p.sqlite"
-    runner = CliRunner()
-    assert runner.invoke(app, ["new", str(path)]).exit_code == 0
+    assert invoke("new", path)[0] == 0
     data = write_csv(root / "syn.csv", synthetic_crystals(40, seed=5))
-    assert runner.invoke(app, ["import", str(path), str(data), "--dataset", "syn"]).exit_code == 0
+    assert invoke("import", path, data, "--dataset", "syn")[0] == 0
     return path
 
 
-def invoke(*args) -> tuple[int, dict | None, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    doc = json.loads(result.stdout) if "--json" in args and result.exit_code == 0 else None
-    return result.exit_code, doc, result.stderr
-
-
 def test_train_with_property_heads_and_sample_through_the_cli(crystal_project, one_torch_thread):
-    code, trained, stderr = invoke("train", crystal_project, "--dataset", "syn", "--model", "crystal_vae",
+    code, trained, output = invoke("train", crystal_project, "--dataset", "syn", "--model", "crystal_vae",
                                    "--targets", ",".join(TARGETS), "--epochs", 4, "--batch-size", 16, "--hidden", 16,
                                    "--device", "cpu", "--set", "channels=8", "--set", "prior_samples=32", "--json")
-    assert code == 0, stderr
+    assert code == 0, output
     assert trained["kind"] == "crystal_vae"
     metrics = trained["metrics"]["crystal"]
     for key in ("val_element_accuracy", "val_site_count_accuracy", "val_prior_validity"):
@@ -140,9 +129,9 @@ def test_train_with_property_heads_and_sample_through_the_cli(crystal_project, o
     structure_id = project.ids()[0]
     project.close()
 
-    code, doc, stderr = invoke("sample", crystal_project, "--model", trained["model_id"], "--n", 60, "--seed", 2,
+    code, doc, output = invoke("sample", crystal_project, "--model", trained["model_id"], "--n", 60, "--seed", 2,
                                "--device", "cpu", "--json")
-    assert code == 0, stderr
+    assert code == 0, output
     assert {"run_id", "n", "validity", "compositional_validity", "unique_rate", "novel_rate", "funnel"} <= set(doc)
     funnel = doc["funnel"]
     assert list(funnel) == ["sampled", "decoded", "structurally_valid", "compositionally_valid", "unique", "novel"]
@@ -167,9 +156,9 @@ def test_train_with_property_heads_and_sample_through_the_cli(crystal_project, o
                    "cpu", "--json")[1]
     assert again["funnel"] == funnel  # same seed, same draws
 
-    code, around, stderr = invoke("sample", crystal_project, "--model", trained["model_id"], "--n", 20, "--around",
+    code, around, output = invoke("sample", crystal_project, "--model", trained["model_id"], "--n", 20, "--around",
                                   structure_id, "--sigma", 0.1, "--device", "cpu", "--json")
-    assert code == 0, stderr
+    assert code == 0, output
     assert around["funnel"]["sampled"] == 20
 
 
