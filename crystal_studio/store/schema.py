@@ -102,5 +102,13 @@ def _v6(db: sqlite_utils.Database) -> None:
     db["id_floors"].create({"name": str, "floor": int}, pk="name")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
+def _v7(db: sqlite_utils.Database) -> None:
+    """Indexes for the lists a long-lived project grows: a run's candidates (the Candidates panel and
+    ``candidates --run``) and runs by kind, newest first (the run lists)."""
+    db["candidates"].create_index(["run_id"], if_not_exists=True)
+    db["runs"].create_index(["kind", "id"], if_not_exists=True)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6,
+                                                                  7: _v7}
 SCHEMA_VERSION = max(MIGRATIONS)
