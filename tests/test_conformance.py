@@ -6,13 +6,10 @@ the registries is tested here without editing this file."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from contextlib import closing
 
 import pytest
-from typer.testing import CliRunner
 
-from crystal_studio.cli import app
 from crystal_studio.core.errors import Cancelled
 from crystal_studio.core.paths import RESOURCES
 from crystal_studio.core.progress import CancelToken
@@ -20,6 +17,7 @@ from crystal_studio.design.methods import METHODS
 from crystal_studio.ml.kinds import KINDS
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
+from tests.clitools import invoke_cli as cli
 from tests.conftest import generator_for
 from tests.ml_synthetic import synthetic_crystals, write_csv
 
@@ -27,14 +25,6 @@ SPEC = RESOURCES / "specs" / "smoacs_perovskite_gap_2.5eV.json"
 TARGETS = ["formation_energy_per_atom", "band_gap"]
 TINY_TRAINING = {"epochs": 3, "ensemble": 2, "seed": 4, "batch_size": 8, "hidden": 12, "layers": 2, "cutoff": 4.5,
                  "n_gaussians": 12, "device": "cpu", "threads": 1}
-
-
-def cli(*args) -> tuple[int, dict | None, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    doc = json.loads(result.stdout) if "--json" in args and result.exit_code == 0 else None
-    return result.exit_code, doc, result.stderr
 
 
 class Recorder:
@@ -81,8 +71,8 @@ def test_method_contract(design_project, method):
     assert again.run_id != first.run_id and again.summary == first.summary
     assert _candidate_signature(project, again.run_id) == _candidate_signature(project, first.run_id)
 
-    code, doc, stderr = cli("optimize", project.path, "--repeat", first.run_id, "--device", "cpu", "--json")
-    assert code == 0, stderr
+    code, doc, output = cli("optimize", project.path, "--repeat", first.run_id, "--device", "cpu", "--json")
+    assert code == 0, output
     assert doc["method"] == method and doc["summary"] == first.summary
 
 
@@ -151,7 +141,7 @@ def test_kind_contract(training_project, kind, one_torch_thread):
         args += ["--set", f"{key}={value}"] if key == "n_gaussians" else [f"--{key.replace('_', '-')}", value]
     if targets:
         args += ["--targets", ",".join(targets)]
-    code, doc, stderr = cli("train", training_project, "--dataset", "syn", "--model", kind, *args, "--json")
-    assert code == 0, stderr
+    code, doc, output = cli("train", training_project, "--dataset", "syn", "--model", kind, *args, "--json")
+    assert code == 0, output
     assert doc["kind"] == kind
     assert _numbers(doc["metrics"]) == pytest.approx(_numbers(repeated.metrics), rel=1e-4)

@@ -10,7 +10,7 @@ test_nan_in_the_first_epoch_fails_cleanly).
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 from pathlib import Path
 
@@ -18,9 +18,7 @@ import numpy as np
 import pytest
 import torch
 from pymatgen.core import Lattice, Structure
-from typer.testing import CliRunner
 
-from crystal_studio.cli import app
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.paths import RESOURCES
 from crystal_studio.design import job as job_module
@@ -33,6 +31,7 @@ from crystal_studio.ml.domain import domain_flags, domain_reference, spread_scor
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project
+from tests.clitools import invoke_cli
 from tests.ml_synthetic import synthetic_crystals, write_csv
 
 SPEC = RESOURCES / "specs" / "smoacs_perovskite_gap_2.5eV.json"
@@ -191,12 +190,7 @@ def test_spread_scores_and_flags():
     assert domain_flags(None, np.zeros((2, 2)), [["O"], ["O"]]) == [None, None]
 
 
-def cli(*args) -> tuple[int, dict | None, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    doc = json.loads(result.stdout) if "--json" in args and result.exit_code in (0, 3) else None
-    return result.exit_code, doc, result.stdout + result.stderr
+cli = functools.partial(invoke_cli, json_exit_codes=(0, 3))  # 3: partly done, still a document
 
 
 @pytest.fixture(scope="module")
