@@ -352,6 +352,9 @@ def _records_from_csv(source: str, text: str) -> Iterator[RawRecord | ImportIssu
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         yield ImportIssue(source, f"unparsable CSV ({str(exc).splitlines()[0]})")
         return
+    if frame.empty:  # a header alone: say so, naming the file, rather than import nothing silently
+        yield ImportIssue(source, "CSV has a header but no rows")
+        return
     columns = {normalize_column(c): c for c in frame.columns}
     cif_col = next((columns[c] for c in STRUCTURE_COLUMNS if c in columns), None)
     if cif_col is None:
@@ -736,6 +739,8 @@ def _check_extxyz_counts(text: str, options: ImportOptions) -> None:
         except ValueError:
             return  # ASE reports a bad count line itself
         where = f"frame {frame} (line {start + 1})"
+        if count < 0:  # would step back (or stand still) instead of on to the next frame
+            raise CrystalStudioError(f"unparsable extended XYZ: {where} declares {count} atoms")
         try:
             check_site_count(count, options, f"{where} declares")
         except ValueError as exc:
