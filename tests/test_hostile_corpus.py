@@ -35,7 +35,7 @@ NOT_INPUTS = {"README.md", "expected.json"}
 CIF = (GOOD / "SrTiO3.cif").read_text()
 MiB = 2**20
 TIMEOUT = 60  # seconds per command: a hang fails its test instead of the session
-WORKERS = 3
+WORKERS = 4
 
 
 # ------------------------------------------------------------------ large inputs, made at test time
