@@ -94,7 +94,8 @@ def main() -> None:
 
     import torch
 
-    from crystal_studio.jobs.executors import LocalExecutor, RayExecutor
+    from crystal_studio.core.tasks import LocalExecutor
+    from crystal_studio.jobs.executors import RayExecutor
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -142,7 +142,7 @@ def run_optimization(project: Project, spec: DesignSpec, method: str, model_ids:
     re-predicts every final candidate: its verdict is stored per candidate and summarized under
     ``summary["judge"]``, beside the optimizing model's own. Latent-space methods search the crystal
     VAE ``generator_model``. A method that splits its work into tasks (screen) runs them on
-    ``executor`` (:mod:`crystal_studio.jobs.executors`; default here); the stored run is the same
+    ``executor`` (:mod:`crystal_studio.core.tasks`; default here); the stored run is the same
     either way. Cancelling marks the run cancelled (its tasks too) and raises Cancelled.
     """
     import torch

@@ -33,6 +33,7 @@ from crystal_studio.core import structures as cs
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.io import ParsedRecord
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
+from crystal_studio.core.tasks import Executor, LocalExecutor, Shared, TaskContext, task_resources
 from crystal_studio.design.csp import (
     _distinct,
     _rng,
@@ -42,7 +43,6 @@ from crystal_studio.design.csp import (
     relax_one,
     space_groups_for,
 )
-from crystal_studio.jobs.executors import Executor, LocalExecutor, Shared, TaskContext, task_resources
 from crystal_studio.oracles.chgnet_oracle import chgnet_threads
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery

@@ -1,6 +1,6 @@
 """Relax candidates with CHGNet and check whether their success survives relaxation.
 
-The job runs on an executor (:mod:`crystal_studio.jobs.executors`): one task per candidate, a pure
+The job runs on an executor (:mod:`crystal_studio.core.tasks`): one task per candidate, a pure
 function of the candidate (structure as a dict, its designed site charges and stored criteria) and of
 what every task shares (the run's predictor and judge weights, the spec, the relaxation settings),
 sent once. Results come back to the driver, which alone stores them, one candidate at a time."""
@@ -13,9 +13,7 @@ import numpy as np
 
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from crystal_studio.core.structures import min_periodic_distance
-from crystal_studio.design.evaluation import evaluate_structure, rejudged, structurally_valid
-from crystal_studio.design.spec import spec_from_dict
-from crystal_studio.jobs.executors import (
+from crystal_studio.core.tasks import (
     Executor,
     LocalExecutor,
     Shared,
@@ -24,6 +22,8 @@ from crystal_studio.jobs.executors import (
     TasksLost,
     task_resources,
 )
+from crystal_studio.design.evaluation import evaluate_structure, rejudged, structurally_valid
+from crystal_studio.design.spec import spec_from_dict
 from crystal_studio.oracles.chgnet_oracle import chgnet_threads
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
@@ -33,7 +33,7 @@ from crystal_studio.store.project import Project
 @dataclass
 class RelaxResult:
     """Per-candidate summaries (in the run's candidate order) of the relaxations that finished, and
-    what became of the tasks (retried and lost ones, see :class:`~crystal_studio.jobs.executors.TaskReport`)."""
+    what became of the tasks (retried and lost ones, see :class:`~crystal_studio.core.tasks.TaskReport`)."""
 
     results: list[dict]
     report: TaskReport
@@ -54,7 +54,7 @@ def relax_candidates(project: Project, run_id: int, only_success: bool = False, 
     keeps its stored criteria with structural validity re-checked (relaxation leaves the composition).
 
     ``executor`` (default local) runs the relaxations; when some of its tasks stay lost, the finished
-    ones are stored and :class:`~crystal_studio.jobs.executors.TasksLost` names the rest."""
+    ones are stored and :class:`~crystal_studio.core.tasks.TasksLost` names the rest."""
     outcome = relax_run(project, run_id, only_success, candidate_ids, device, fmax, max_steps, progress, cancel, executor)
     if outcome.lost:
         raise TasksLost(lost_message(outcome), outcome.report)

@@ -1,6 +1,6 @@
 """Sweeps: every (spec, method, seed) of a grid optimized as its own stored run, then one comparison.
 
-Each cell of the grid is a task of an executor (:mod:`crystal_studio.jobs.executors`):
+Each cell of the grid is a task of an executor (:mod:`crystal_studio.core.tasks`):
 
 - locally, the cells run one after another through :func:`~crystal_studio.design.job.run_optimization`
   on the project itself, exactly as ``crystal-studio optimize`` runs them;
@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
-from crystal_studio.design.spec import DesignSpec, spec_from_dict
-from crystal_studio.jobs.executors import (
+from crystal_studio.core.tasks import (
     Executor,
     LocalExecutor,
     Shared,
@@ -30,6 +29,7 @@ from crystal_studio.jobs.executors import (
     TaskResources,
     task_resources,
 )
+from crystal_studio.design.spec import DesignSpec, spec_from_dict
 from crystal_studio.store.project import Project
 
 

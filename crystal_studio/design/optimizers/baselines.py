@@ -5,7 +5,7 @@
   the optimizer (candidates × steps), scored with the same loss; keeps the best unique
   ``n_candidates`` seen.
 - :class:`DatasetScreening`: the best existing structures of a dataset under the same predictors,
-  predicted chunk by chunk as tasks of an executor (:mod:`crystal_studio.jobs.executors`: here, or on
+  predicted chunk by chunk as tasks of an executor (:mod:`crystal_studio.core.tasks`: here, or on
   a Ray cluster), the driver alone reading the store.
 """
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
+from crystal_studio.core.tasks import Executor, LocalExecutor, Shared, TaskContext, TaskReport, task_resources
 from crystal_studio.design.optimizers.base import Optimizer, Proposal, StepReport
 from crystal_studio.design.optimizers.objectives import ObjectiveLoss
 from crystal_studio.design.optimizers.perovskite import (
@@ -28,7 +29,6 @@ from crystal_studio.design.optimizers.perovskite import (
     PerovskiteSpace,
 )
 from crystal_studio.design.spec import DesignSpec, SpecError
-from crystal_studio.jobs.executors import Executor, LocalExecutor, Shared, TaskContext, TaskReport, task_resources
 from crystal_studio.ml.predictor import predict_structures
 from crystal_studio.store.project import Project, StructureQuery
 
