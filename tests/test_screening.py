@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from crystal_studio.core.errors import Cancelled
-from crystal_studio.core.progress import CancelToken
+from crystal_studio.core.progress import CancelToken, no_progress
+from crystal_studio.core.tasks import ONE_CPU, LocalExecutor, TasksLost
 from crystal_studio.design.job import run_optimization
 from crystal_studio.design.optimizers.baselines import DatasetScreening
 from crystal_studio.design.optimizers.objectives import ObjectiveLoss
@@ -86,3 +87,26 @@ def test_executor_applies_to_screen_only(screened):
                      "--executor", "ray", timeout=120)
     assert result.returncode == 2
     assert "splits the work of method 'screen'" in result.stderr and "sweep --executor ray" in result.stderr
+
+
+class LosingExecutor(LocalExecutor):
+    """Runs tasks here but reports task 2 (the second chunk) lost for good, as Ray does after its retries."""
+
+    def iterate(self, fn, items, shared=None, resources=ONE_CPU, cancel=None, progress=no_progress, notify=None,
+                report=None):
+        for index, result in super().iterate(fn, items, shared, resources, cancel, progress, notify, report):
+            if index == 1:
+                report.done -= 1
+                report.failed[index] = "lost 3 times, last: WorkerCrashedError"
+                continue
+            yield index, result
+
+
+def test_a_chunk_lost_for_good_fails_the_run_instead_of_ranking_part_of_the_dataset(screened):
+    project, model_id, _ = screened
+    with pytest.raises(TasksLost, match=r"structures 3–4 of dataset 'good'"):
+        run_optimization(project, load_spec(SPEC), "screen", [model_id], n_candidates=3, n_steps=1, device="cpu",
+                         dataset="good", executor=LosingExecutor())
+    [run] = model_store.list_runs(project, "optimization")
+    assert run.status == "failed" and "structures 3–4" in run.message
+    assert list_candidates(project, run.id) == []

@@ -19,7 +19,15 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
-from crystal_studio.core.tasks import Executor, LocalExecutor, Shared, TaskContext, TaskReport, task_resources
+from crystal_studio.core.tasks import (
+    Executor,
+    LocalExecutor,
+    Shared,
+    TaskContext,
+    TaskReport,
+    TasksLost,
+    task_resources,
+)
 from crystal_studio.design.optimizers.base import Optimizer, Proposal, StepReport
 from crystal_studio.design.optimizers.objectives import ObjectiveLoss
 from crystal_studio.design.optimizers.perovskite import (
@@ -177,6 +185,12 @@ class DatasetScreening(Optimizer):
         finally:
             results.close()
             shared.release()
+        if self.report.failed:  # a ranking without some chunks would silently miss their structures
+            lost = ", ".join(f"{k * self.chunk + 1}–{min((k + 1) * self.chunk, len(self.ids))}"
+                             for k in sorted(self.report.failed))
+            raise TasksLost(f"screening lost the predictions of structures {lost} of dataset '{self.dataset}' "
+                            f"with their workers ({len(self.report.failed)} of {self.n_steps} chunks); the run "
+                            "is not ranked on a part of the dataset: run it again", self.report)
 
     def _rank(self, step: int, chunk: tuple[list[dict], list[Structure]], mean: np.ndarray,
               std: np.ndarray) -> StepReport:
