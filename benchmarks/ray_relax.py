@@ -11,11 +11,17 @@ predictor's quality). The same candidates are then relaxed (CHGNet, cell free, f
 - ``ray``: a local Ray instance with ``--ray-cpus`` CPUs, one task per candidate and one torch thread
   per task (start-up of the Ray instance timed separately).
 
-Prints JSON lines: one per executor (seconds, structures/min, per-task seconds) and a ``model`` line, a
-paper model of the speedup on N nodes of C cores from the measured numbers:
-``T(N) = ceil(n / (N·C)) · t_task + n · overhead + startup``, with ``t_task`` the local run's time per
-candidate on one thread and ``overhead`` Ray's cost per task (its measured wall time minus the ideal
-``ceil(n / C) · t_task``, per task; negative when Ray's tasks ran faster than the local loop).
+Prints JSON lines: one per executor (seconds, structures/min, per-task seconds), a ``driver`` line
+(Ray's serial cost per task on the driver, from ``--noop-tasks`` empty tasks) and a ``model`` line, a
+paper model of a campaign of n relaxations on N nodes of C cores from the measured numbers:
+
+    T(N, C) = startup + warmup + ceil(n / (N·C)) · t_task + n · t_driver
+
+``t_task`` is the local run's time per candidate on one thread; ``t_driver`` the driver's serial cost
+per task (submit, wait, fetch, store); ``warmup`` what else Ray's run took here (its wall time minus
+``ceil(n / C) · t_task + n · t_driver``): worker processes starting and loading CHGNet once each,
+which happens on all nodes at once, and on a machine this small the driver and Ray's own processes
+competing with the tasks for its cores (so it is an upper bound for a cluster).
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ def make_project(folder: Path, n_candidates: int) -> tuple[Path, int]:
     return path, run.run_id
 
 
-def relax_copy(source: Path, folder: Path, name: str, run_id: int, executor) -> tuple[float, list]:
+def relax_copy(source: Path, folder: Path, name: str, run_id: int, executor, max_steps: int = 300) -> tuple[float, list]:
     """Relax every candidate of ``run_id`` on a fresh copy of ``source``: (seconds, results)."""
     from crystal_studio.design.relaxation import relax_run
     from crystal_studio.store.project import Project
@@ -76,7 +82,7 @@ def relax_copy(source: Path, folder: Path, name: str, run_id: int, executor) -> 
     target.write_bytes(source.read_bytes())
     project = Project.open(target)
     started = time.perf_counter()
-    outcome = relax_run(project, run_id, device="cpu", executor=executor)
+    outcome = relax_run(project, run_id, device="cpu", max_steps=max_steps, executor=executor)
     seconds = time.perf_counter() - started
     project.close()
     if outcome.lost:
@@ -90,6 +96,7 @@ def main() -> None:
     parser.add_argument("--ray-cpus", type=int, default=2)
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="torch threads of the local run (1: its per-task time is the model's one-core time)")
+    parser.add_argument("--noop-tasks", type=int, default=500, help="empty tasks timing the driver's cost per task")
     args = parser.parse_args()
 
     import torch
@@ -103,6 +110,7 @@ def main() -> None:
         n = args.candidates
 
         torch.set_num_threads(args.torch_threads)
+        relax_copy(source, folder, "warm-up", run_id, LocalExecutor(), max_steps=1)  # CHGNet loaded once, untimed
         local_s, local_results = relax_copy(source, folder, "local", run_id, LocalExecutor())
         emit(part="local", candidates=n, torch_threads=args.torch_threads, seconds=round(local_s, 1),
              per_minute=round(60 * n / local_s, 2), seconds_per_task=round(local_s / n, 2))
@@ -120,18 +128,37 @@ def main() -> None:
              seconds=round(ray_s, 1), per_minute=round(60 * n / ray_s, 2),
              same_energies_as_local=same)
 
-        # Paper model: a task on one core takes t_task (the local run, one torch thread); on C cores
-        # the ideal wall time of n tasks is ceil(n / C) * t_task, the rest of Ray's time is overhead.
+        driver_s = per_task_driver_seconds(args.noop_tasks, args.ray_cpus)
+        emit(part="driver", noop_tasks=args.noop_tasks, seconds_per_task=round(driver_s, 4))
+
         cores = args.ray_cpus
         t_task = local_s / n
-        overhead = (ray_s - math.ceil(n / cores) * t_task) / n
+        warmup = ray_s - math.ceil(n / cores) * t_task - n * driver_s
         campaign = 10_000
         predicted = {f"{nodes} nodes x {c} cores": round(
-            (math.ceil(campaign / (nodes * c)) * t_task + campaign * max(overhead, 0.0) + startup_s) / 3600, 2)
+            (startup_s + max(warmup, 0.0) + math.ceil(campaign / (nodes * c)) * t_task + campaign * driver_s) / 3600, 2)
             for nodes in (1, 4, 16) for c in (cores, 32)}
-        emit(part="model", seconds_per_task_one_core=round(t_task, 2), overhead_per_task=round(overhead, 3),
-             ray_startup_seconds=round(startup_s, 1), campaign_structures=campaign,
+        emit(part="model", seconds_per_task_one_core=round(t_task, 2), driver_seconds_per_task=round(driver_s, 4),
+             warmup_seconds=round(warmup, 1), ray_startup_seconds=round(startup_s, 1), campaign_structures=campaign,
              predicted_hours=predicted, python=sys.version.split()[0])
+
+
+def _noop(shared, item, context):
+    return item
+
+
+def per_task_driver_seconds(n: int, cpus: int) -> float:
+    """Wall seconds per task of ``n`` empty Ray tasks on a fresh local instance, workers warmed first."""
+    from crystal_studio.jobs.executors import RayExecutor
+
+    executor = RayExecutor(None, cpus)
+    try:
+        executor.run(_noop, list(range(4 * cpus)))  # start the workers
+        started = time.perf_counter()
+        executor.run(_noop, list(range(n)))
+        return (time.perf_counter() - started) / n
+    finally:
+        executor.close()
 
 
 if __name__ == "__main__":
