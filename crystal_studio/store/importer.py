@@ -46,6 +46,7 @@ class ImportReport:
     flagged: int = 0  # imported but marked valid=false (e.g. atoms too close)
     issues: list[ImportIssue] = field(default_factory=list)
     repeated: list[str] = field(default_factory=list)  # ids already in the dataset or earlier in this import
+    repeated_sources: list[str] = field(default_factory=list)  # where each repeated record was read (file, row)
     repeats_skipped: bool = False  # True when the repeated ids were left out (duplicates="skip")
     notes: list[ImportIssue] = field(default_factory=list)  # imported records with a value left out, one per value
 
@@ -63,14 +64,16 @@ class ImportReport:
     def as_json(self) -> dict:
         return {"dataset": self.dataset, "imported": self.imported, "flagged": self.flagged,
                 "skipped": self.skipped, "issues": [{"source": i.source, "reason": i.reason} for i in self.issues],
-                "repeated_ids": self.repeated, "repeats_skipped": self.repeats_skipped,
+                "repeated_ids": self.repeated, "repeated_sources": self.repeated_sources,
+                "repeats_skipped": self.repeats_skipped,
                 "notes": [{"source": n.source, "note": n.reason} for n in self.notes]}
 
     def repeat_note(self) -> str:
         """One sentence about records whose id repeats one in the dataset ('' when none)."""
         if not self.repeated:
             return ""
-        shown = ", ".join(self.repeated[:5]) + (f" and {len(self.repeated) - 5} more" if len(self.repeated) > 5 else "")
+        named = [f"{name} at {source}" for name, source in zip(self.repeated, self.repeated_sources, strict=True)]
+        shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
         verb = "left out" if self.repeats_skipped else "imported again"
         return (f"{len(self.repeated)} record(s) repeat an id already in '{self.dataset}' or earlier in this "
                 f"import ({shown}): {verb}")
@@ -207,6 +210,7 @@ def import_paths(project: Project, paths: Iterable[str | os.PathLike], dataset: 
             records.append(item)
     repeated = _repeated(project, dataset, records)
     report.repeated = [rec.name for rec, again in zip(records, repeated, strict=True) if again]
+    report.repeated_sources = [rec.source for rec, again in zip(records, repeated, strict=True) if again]
     if duplicates == "skip":
         report.repeats_skipped = bool(report.repeated)
         records = [rec for rec, again in zip(records, repeated, strict=True) if not again]
