@@ -44,9 +44,16 @@ def invoke(*args):
     return result
 
 
+def _interruptible() -> None:
+    """In the child: Ctrl-C acts as at a terminal even when the tests themselves were started in the
+    background (a non-interactive shell starts background jobs with SIGINT ignored, and Python then
+    keeps it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "crystal_studio", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+                            stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=_interruptible)
 
 
 def wait_for_metrics(path: Path, kind: str, proc: subprocess.Popen) -> int:
