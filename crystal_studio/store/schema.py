@@ -109,6 +109,17 @@ def _v7(db: sqlite_utils.Database) -> None:
     db["runs"].create_index(["kind", "id"], if_not_exists=True)
 
 
+def _v8(db: sqlite_utils.Database) -> None:
+    """Covering indexes for the GUI's filtered pages (issue 15): property ranges read structure ids from
+    (name, value, structure_id) without a table lookup, and the element-mask/site/space-group/formula
+    filters are evaluated on a (dataset_id, id, ...) index instead of structure rows whose masks lie
+    after the structure JSON (overflow pages)."""
+    db["properties"].create_index(["name", "value", "structure_id"], if_not_exists=True)
+    db["structures"].create_index(["dataset_id", "id", "el_mask_lo", "el_mask_hi", "nsites", "spacegroup_number",
+                                   "valid", "reduced_formula"], index_name="idx_structures_filters",
+                                  if_not_exists=True)
+
+
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6,
-                                                                  7: _v7}
+                                                                  7: _v7, 8: _v8}
 SCHEMA_VERSION = max(MIGRATIONS)
