@@ -107,3 +107,10 @@ def test_perov5_import_and_export_reread_equal(proj, tmp_path):
             original = stored[int(rec.name.rsplit("_", 1)[1])]
             assert matcher.fit(rec.structure, original)
             assert max(abs(a - b) for a, b in zip(rec.structure.lattice.abc, original.lattice.abc, strict=True)) < 1e-4
+
+
+def test_messages_print_brackets_as_they_are(proj, tmp_path):
+    """File names and messages are not read as rich markup: '[x]' (or '[cluster]') stays in the text."""
+    missing = tmp_path / "data[x].cif"
+    result = cli("import", proj, missing, "--dataset", "d")
+    assert result.returncode == 2 and f"skipped {missing}: no such file or folder" in result.stderr

@@ -17,7 +17,7 @@ import typer
 
 from crystal_studio import __version__
 from crystal_studio.cli import data, design, edit, models, polymorphs
-from crystal_studio.cli.common import EXIT_USAGE, cancelled_exit_code, err, out
+from crystal_studio.cli.common import EXIT_USAGE, cancelled_exit_code, err, out, say
 from crystal_studio.core.errors import Cancelled, CrystalStudioError
 from crystal_studio.jobs.cli_runner import RunCancelled
 
@@ -75,14 +75,14 @@ def main() -> None:
     try:
         app()
     except CrystalStudioError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        say("error:", "red", str(exc))
         sys.exit(EXIT_USAGE)
     except sqlite3.DatabaseError as exc:  # a damaged page met by a read (writes check the file first)
         if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_CORRUPT:
             raise
         from crystal_studio.store.project import damaged
 
-        err.print(f"[red]error:[/red] {damaged(exc)}")
+        say("error:", "red", damaged(exc))
         sys.exit(EXIT_USAGE)
     except RunCancelled as exc:
         err.print(f"cancelled; run {exc.run_id} keeps what it recorded "

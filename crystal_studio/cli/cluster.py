@@ -13,7 +13,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from crystal_studio.cli.common import EXIT_PARTIAL, JsonOpt, ProjectArg, emit_json, err, open_project, out, parse_ids
+from crystal_studio.cli.common import (
+    EXIT_PARTIAL,
+    JsonOpt,
+    ProjectArg,
+    emit_json,
+    err,
+    open_project,
+    out,
+    parse_ids,
+    say,
+)
 from crystal_studio.core.errors import CrystalStudioError
 
 ExecutorOpt = Annotated[str, typer.Option(
@@ -42,8 +52,8 @@ def chosen_executor(name: str, address: str | None, num_cpus: int | None = None)
 def report_tasks(report) -> None:
     """Tell stderr which tasks were lost and resubmitted, and which stayed lost."""
     if report.retried:
-        err.print(f"[yellow]{len(report.retried)} task(s) lost with their worker and resubmitted:[/yellow] "
-                  + ", ".join(f"task {i + 1} ({n}x)" for i, n in sorted(report.retried.items())))
+        say(f"{len(report.retried)} task(s) lost with their worker and resubmitted:", "yellow",
+            ", ".join(f"task {i + 1} ({n}x)" for i, n in sorted(report.retried.items())))
 
 
 def _rate(value) -> str:
@@ -107,8 +117,8 @@ def sweep(
         emit_json(result.as_json())
     if result.lost:
         for cell in result.lost:
-            err.print(f"[red]lost[/red] {cell['spec']} / {cell['method']} / seed {cell['seed']}: "
-                      f"{result.report.failed.get(result.cells.index(cell), 'lost')}")
+            say("lost", "red", f"{cell['spec']} / {cell['method']} / seed {cell['seed']}: "
+                f"{result.report.failed.get(result.cells.index(cell), 'lost')}")
         raise typer.Exit(EXIT_PARTIAL)
 
 

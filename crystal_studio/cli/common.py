@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from crystal_studio.core.errors import CrystalStudioError
 
@@ -37,8 +38,15 @@ def cancelled_exit_code(exc: BaseException) -> int:
     terminated = exc.terminated if isinstance(exc, RunCancelled) else isinstance(exc, Terminated)
     return EXIT_TERMINATED if terminated else EXIT_CANCELLED
 
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
+"""Messages, warnings and progress (stderr). Markup is off: file names and messages print as they are
+(a '[cluster]' or 'data[x].cif' would otherwise vanish as a tag); colour goes through :func:`say`."""
 out = Console()
+
+
+def say(label: str, style: str, message: str = "") -> None:
+    """One line on stderr: ``label`` in ``style`` (e.g. 'error:' in red), then ``message`` as it is."""
+    err.print(Text.assemble((label, style), " " if message else "", message))
 
 ProjectArg = Annotated[Path, typer.Argument(help="Project file (.sqlite), as made by 'crystal-studio new'.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -87,4 +95,4 @@ def finite_positive(value: float, option: str, maximum: float) -> float:
 def report_skipped(issues) -> None:
     """List every skipped record, with its reason, on stderr."""
     for issue in issues:
-        err.print(f"[yellow]skipped[/yellow] {issue}", markup=True, highlight=False, soft_wrap=True)
+        say("skipped", "yellow", str(issue))

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from crystal_studio.cli import cluster
 from crystal_studio.cli.cluster import ExecutorOpt, RayAddressOpt, RayCpusOpt, chosen_executor, report_tasks
@@ -24,6 +25,7 @@ from crystal_studio.cli.common import (
     open_project,
     out,
     parse_ids,
+    say,
 )
 from crystal_studio.core.errors import CrystalStudioError
 
@@ -42,7 +44,7 @@ def _print_summary(summary: dict) -> None:
     for name, value in summary["criteria"].items():
         table.add_row(name, f"{value:.1%}", *([f"{judge['criteria'][name]:.1%}"] if judge else []))
     for name in ("valid_rate", "compositional_validity", "unique_rate", "novel_rate", "success_rate"):
-        label = f"[bold]{name}[/bold]" if name == "success_rate" else name
+        label = Text(name, style="bold") if name == "success_rate" else name
         table.add_row(label, f"{summary[name]:.1%}", *([f"{judge[name]:.1%}"] if judge else []))
     err.print(table)
 
@@ -183,7 +185,7 @@ def relax(
     if json_out:
         emit_json({"run_id": run, "relaxed": results, "lost": outcome.lost, "tasks": outcome.report.as_json()})
     if outcome.lost:
-        err.print(f"[red]error:[/red] {lost_message(outcome)}")
+        say("error:", "red", lost_message(outcome))
         raise typer.Exit(EXIT_USAGE if not results else EXIT_PARTIAL)
 
 
@@ -337,7 +339,7 @@ def csp(
                       str(f.candidate_id or ""), f.reason)
     (err if json_out else out).print(table)
     for f in result.failed:
-        err.print(f"[yellow]failed[/yellow] {f.input}: {f.reason}", markup=True, highlight=False, soft_wrap=True)
+        say("failed", "yellow", f"{f.input}: {f.reason}")
     err.print(f"run {result.run_id}: {result.n_candidates} candidates stored "
               f"(see 'crystal-studio candidates {project} --run {result.run_id}')")
     if json_out:

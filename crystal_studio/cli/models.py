@@ -26,6 +26,7 @@ from crystal_studio.cli.common import (
     open_project,
     out,
     report_skipped,
+    say,
 )
 from crystal_studio.core.errors import CrystalStudioError
 
@@ -145,7 +146,7 @@ def models(project: ProjectArg, json_out: JsonOpt = False) -> None:
 
     records, unreadable = model_store.read_models(open_project(project))
     for line in unreadable:
-        err.print(f"[yellow]warning:[/yellow] {line}; left out", markup=True, highlight=False, soft_wrap=True)
+        say("warning:", "yellow", f"{line}; left out")
     if json_out:
         emit_json({"models": [r.as_json() for r in records], "unreadable": unreadable})
     elif not records:

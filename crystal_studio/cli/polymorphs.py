@@ -9,7 +9,17 @@ import typer
 from rich.table import Table
 
 from crystal_studio.cli.cluster import ExecutorOpt, RayAddressOpt, RayCpusOpt, chosen_executor
-from crystal_studio.cli.common import EXIT_PARTIAL, EXIT_USAGE, JsonOpt, ProjectArg, emit_json, err, open_project, out
+from crystal_studio.cli.common import (
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    JsonOpt,
+    ProjectArg,
+    emit_json,
+    err,
+    open_project,
+    out,
+    say,
+)
 from crystal_studio.core.errors import CrystalStudioError
 
 
@@ -57,7 +67,7 @@ def polymorphs(
                       f"{min(f.energies):.3f}" if f.energies else "", f.reason)
     (err if json_out else out).print(table)
     for f in result.incomplete:
-        err.print(f"[yellow]{f.status}[/yellow] {f.input}: {f.reason}", markup=True, highlight=False, soft_wrap=True)
+        say(f.status, "yellow", f"{f.input}: {f.reason}")
     err.print(f"{result.n_relaxed} structures relaxed in {result.relax_s:.1f} s: {result.rate_per_min:.1f} "
               f"structures/min ({result.rows_per_min:.1f} rows/min); {result.n_existing} trials already stored")
     if json_out:
