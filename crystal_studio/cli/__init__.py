@@ -82,7 +82,7 @@ def main() -> None:
             raise
         from crystal_studio.store.project import damaged
 
-        say("error:", "red", damaged(exc))
+        say("error:", "red", str(damaged(exc)))
         sys.exit(EXIT_USAGE)
     except RunCancelled as exc:
         err.print(f"cancelled; run {exc.run_id} keeps what it recorded "
