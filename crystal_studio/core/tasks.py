@@ -177,16 +177,11 @@ class Executor:
         """A handle on ``value`` for every task of a job."""
         return Shared(value=value)
 
-    def has_gpus(self) -> bool:
-        import torch
-
-        return torch.cuda.is_available()
-
     def device(self, device: str) -> str:
-        """``device`` for tasks ('auto' resolved where the tasks run: 'cuda' when GPUs are there)."""
-        if device != "auto":
-            return device
-        return "cuda" if self.has_gpus() else "cpu"
+        """``device`` for tasks, with 'auto' resolved where the executor knows the hardware (a Ray
+        cluster); here 'auto' stays, for :func:`crystal_studio.ml.runtime.task_device` to resolve on
+        this machine (core does not import torch)."""
+        return device
 
     def run(self, fn: Callable[[Shared, Any, TaskContext], Any], items: Sequence[Any], shared: Shared | None = None,
             resources: TaskResources = ONE_CPU, on_result: Callable[[int, Any], None] | None = None,

@@ -43,6 +43,7 @@ from crystal_studio.design.csp import (
     relax_one,
     space_groups_for,
 )
+from crystal_studio.ml import runtime
 from crystal_studio.oracles.chgnet_oracle import chgnet_threads
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
@@ -159,7 +160,7 @@ def generate_polymorphs(project: Project, formulas: list[str], dataset: str, per
         raise CrystalStudioError("--relax-steps must be at least 1 and --fmax a positive number")
     targets = _distinct([_target(text, max_atoms) for text in formulas])
     executor = executor or LocalExecutor()
-    task_device = executor.device(device)
+    task_device = runtime.task_device(executor, device)
     parameters = {"formulas": list(formulas), "dataset": dataset, "per_formula": per_formula, "frames": frames,
                   "seed": seed, "max_atoms": max_atoms, "relax_steps": relax_steps, "fmax": fmax,
                   "n_steps": per_formula * sum(1 for t in targets if not t.problem)}

@@ -24,6 +24,7 @@ from crystal_studio.core.tasks import (
 )
 from crystal_studio.design.evaluation import evaluate_structure, rejudged, structurally_valid
 from crystal_studio.design.spec import spec_from_dict
+from crystal_studio.ml import runtime
 from crystal_studio.oracles.chgnet_oracle import chgnet_threads
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import models as model_store
@@ -79,7 +80,7 @@ def relax_run(project: Project, run_id: int, only_success: bool = False, candida
     if candidate_ids is not None:
         wanted = set(candidate_ids)
         records = [r for r in records if r.id in wanted]
-    task_device = executor.device(device)
+    task_device = runtime.task_device(executor, device)
     model_ids = run.parameters.get("models") or []
     judge_id = run.parameters.get("judge_model")
     payload = {"spec": run.parameters.get("spec"), "device": task_device, "fmax": fmax, "max_steps": max_steps,

@@ -30,6 +30,7 @@ from crystal_studio.core.tasks import (
     task_resources,
 )
 from crystal_studio.design.spec import DesignSpec, spec_from_dict
+from crystal_studio.ml import runtime
 from crystal_studio.store.project import Project
 
 
@@ -79,7 +80,7 @@ def run_sweep(project: Project, specs: list[DesignSpec], methods: list[str], see
     if judge_model is not None and judge_model in model_ids:
         raise CrystalStudioError(f"the judge (model {judge_model}) must not be one of the optimized models")
     cells = sweep_grid(specs, methods, seeds)
-    task_device = executor.device(device)
+    task_device = runtime.task_device(executor, device)
     common = {"models": list(model_ids), "n_candidates": n_candidates, "n_steps": n_steps, "device": task_device,
               "judge_model": judge_model, "dataset": dataset, "generator_model": generator_model}
     if executor.remote:

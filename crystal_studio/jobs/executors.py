@@ -88,10 +88,13 @@ class RayExecutor(Executor):
 
         return Shared(ref=ray.put(value))
 
-    def has_gpus(self) -> bool:
+    def device(self, device: str) -> str:
+        """'auto' is 'cuda' when the cluster has GPUs, else 'cpu'."""
+        if device != "auto":
+            return device
         import ray
 
-        return ray.cluster_resources().get("GPU", 0) > 0
+        return "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
 
     def in_flight(self, resources: TaskResources) -> int:
         """How many tasks of one job are kept submitted at once: enough to keep every CPU (or GPU) of

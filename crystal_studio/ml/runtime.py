@@ -41,6 +41,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise CrystalStudioError(f"unknown device '{name}' (choose one of {', '.join(DEVICE_CHOICES)})")
 
 
+def task_device(executor, device: str) -> str:
+    """``device`` for the tasks of ``executor`` (a :class:`crystal_studio.core.tasks.Executor`): 'auto'
+    resolved where they run (a cluster's GPUs, or this machine's)."""
+    chosen = executor.device(device)
+    return str(resolve_device(chosen)) if chosen == "auto" else chosen
+
+
 def set_threads(threads: int) -> None:
     """Use ``threads`` CPU threads for torch operations (0 keeps torch's default)."""
     if threads > 0:
