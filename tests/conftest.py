@@ -82,22 +82,29 @@ def add_generator(project, record, dataset: str = "good") -> int:
                                  dataset_id=project.dataset_id(dataset))
 
 
-@pytest.fixture
-def design_project(project, one_torch_thread, tiny_crystal_vae):
-    """A project with the good test structures as dataset 'good', a tiny untrained band-gap/formation-energy
-    GNN predictor and the tiny crystal VAE: (project, predictor id, crystal VAE id)."""
+def save_tiny_predictor(project):
+    """A tiny untrained band-gap/formation-energy GNN (2 members, seed 0) stored in ``project``, trained on
+    its dataset 'good': (model id, predictor)."""
     import torch
 
     from crystal_studio.ml.models.gnn import GNNConfig
     from crystal_studio.ml.predictor import CrystalPredictor, save_predictor
-    from crystal_studio.store.importer import import_paths
 
-    import_paths(project, [GOOD], "good")
     torch.manual_seed(0)
     predictor = CrystalPredictor(GNNConfig(n_targets=2, hidden=16, layers=1, n_gaussians=8),
                                  ["band_gap", "formation_energy_per_atom"], members=2)
     predictor.set_normalization([1.0, -1.0], [1.0, 1.0])
-    model_id = save_predictor(project, predictor, "tiny", metrics={}, dataset_id=project.dataset_id("good"))
+    return save_predictor(project, predictor, "tiny", metrics={}, dataset_id=project.dataset_id("good")), predictor
+
+
+@pytest.fixture
+def design_project(project, one_torch_thread, tiny_crystal_vae):
+    """A project with the good test structures as dataset 'good', a tiny untrained band-gap/formation-energy
+    GNN predictor and the tiny crystal VAE: (project, predictor id, crystal VAE id)."""
+    from crystal_studio.store.importer import import_paths
+
+    import_paths(project, [GOOD], "good")
+    model_id, _ = save_tiny_predictor(project)
     return project, model_id, add_generator(project, tiny_crystal_vae)
 
 

@@ -17,14 +17,13 @@ from crystal_studio.design.job import run_optimization
 from crystal_studio.design.optimizers.baselines import DatasetScreening
 from crystal_studio.design.optimizers.objectives import ObjectiveLoss
 from crystal_studio.design.spec import load_spec
-from crystal_studio.ml.models.gnn import GNNConfig
-from crystal_studio.ml.predictor import CrystalPredictor, predict_structures, save_predictor
+from crystal_studio.ml.predictor import predict_structures
 from crystal_studio.store import models as model_store
 from crystal_studio.store.candidates import list_candidates
 from crystal_studio.store.importer import import_paths
 from crystal_studio.store.project import StructureQuery
 from tests.clitools import run_cli
-from tests.conftest import GOOD
+from tests.conftest import GOOD, save_tiny_predictor
 
 SPEC = Path(__file__).resolve().parents[1] / "resources" / "specs" / "smoacs_perovskite_gap_2.5eV.json"
 
@@ -34,11 +33,7 @@ def screened(project, one_torch_thread, monkeypatch):
     """The good structures as dataset 'good', a tiny untrained predictor, and chunks of 2 structures
     (so a screen has several steps): (project, model id, predictor)."""
     import_paths(project, [GOOD], "good")
-    torch.manual_seed(0)
-    predictor = CrystalPredictor(GNNConfig(n_targets=2, hidden=16, layers=1, n_gaussians=8),
-                                 ["band_gap", "formation_energy_per_atom"], members=2)
-    predictor.set_normalization([1.0, -1.0], [1.0, 1.0])
-    model_id = save_predictor(project, predictor, "tiny", metrics={}, dataset_id=project.dataset_id("good"))
+    model_id, predictor = save_tiny_predictor(project)
     monkeypatch.setattr(DatasetScreening, "chunk", 2)
     return project, model_id, predictor
 
