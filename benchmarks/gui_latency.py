@@ -11,11 +11,17 @@ A 5 ms ``QTimer`` (precise) runs on the GUI thread and records, for every tick, 
   = all cores, what the GUI uses for big imports);
 - ``train``: a torch MLP training loop (Adam, batch 256) for ``--train-seconds``.
 
+With ``--scroll``, every scenario also has a structures table (the window's ``StructureTableModel`` in a
+``QTableView``, 1000 × 700 px, with band gap and formation energy columns) scrolled by one screen every
+50 ms, jumping to a random row every second (so pages keep being fetched): the user browsing a dataset
+while the job runs. Its rows come from ``--table-project PATH`` (e.g. the 100k project that
+``benchmarks/store.py --project PATH`` keeps), or else from the import CSV, imported first.
+
 Prints one JSON line per scenario with p50/p99/max lateness in ms (targets: p99 < 20 ms, max < 100 ms),
 the number of ticks, the job's wall time, and the load average (other processes share the CPU).
 ``max_after_startup_ms`` leaves out the first 250 ms after the job starts (thread/process start-up).
 
-Usage:  python benchmarks/gui_latency.py [--structures 3000] [--train-seconds 15]
+Usage:  python benchmarks/gui_latency.py [--structures 3000] [--train-seconds 15] [--scroll [--table-project P]]
 """
 
 from __future__ import annotations
@@ -76,7 +82,49 @@ class LatencyProbe:
         self._last = now
 
 
-def run_scenario(app, probe: LatencyProbe, name: str, work, limit_s: float, **extra) -> None:
+class TableScroller:
+    """A structures table on screen, scrolled by one screen every 50 ms and jumping every second."""
+
+    def __init__(self, project_path: Path):
+        import random
+
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QTableView
+
+        from crystal_studio.gui.structure_model import StructureTableModel
+        from crystal_studio.store.project import Project, StructureQuery
+
+        self.project = Project.open(project_path)
+        self.model = StructureTableModel(self.project)
+        self.model.set_properties(["band_gap", "formation_energy_per_atom"])
+        self.model.set_query(StructureQuery(dataset=self.project.dataset_names()[0]))
+        self.view = QTableView()
+        self.view.setModel(self.model)
+        self.view.resize(1000, 700)
+        self.view.show()
+        self._random = random.Random(0)
+        self.steps = 0
+        self.timer = QTimer()
+        self.timer.setInterval(50)
+        self.timer.timeout.connect(self._step)
+
+    def _step(self) -> None:
+        bar = self.view.verticalScrollBar()
+        self.steps += 1
+        if self.steps % 20 == 0:
+            bar.setValue(self._random.randrange(max(1, bar.maximum())))
+        else:
+            bar.setValue(min(bar.maximum(), bar.value() + bar.pageStep()))
+
+    def close(self) -> None:
+        self.timer.stop()
+        self.model.close()
+        self.view.close()
+        self.project.close()
+
+
+def run_scenario(app, probe: LatencyProbe, name: str, work, limit_s: float, scroller: TableScroller | None = None,
+                 **extra) -> None:
     """Start ``work`` as a GUI job (or just wait ``limit_s`` when ``work`` is None) and report."""
     from PySide6.QtCore import QEventLoop, QTimer
 
@@ -86,6 +134,9 @@ def run_scenario(app, probe: LatencyProbe, name: str, work, limit_s: float, **ex
     progress_events = []
     loop = QEventLoop()
     probe.start()
+    if scroller is not None:
+        scroller.steps = 0
+        scroller.timer.start()
     QTimer.singleShot(100, loop.quit)  # let the timer settle before the job starts
     loop.exec()
     started = time.perf_counter()
@@ -102,6 +153,9 @@ def run_scenario(app, probe: LatencyProbe, name: str, work, limit_s: float, **ex
         app.processEvents()
     elapsed = time.perf_counter() - started
     probe.stop()
+    if scroller is not None:
+        scroller.timer.stop()
+        extra["table_scroll_steps"] = scroller.steps
     during = [(t, late) for t, late in probe.samples if t >= started]
     values = [late for _, late in during]
     after = [late for t, late in during if t >= started + STARTUP_S]
@@ -113,15 +167,15 @@ def run_scenario(app, probe: LatencyProbe, name: str, work, limit_s: float, **ex
          job_state=job.state if job else "none", job_seconds=round(elapsed, 1),
          progress_signals=len(progress_events), meets_target=bool(p99 < 20 and worst < 100),
          load_avg=round(os.getloadavg()[0], 2), gil_switch_interval_ms=sys.getswitchinterval() * 1e3,
-         **extra)
+         table_scrolled=scroller is not None, **extra)
 
 
-def import_work(csv_path: Path, folder: Path, workers: int):
+def import_work(csv_path: Path, folder: Path, workers: int, target: Path | None = None):
     from crystal_studio.store.importer import import_paths
     from crystal_studio.store.project import Project
 
     def work(progress, cancel):
-        project = Project.create(folder / f"latency-{workers}-{time.monotonic_ns()}.sqlite")
+        project = Project.create(target or folder / f"latency-{workers}-{time.monotonic_ns()}.sqlite")
         try:
             report = import_paths(project, [csv_path], "bench", workers=workers or None, progress=progress,
                                   cancel=cancel)
@@ -169,6 +223,9 @@ def main() -> None:
                         help="set sys.setswitchinterval (Python's GIL hand-over interval) first; 0 keeps it")
     parser.add_argument("--scenarios", nargs="+", default=["idle", "import-thread", "import-processes", "train"],
                         choices=["idle", "import-thread", "import-processes", "train"])
+    parser.add_argument("--scroll", action="store_true", help="scroll a structures table during every scenario")
+    parser.add_argument("--table-project", type=Path, default=None,
+                        help="with --scroll: the project whose first dataset the table shows")
     args = parser.parse_args()
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -193,15 +250,25 @@ def main() -> None:
 
                 csv_path = folder / "latency.csv"
                 pd.read_csv(SHARED / "mp_mtcgcnn_33k.csv.gz", nrows=args.structures).to_csv(csv_path, index=False)
+        scroller = None
+        if args.scroll:
+            table_project = args.table_project
+            if table_project is None:
+                if csv_path is None:
+                    raise SystemExit("--scroll without --table-project needs an import scenario's CSV")
+                table_project = folder / "table.sqlite"
+                import_work(csv_path, folder, 0, table_project)(lambda event: None, CancelToken())
+            scroller = TableScroller(table_project)
+        extra = {"scroller": scroller}
         for scenario in args.scenarios:
             if scenario == "idle":
-                run_scenario(app, probe, "idle", None, args.idle_seconds)
+                run_scenario(app, probe, "idle", None, args.idle_seconds, **extra)
             elif scenario == "import-thread":
                 run_scenario(app, probe, "import (parse in worker thread)", import_work(csv_path, folder, 1), 600,
-                             structures=args.structures, workers=1)
+                             **extra, structures=args.structures, workers=1)
             elif scenario == "import-processes":
                 run_scenario(app, probe, "import (process pool)", import_work(csv_path, folder, 0), 600,
-                             structures=args.structures, workers=os.cpu_count())
+                             **extra, structures=args.structures, workers=os.cpu_count())
             elif scenario == "train":
                 import torch
 
@@ -209,8 +276,10 @@ def main() -> None:
                     train_work(0.2)(lambda event: None, CancelToken())
 
                 run_scenario(app, probe, "torch training thread" + (" (warm)" if args.warm_up else ""),
-                             train_work(args.train_seconds), args.train_seconds + 30, torch=torch.__version__,
+                             train_work(args.train_seconds), args.train_seconds + 30, **extra, torch=torch.__version__,
                              torch_threads=torch.get_num_threads())
+        if scroller is not None:
+            scroller.close()
 
 
 if __name__ == "__main__":

@@ -590,6 +590,7 @@ def _precheck_cif_block(block, options: ImportOptions) -> None:
 _CIF_SPECIAL_SYMBOLS = ("Hw", "Ow", "Wat", "wat", "OH", "NO3")  # water, hydroxide, nitrate: pymatgen maps them
 
 
+@cache
 def _check_cif_symbol(symbol: str, column: str) -> None:
     """Accept a CIF type symbol or label only when an element symbol starts it and is not the head of a
     longer lowercase word ('Sr1', 'Fe2+', 'OW1', 'CA' pass; 'Uue', 'Uuo', 'Oxy' do not)."""

@@ -157,14 +157,15 @@ def min_periodic_distance(structure: Structure) -> float:
     """
     if structure.lattice.volume <= 0:
         return 0.0
-    reduced = structure.get_reduced_structure("LLL")
-    shortest = float(min(reduced.lattice.abc))  # every atom has its own image this far away
-    if len(reduced) <= PAIRWISE_MAX_SITES:
-        if len(reduced) == 1:
+    shortest = float(min(structure.lattice.get_lll_reduced_lattice().abc))  # an atom's own image is this far
+    if len(structure) <= PAIRWISE_MAX_SITES:
+        if len(structure) == 1:
             return shortest
-        distances = reduced.lattice.get_all_distances(reduced.frac_coords, reduced.frac_coords)
+        frac = structure.frac_coords  # pymatgen searches the minimum images on the lattice's (cached) LLL basis
+        distances = structure.lattice.get_all_distances(frac, frac)
         np.fill_diagonal(distances, np.inf)
         return float(min(distances.min(), shortest))
+    reduced = structure.get_reduced_structure("LLL")
     radius = min(NEIGHBOUR_SEARCH_RADIUS, shortest)
     while True:
         distances = reduced.get_neighbor_list(radius, numerical_tol=1e-8)[3]
