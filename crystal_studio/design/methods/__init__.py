@@ -4,8 +4,11 @@ A method module is imported only when the method is used (like ASE's table of I/
 listing methods and ``crystal-studio --help`` stay free of torch. Each module defines:
 
 - ``CONFIG``: its settings dataclass, fields declared with :func:`crystal_studio.core.options.option`
-  (or None for a method without settings);
+  (or None for a method without settings), from :mod:`crystal_studio.design.optimizers.settings`;
 - ``build(request: MethodRequest, config) -> Optimizer``: the optimizer for one run.
+
+A method module's top level imports no torch (its optimizer is imported inside ``build``), so the
+Optimization panel's settings form and ``crystal-studio methods`` never wait for it.
 
 Adding a method is one new module in this package and one :class:`MethodInfo` line below; the CLI
 (``methods``, ``optimize --method/--set``), the Optimization panel and the conformance test pick it up.

@@ -7,8 +7,7 @@ import numpy as np
 
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.design.methods import MethodRequest
-from crystal_studio.design.optimizers.lsbo import LatentSearch, LatentSearchConfig, LSBOConfig, SpecBlackBox
-from crystal_studio.ml.models.crystal_vae import skip_reason
+from crystal_studio.design.optimizers.settings import LatentSearchConfig, LSBOConfig
 from crystal_studio.store.project import StructureQuery
 
 CONFIG = LSBOConfig
@@ -32,6 +31,8 @@ def generator_dataset(request: MethodRequest) -> str:
 
 def seed_pool(request: MethodRequest, size: int) -> list:
     """Up to ``size`` (0: all) random valid, encodable structures of the crystal VAE's training dataset."""
+    from crystal_studio.ml.models.crystal_vae import skip_reason
+
     dataset = generator_dataset(request)
     ids = request.project.ids(StructureQuery(dataset=dataset, valid_only=True))
     if size and len(ids) > size:
@@ -46,9 +47,13 @@ def seed_pool(request: MethodRequest, size: int) -> list:
     return pool
 
 
-def build_latent_search(request: MethodRequest, config: LatentSearchConfig, cls: type[LatentSearch] = LatentSearch,
-                        retrain=None) -> LatentSearch:
-    """A latent-space search of class ``cls`` against the request's spec and predictor."""
+def build_latent_search(request: MethodRequest, config: LatentSearchConfig, cls: type | None = None,
+                        retrain=None):
+    """A latent-space search of class ``cls`` (default :class:`~crystal_studio.design.optimizers.lsbo.LatentSearch`)
+    against the request's spec and predictor."""
+    from crystal_studio.design.optimizers.lsbo import LatentSearch, SpecBlackBox
+
+    cls = cls or LatentSearch
     require_generator(request)
     config.validate()
     predictor = request.predictor.to(request.device).eval()
@@ -57,5 +62,5 @@ def build_latent_search(request: MethodRequest, config: LatentSearchConfig, cls:
                request.n_steps, request.seed, config, retrain, list(predictor.targets))
 
 
-def build(request: MethodRequest, config: LSBOConfig) -> LatentSearch:
+def build(request: MethodRequest, config: LSBOConfig):
     return build_latent_search(request, config)

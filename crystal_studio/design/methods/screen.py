@@ -3,12 +3,13 @@
 
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.design.methods import MethodRequest
-from crystal_studio.design.optimizers.baselines import DatasetScreening
 
 CONFIG = None
 
 
-def build(request: MethodRequest, _config: None) -> DatasetScreening:
+def build(request: MethodRequest, _config: None):
+    from crystal_studio.design.optimizers.baselines import DatasetScreening
+
     if not request.dataset:
         raise CrystalStudioError("screening needs a dataset (--dataset NAME)")
     return DatasetScreening(request.spec, request.predictor, request.project, request.dataset, request.n_candidates,

@@ -5,7 +5,7 @@ the ABX3 formulas a sampling run drew (e.g. a composition VAE's; the composition
 from crystal_studio.core.errors import CrystalStudioError
 from crystal_studio.core.formulas import perovskite_triple
 from crystal_studio.design.methods import MethodRequest
-from crystal_studio.design.optimizers.smoacs import SmoacsConfig, SmoacsOptimizer
+from crystal_studio.design.optimizers.settings import SmoacsConfig
 from crystal_studio.store.samples import list_samples
 
 CONFIG = SmoacsConfig
@@ -21,7 +21,9 @@ def seed_triples(project, run_id: int) -> list[tuple[str, str, str]]:
     return triples
 
 
-def build(request: MethodRequest, config: SmoacsConfig) -> SmoacsOptimizer:
+def build(request: MethodRequest, config: SmoacsConfig):
+    from crystal_studio.design.optimizers.smoacs import SmoacsOptimizer
+
     triples = seed_triples(request.project, config.seed_run) if config.seed_run is not None else None
     return SmoacsOptimizer(request.spec, request.predictor, request.n_candidates, request.n_steps, request.seed,
                            request.device, config, triples)

@@ -33,9 +33,9 @@ from crystal_studio.design.optimizers.objectives import ObjectiveLoss
 from crystal_studio.design.optimizers.perovskite import (
     PerovskiteArchive,
     PerovskiteScorer,
-    PerovskiteSearchConfig,
     PerovskiteSpace,
 )
+from crystal_studio.design.optimizers.settings import PerovskiteSearchConfig
 from crystal_studio.design.spec import DesignSpec, SpecError
 from crystal_studio.ml.predictor import predict_structures
 from crystal_studio.store.project import Project, StructureQuery

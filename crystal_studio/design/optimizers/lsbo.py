@@ -34,64 +34,16 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
-from crystal_studio.core.options import OptionsError, option, range_problems
 from crystal_studio.design.evaluation import evaluate_structure
 from crystal_studio.design.optimizers.base import Optimizer, Proposal, StepReport
 from crystal_studio.design.optimizers.objectives import ObjectiveLoss
+from crystal_studio.design.optimizers.settings import LatentSearchConfig, LCAConfig, LSBOConfig
 from crystal_studio.design.spec import DesignSpec, SpecError
 from crystal_studio.ml.models.crystal_vae import CrystalArrays, CrystalVAE, skip_reason, structurally_valid
-
-KERNELS = ("matern", "rbf")
 
 # A black box scores structures (None: a failed decode): scores (n,) with NaN for failures, and per
 # structure what to report about it ({"properties": {...}, "property_std": {...}} or None).
 BlackBox = Callable[[list[Structure | None]], tuple[np.ndarray, list[dict | None]]]
-
-
-@dataclass
-class LatentSearchConfig:
-    """Settings every latent-space search shares (the random baseline has only these)."""
-
-    n_init: int = option(100, "dataset crystals whose encodings seed the search: the best under the black box "
-                              "(paper: 100)", minimum=1)
-    init_pool: int = option(4096, "dataset crystals scored to pick the seeds (random subset; 0: all)", minimum=0)
-    batch: int = option(1, "queries per iteration (for LSBO, q > 1 uses qLogEI)", minimum=1, maximum=64)
-    bound: float = option(3.0, "the search box is [−bound, bound] in every latent dimension", minimum=1e-3)
-    constraint_penalty: float = option(1.0, "score lost per spec constraint a decode breaks (neutrality, template, "
-                                            "tolerance factor, elements, distances)", minimum=0.0)
-
-    def validate(self) -> None:
-        problems = range_problems(self)
-        if problems:
-            raise OptionsError(problems)
-
-
-@dataclass
-class LSBOConfig(LatentSearchConfig):
-    """LSBO settings (``crystal-studio optimize --method lsbo --set NAME=VALUE``)."""
-
-    kernel: str = option("matern", "GP kernel with one length scale per latent dimension: Matérn-5/2 or RBF",
-                         choices=KERNELS)
-    failure_margin: float = option(1.0, "a failed decode (no structure, atoms closer than 0.5 Å) scores the worst "
-                                        "score seen minus this", minimum=0.0)
-    refit_every: int = option(1, "iterations between GP hyperparameter fits (between fits the GP is conditioned "
-                                 "on the new data only)", minimum=1)
-    trust_radius: float = option(0.5, "half-width of the cube around the best latent in which the acquisition is "
-                                      "maximized (0: the whole box, as in the paper; in 20 dimensions that spends "
-                                      "the budget on far corners, see docs/benchmarks.md)", minimum=0.0)
-    restarts: int = option(8, "restarts of the acquisition optimizer", minimum=1)
-    raw_samples: int = option(256, "random box points the acquisition optimizer starts from", minimum=1)
-
-
-@dataclass
-class LCAConfig(LSBOConfig):
-    """LCA-LSBO settings: LSBO's plus the latent-consistency retraining."""
-
-    lca_sigma: float = option(0.3, "spread of the augmented latents around a new best (paper: 0.3)", minimum=1e-6)
-    lca_gamma: float = option(2.5, "weight γ of the latent-consistency loss (paper: 2.5)", minimum=0.0)
-    lca_steps: int = option(20, "RMSprop steps per retraining", minimum=1)
-    lca_points: int = option(64, "augmented latents per retraining step", minimum=1)
-    lca_lr: float = option(1e-4, "RMSprop step of the retraining", minimum=0.0)
 
 
 # ------------------------------------------------------------------------------------ black boxes

@@ -19,12 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from crystal_studio.design.optimizers.settings import BOUND_MARGIN, TARGET_MARGIN, TOLERANCE_BAND
 from crystal_studio.design.spec import DesignSpec, SpecError
 from crystal_studio.ml.predictor import CrystalPredictor
-
-TARGET_MARGIN = 0.2  # fraction of the tolerance the hinge aims inside the window
-BOUND_MARGIN = 0.05  # fraction of σ the hinge aims past a bound
-TOLERANCE_BAND = 0.05  # half-width of the zero-loss band around the tolerance-factor window's centre
 
 
 class PredictorSet(nn.Module):

@@ -16,24 +16,16 @@ import torch
 from pymatgen.core import Element, Lattice, Structure
 
 from crystal_studio.core.chemistry import perovskite_lattice_from_radii, perovskite_site_radius, tolerance_from_radii
-from crystal_studio.core.options import OptionsError, option, range_problems
 from crystal_studio.design.evaluation import perovskite_template
 from crystal_studio.design.optimizers.base import Proposal
-from crystal_studio.design.optimizers.objectives import (
-    BOUND_MARGIN,
-    TARGET_MARGIN,
-    TOLERANCE_BAND,
-    ObjectiveLoss,
-    ensemble_size,
-    tolerance_factor_penalty,
-)
+from crystal_studio.design.optimizers.objectives import ObjectiveLoss, ensemble_size, tolerance_factor_penalty
+from crystal_studio.design.optimizers.settings import PATTERN_CHOICES, PerovskiteSearchConfig
 from crystal_studio.design.spec import DesignSpec
 from crystal_studio.ml.elements import ELEMENTS, N_ELEMENTS
 
 ROLES = ("A", "B", "X")
 # The two oxidation patterns the SMOACS paper uses for ABX3 perovskites, (qA, qB, qX).
 PAPER_PATTERNS = ((1, 2, -1), (2, 4, -2))
-PATTERN_CHOICES = ("all", "paper")
 ANIONS = ("N", "O", "F", "S", "Cl", "Se", "Br", "I")
 EXCLUDED = {"H", "Tc", "Pm"}  # hydrogen is no cation here; Tc and Pm are radioactive
 MAX_Z = 83  # Bi; heavier elements are radioactive
@@ -160,32 +152,6 @@ class PerovskiteSpace:
         lengths = np.repeat(self.lattice_constants(pattern, elements)[:, None], 3, axis=1)
         return pattern, elements, lengths
 
-
-
-@dataclass
-class PerovskiteSearchConfig:
-    """Settings every perovskite search shares: the chemical space and how a crystal is scored."""
-
-    patterns: str = option("all", "oxidation patterns: 'all' neutral (qA, qB, qX), or 'paper' (A+B2+X−, A2+B4+X2−)",
-                           choices=PATTERN_CHOICES)
-    caution: float | None = option(None, "k in mean ± k·std against the optimizer; none: 1 for ensembles, 0 for one "
-                                         "model", minimum=0.0)
-    tolerance_weight: float = option(5.0, "weight of the tolerance-factor term", minimum=0.0)
-    tolerance_band: float = option(TOLERANCE_BAND, "zero-loss half-width around the tolerance window's centre",
-                                   minimum=0.0)
-    target_margin: float = option(TARGET_MARGIN, "target hinges aim inside this fraction of the tolerance",
-                                  minimum=0.0)
-    bound_margin: float = option(BOUND_MARGIN, "below/above hinges aim this many σ past the bound")
-    linear_bounds: bool = option(False, "below/above objectives as linear terms (paper) instead of hinges")
-
-    def problems(self) -> list[str]:
-        """Every value outside its declared range or choices."""
-        return range_problems(self)
-
-    def validate(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise OptionsError(problems)
 
 
 class PerovskiteScorer:

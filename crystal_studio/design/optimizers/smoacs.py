@@ -31,73 +31,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from crystal_studio.core.chemistry import perovskite_lattice_from_radii, tolerance_from_radii
-from crystal_studio.core.options import OptionsError, option
 from crystal_studio.design.optimizers.base import Optimizer, Proposal, StepReport
 from crystal_studio.design.optimizers.perovskite import (
     ROLES,
     HardCrystals,
     PerovskiteArchive,
     PerovskiteScorer,
-    PerovskiteSearchConfig,
     PerovskiteSpace,
 )
+from crystal_studio.design.optimizers.settings import SmoacsConfig
 from crystal_studio.design.spec import DesignSpec, SpecError
 from crystal_studio.ml.batching import batch_from_tensors
 from crystal_studio.ml.elements import N_ELEMENTS, element_index
 from crystal_studio.ml.predictor import CrystalPredictor
-
-GEOMETRIES = ("a0", "free")
-
-
-@dataclass
-class SmoacsConfig(PerovskiteSearchConfig):
-    """SMOACS settings (``crystal-studio optimize --set NAME=VALUE``); lengths Å, coordinates fractional."""
-
-    lr_lattice: float = option(0.02, "Adam step of the lattice parameters (tanh strain in 'a0', Å in 'free')",
-                               minimum=0.0)
-    lr_atoms: float = option(0.2, "Adam step of the site and pattern logits", minimum=0.0)
-    lr_coords: float = option(0.005, "Adam step of the coordinate offsets", unit="fractional", minimum=0.0)
-    temperature_start: float = option(1.0, "softmax temperature, annealed linearly", minimum=0.0)
-    temperature_end: float = option(0.01, "final softmax temperature", minimum=0.0)
-    geometry: str = option("a0", "'a0': lattice follows the soft radii within ±lattice_slack; 'free': lengths "
-                                 "optimized", choices=GEOMETRIES)
-    lattice_slack: float = option(0.03, "largest relative strain of each axis away from a0 (geometry 'a0')",
-                                  minimum=0.0, maximum=0.99)
-    max_offset: float = option(0.0, "largest coordinate offset from the ideal sites (0 freezes coordinates)",
-                               unit="fractional", minimum=0.0)
-    mutate_at: tuple[float, ...] = option((0.2, 0.4, 0.6, 0.8), "fractions of the run at which to copy and mutate "
-                                          "(paper: 0.25, 0.5, 0.75)")
-    keep_fraction: float = option(0.2, "share of the batch kept (besides successful crystals) when mutating",
-                                  minimum=1e-9, maximum=1.0)
-    keep_successful: bool = option(True, "keep crystals meeting every criterion when mutating (they are archived "
-                                         "anyway)")
-    restart_schedules: bool = option(True, "restart the temperature and learning-rate schedules after each mutation")
-    archive_every: int = option(5, "steps between archiving the hard crystals", minimum=1)
-    init_scale: float = option(0.5, "standard deviation of the initial logits", minimum=0.0)
-    seed_run: int | None = option(None, "sampling run (e.g. of a composition VAE) whose valid ABX3 formulas seed the "
-                                        "initial site logits, one formula per crystal in turn; none: random logits")
-    seed_strength: float = option(3.0, "logit added to a seeded crystal's formula element on each site", minimum=0.0)
-    min_length: float = option(2.0, "shortest lattice length per 5-atom cell (geometry 'free')", unit="Å",
-                               minimum=1e-9)
-    max_length: float = option(10.0, "longest lattice length per 5-atom cell (geometry 'free')", unit="Å")
-
-    def validate(self) -> None:
-        problems = self.problems()
-        if any(not 0 < f < 1 for f in self.mutate_at):
-            problems.append("mutate_at fractions must lie strictly between 0 and 1")
-        if not 0 < self.temperature_end <= self.temperature_start:
-            problems.append("need 0 < temperature_end <= temperature_start")
-        if not 0 < self.min_length < self.max_length:
-            problems.append("need 0 < min_length < max_length")
-        if problems:
-            raise OptionsError(problems, "smoacs settings")
 
 
 class SmoacsOptimizer(Optimizer):
