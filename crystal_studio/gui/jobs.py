@@ -172,8 +172,8 @@ class _FullCollectionPause:
     run, only the young generations are collected (cheap: bounded by recent allocations), and every object
     alive when a job starts is frozen (``gc.freeze``: modules, widgets, the open project), so the full
     collections that resume after the last job walk only what was made since. Objects freed by reference
-    counting, nearly all of them, are freed as usual; only reference cycles alive at a job's start are
-    kept for good. Measured in docs/benchmarks.md (issue 15).
+    counting, nearly all of them, are freed as usual; only unreachable reference cycles that reached the
+    old generation before a job starts are kept for good. Measured in docs/benchmarks.md (issue 15).
     """
 
     running = 0
@@ -181,6 +181,7 @@ class _FullCollectionPause:
 
     @classmethod
     def job_started(cls) -> None:
+        gc.collect(1)  # the young generations' garbage is not frozen with the rest (cheap: recent objects only)
         gc.freeze()
         if cls.running == 0:
             cls.saved_threshold = gc.get_threshold()

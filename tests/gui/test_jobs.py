@@ -89,3 +89,29 @@ def test_status_widget_shows_and_cancels_running_job(qtbot):
         row.cancel_button.click()
     assert job.state == "cancelled"
     assert job not in status.rows and status.isHidden()
+
+
+def test_full_garbage_collections_pause_while_jobs_run_and_resume_after(qtbot):
+    import gc
+    import threading
+
+    manager = JobManager()
+    before = gc.get_threshold()
+    seen, release = {}, threading.Event()
+
+    def work(progress, cancel):
+        seen["threshold"] = gc.get_threshold()
+        release.wait(5)
+        return gc.get_freeze_count()
+
+    first = manager.start("Holding", work, show_errors=False)
+    second = manager.start("Quick", lambda progress, cancel: None, show_errors=False)
+    with qtbot.waitSignal(second.done, timeout=5000):
+        pass
+    assert gc.get_threshold()[2] > 10**9  # one job still runs: still paused
+    with qtbot.waitSignal(first.done, timeout=5000):
+        release.set()
+    assert seen["threshold"][:2] == before[:2] and seen["threshold"][2] > 10**9
+    assert first.result > 0  # what was alive at the start is out of the collector's reach
+    assert gc.get_threshold() == before
+    gc.unfreeze()
