@@ -28,6 +28,14 @@ def library_version(dist: str, module: str) -> str:
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+def import_lazy_modules() -> None:
+    """Import now what torch imports on the first optimizer of a process (``torch._dynamo``: about 0.6 s
+    of Python imports holding the GIL). Background jobs that run before the user can work call it, so
+    that the first training in the window does not spend that time competing with a scrolled table
+    (stalls of 110–290 ms, docs/benchmarks.md, issue 15)."""
+    import torch._dynamo  # noqa: F401
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
     if name == "auto":
