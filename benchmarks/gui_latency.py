@@ -269,16 +269,15 @@ def main() -> None:
                 table_project = folder / "table.sqlite"
                 import_work(csv_path, folder, 0, table_project)(lambda event: None, CancelToken())
             scroller = TableScroller(table_project)
-        extra = {"scroller": scroller}
         for scenario in args.scenarios:
             if scenario == "idle":
-                run_scenario(app, probe, "idle", None, args.idle_seconds, **extra)
+                run_scenario(app, probe, "idle", None, args.idle_seconds, scroller=scroller)
             elif scenario == "import-thread":
                 run_scenario(app, probe, "import (parse in worker thread)", import_work(csv_path, folder, 1), 600,
-                             **extra, structures=args.structures, workers=1)
+                             scroller=scroller, structures=args.structures, workers=1)
             elif scenario == "import-processes":
                 run_scenario(app, probe, "import (process pool)", import_work(csv_path, folder, 0), 600,
-                             **extra, structures=args.structures, workers=os.cpu_count())
+                             scroller=scroller, structures=args.structures, workers=os.cpu_count())
             elif scenario == "train":
                 import torch
 
@@ -286,8 +285,8 @@ def main() -> None:
                     train_work(0.2)(lambda event: None, CancelToken())
 
                 run_scenario(app, probe, "torch training thread" + (" (warm)" if args.warm_up else ""),
-                             train_work(args.train_seconds), args.train_seconds + 30, **extra, torch=torch.__version__,
-                             torch_threads=torch.get_num_threads())
+                             train_work(args.train_seconds), args.train_seconds + 30, scroller=scroller,
+                             torch=torch.__version__, torch_threads=torch.get_num_threads())
         if scroller is not None:
             scroller.close()
 

@@ -31,7 +31,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -590,7 +590,7 @@ def _precheck_cif_block(block, options: ImportOptions) -> None:
 _CIF_SPECIAL_SYMBOLS = ("Hw", "Ow", "Wat", "wat", "OH", "NO3")  # water, hydroxide, nitrate: pymatgen maps them
 
 
-@cache
+@lru_cache(maxsize=4096)  # labels repeat across records ('O1', 'Sr1'); a hostile file's unique ones stay bounded
 def _check_cif_symbol(symbol: str, column: str) -> None:
     """Accept a CIF type symbol or label only when an element symbol starts it and is not the head of a
     longer lowercase word ('Sr1', 'Fe2+', 'OW1', 'CA' pass; 'Uue', 'Uuo', 'Oxy' do not)."""

@@ -177,7 +177,7 @@ class _FullCollectionPause:
     """
 
     running = 0
-    saved_threshold: tuple[int, int, int] | None = None
+    saved_threshold = gc.get_threshold()  # replaced by the thresholds in force when the first job starts
 
     @classmethod
     def job_started(cls) -> None:
@@ -192,7 +192,7 @@ class _FullCollectionPause:
     @classmethod
     def job_ended(cls) -> None:
         cls.running -= 1
-        if cls.running == 0 and cls.saved_threshold is not None:
+        if cls.running == 0:
             gc.set_threshold(*cls.saved_threshold)
 
 

@@ -17,8 +17,21 @@ GEOMETRIES = ("a0", "free")
 KERNELS = ("matern", "rbf")
 
 
+class OptimizerSettings:
+    """What every settings dataclass below does with its declared ranges and choices."""
+
+    def problems(self) -> list[str]:
+        """Every value outside its declared range or choices."""
+        return range_problems(self)
+
+    def validate(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise OptionsError(problems)
+
+
 @dataclass
-class PerovskiteSearchConfig:
+class PerovskiteSearchConfig(OptimizerSettings):
     """Settings every perovskite search shares: the chemical space and how a crystal is scored."""
 
     patterns: str = option("all", "oxidation patterns: 'all' neutral (qA, qB, qX), or 'paper' (A+B2+X−, A2+B4+X2−)",
@@ -32,15 +45,6 @@ class PerovskiteSearchConfig:
                                   minimum=0.0)
     bound_margin: float = option(BOUND_MARGIN, "below/above hinges aim this many σ past the bound")
     linear_bounds: bool = option(False, "below/above objectives as linear terms (paper) instead of hinges")
-
-    def problems(self) -> list[str]:
-        """Every value outside its declared range or choices."""
-        return range_problems(self)
-
-    def validate(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise OptionsError(problems)
 
 
 @dataclass
@@ -88,7 +92,7 @@ class SmoacsConfig(PerovskiteSearchConfig):
 
 
 @dataclass
-class LatentSearchConfig:
+class LatentSearchConfig(OptimizerSettings):
     """Settings every latent-space search shares (the random baseline has only these)."""
 
     n_init: int = option(100, "dataset crystals whose encodings seed the search: the best under the black box "
@@ -98,11 +102,6 @@ class LatentSearchConfig:
     bound: float = option(3.0, "the search box is [−bound, bound] in every latent dimension", minimum=1e-3)
     constraint_penalty: float = option(1.0, "score lost per spec constraint a decode breaks (neutrality, template, "
                                             "tolerance factor, elements, distances)", minimum=0.0)
-
-    def validate(self) -> None:
-        problems = range_problems(self)
-        if problems:
-            raise OptionsError(problems)
 
 
 @dataclass
