@@ -11,8 +11,9 @@ A 5 ms ``QTimer`` (precise) runs on the GUI thread and records, for every tick, 
   = all cores, what the GUI uses for big imports);
 - ``train``: a torch MLP training loop (Adam, batch 256) for ``--train-seconds``.
 
-With ``--scroll``, every scenario also has a structures table (the window's ``StructureTableModel`` in a
-``QTableView``, 1000 × 700 px, with band gap and formation energy columns) scrolled by one screen every
+With ``--scroll``, every scenario also has a structures table (the window's ``StructureTableModel`` in the
+window's ``ResponsiveTableView``, or with ``--view plain`` a bare ``QTableView``; 1000 × 700 px, 22 px
+rows, with band gap and formation energy columns) scrolled with mouse-wheel events by one screen every
 50 ms, jumping to a random row every second (so pages keep being fetched): the user browsing a dataset
 while the job runs. Its rows come from ``--table-project PATH`` (e.g. the 100k project that
 ``benchmarks/store.py --project PATH`` keeps), or else from the import CSV, imported first. With
@@ -23,7 +24,8 @@ Prints one JSON line per scenario with p50/p99/max lateness in ms (targets: p99 
 the number of ticks, the job's wall time, and the load average (other processes share the CPU).
 ``max_after_startup_ms`` leaves out the first 250 ms after the job starts (thread/process start-up).
 
-Usage:  python benchmarks/gui_latency.py [--structures 3000] [--train-seconds 15] [--scroll [--table-project P]] [--open-builtin]
+Usage:  python benchmarks/gui_latency.py [--structures 3000] [--train-seconds 15]
+        [--scroll [--table-project P] [--view responsive|plain]] [--open-builtin]
 """
 
 from __future__ import annotations
@@ -85,13 +87,20 @@ class LatencyProbe:
 
 
 class TableScroller:
-    """A structures table on screen, scrolled by one screen every 50 ms and jumping every second."""
+    """A structures table on screen, scrolled by one screen every 50 ms and jumping every second.
 
-    def __init__(self, project_path: Path):
+    Both are mouse-wheel events sent to the table's viewport, as a user's scrolling arrives. ``view``
+    ``responsive`` is the window's :class:`~crystal_studio.gui.table_view.ResponsiveTableView`, ``plain``
+    a bare ``QTableView`` (what the window used before, for comparison); rows are 22 px as in the
+    Datasets panel."""
+
+    WHEEL_ROWS = 3  # rows one wheel notch scrolls (Qt's default wheelScrollLines)
+
+    def __init__(self, project_path: Path, view: str = "responsive"):
         import random
 
         from PySide6.QtCore import QTimer
-        from PySide6.QtWidgets import QTableView
+        from PySide6.QtWidgets import QHeaderView, QTableView
 
         from crystal_studio.gui.structure_model import StructureTableModel
         from crystal_studio.store.project import Project, StructureQuery
@@ -100,7 +109,15 @@ class TableScroller:
         self.model = StructureTableModel(self.project)
         self.model.set_properties(["band_gap", "formation_energy_per_atom"])
         self.model.set_query(StructureQuery(dataset=self.project.dataset_names()[0]))
-        self.view = QTableView()
+        self.view_kind = view
+        if view == "responsive":
+            from crystal_studio.gui.table_view import ResponsiveTableView
+
+            self.view = ResponsiveTableView()
+        else:
+            self.view = QTableView()
+        self.view.verticalHeader().setDefaultSectionSize(22)
+        self.view.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.view.setModel(self.model)
         self.view.resize(1000, 700)
         self.view.show()
@@ -114,9 +131,23 @@ class TableScroller:
         bar = self.view.verticalScrollBar()
         self.steps += 1
         if self.steps % 20 == 0:
-            bar.setValue(self._random.randrange(max(1, bar.maximum())))
+            target = self._random.randrange(max(1, bar.maximum()))
         else:
-            bar.setValue(min(bar.maximum(), bar.value() + bar.pageStep()))
+            target = min(bar.maximum(), bar.value() + bar.pageStep())
+        self._wheel(round((target - bar.value()) / self.WHEEL_ROWS))
+
+    def _wheel(self, notches: int) -> None:
+        """Send a wheel turn of ``notches`` (positive: down) to the table, as the mouse would."""
+        from PySide6.QtCore import QPoint, QPointF, Qt
+        from PySide6.QtGui import QWheelEvent
+        from PySide6.QtWidgets import QApplication
+
+        viewport = self.view.viewport()
+        at = QPointF(viewport.width() / 2, viewport.height() / 2)
+        event = QWheelEvent(at, QPointF(viewport.mapToGlobal(at)), QPoint(), QPoint(0, -120 * notches),
+                            Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                            False)
+        QApplication.sendEvent(viewport, event)
 
     def close(self) -> None:
         self.timer.stop()
@@ -169,7 +200,7 @@ def run_scenario(app, probe: LatencyProbe, name: str, work, limit_s: float, scro
          job_state=job.state if job else "none", job_seconds=round(elapsed, 1),
          progress_signals=len(progress_events), meets_target=bool(p99 < 20 and worst < 100),
          load_avg=round(os.getloadavg()[0], 2), gil_switch_interval_ms=sys.getswitchinterval() * 1e3,
-         table_scrolled=scroller is not None, **extra)
+         table_scrolled=scroller is not None, table_view=scroller.view_kind if scroller else None, **extra)
 
 
 def import_work(csv_path: Path, folder: Path, workers: int, target: Path | None = None):
@@ -229,6 +260,8 @@ def main() -> None:
     parser.add_argument("--open-builtin", action="store_true",
                         help="first run the window's job that opens the built-in project (in a temporary home), as "
                              "a user's session starts; untimed")
+    parser.add_argument("--view", choices=["responsive", "plain"], default="responsive",
+                        help="the scrolled table: the window's ResponsiveTableView or a bare QTableView")
     parser.add_argument("--table-project", type=Path, default=None,
                         help="with --scroll: the project whose first dataset the table shows")
     args = parser.parse_args()
@@ -268,7 +301,7 @@ def main() -> None:
                     raise SystemExit("--scroll without --table-project needs an import scenario's CSV")
                 table_project = folder / "table.sqlite"
                 import_work(csv_path, folder, 0, table_project)(lambda event: None, CancelToken())
-            scroller = TableScroller(table_project)
+            scroller = TableScroller(table_project, args.view)
         for scenario in args.scenarios:
             if scenario == "idle":
                 run_scenario(app, probe, "idle", None, args.idle_seconds, scroller=scroller)

@@ -43,7 +43,6 @@ from PySide6.QtWidgets import (
     QMenu,
     QPushButton,
     QSpinBox,
-    QTableView,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -54,6 +53,7 @@ from crystal_studio.core.progress import CancelToken, ProgressCallback
 from crystal_studio.core.properties import unit_of
 from crystal_studio.gui import edit_dialogs
 from crystal_studio.gui.jobs import Job, JobManager, show_error
+from crystal_studio.gui.table_view import ResponsiveTableView
 from crystal_studio.store import candidates as candidate_store
 from crystal_studio.store import edit as store_edit
 from crystal_studio.store import models as model_store
@@ -423,7 +423,7 @@ class CandidatesPanel(QWidget):
         self.model = CandidateTableModel(self)
         self.proxy = CandidateFilter(self)
         self.proxy.setSourceModel(self.model)
-        self.table = QTableView()
+        self.table = ResponsiveTableView()
         self.table.setObjectName("candidatesTable")
         self.table.setModel(self.proxy)
         self.table.horizontalHeader().setSortIndicator(1, Qt.SortOrder.AscendingOrder)  # id: the stored order

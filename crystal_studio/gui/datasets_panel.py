@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QMenu,
     QPushButton,
     QSplitter,
-    QTableView,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -39,6 +38,7 @@ from crystal_studio.gui import edit_dialogs
 from crystal_studio.gui.jobs import show_error
 from crystal_studio.gui.periodic_table import ElementFilterButton
 from crystal_studio.gui.structure_model import ID_ROLE, StructureTableModel
+from crystal_studio.gui.table_view import ResponsiveTableView
 from crystal_studio.store import edit as store_edit
 from crystal_studio.store.project import DatasetSummary, Project, StructureQuery
 
@@ -193,7 +193,7 @@ class DatasetsPanel(QWidget):
         self.range_editor.changed.connect(self.apply_filters)
         self.clear_button.clicked.connect(self.clear_filters)
 
-        self.table = QTableView()
+        self.table = ResponsiveTableView()
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setAlternatingRowColors(True)

@@ -58,7 +58,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
-    QTableView,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -72,6 +71,7 @@ from crystal_studio.gui.combos import refill_combo
 from crystal_studio.gui.jobs import Job, JobManager
 from crystal_studio.gui.live_plots import DEVICES, LiveCurves, LiveJobMixin
 from crystal_studio.gui.periodic_table import ElementFilterButton
+from crystal_studio.gui.table_view import ResponsiveTableView
 from crystal_studio.ml.kinds import KINDS, PREDICTOR_KINDS
 from crystal_studio.store import models as model_store
 from crystal_studio.store.project import Project, StructureQuery
@@ -1320,7 +1320,7 @@ class GeneratePanel(LiveJobMixin, QWidget):
         filters.addWidget(self.count_label, 1)
 
         self.samples_model = SamplesModel(self)
-        self.table = QTableView()
+        self.table = ResponsiveTableView()
         self.table.setObjectName("samplesTable")
         self.table.setModel(self.samples_model)
         self.table.setSortingEnabled(True)

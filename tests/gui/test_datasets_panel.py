@@ -217,3 +217,75 @@ def test_import_dialog_skips_ids_already_in_the_dataset_when_asked(qtbot, projec
             assert dialog.report.imported == 0 and "left out" in dialog.summary.text()
         else:
             assert dialog.report.imported == 1 and "Note" not in dialog.summary.text()
+
+
+def test_multi_data_answers_every_role_as_data_does(qtbot, project):
+    """Views ask for a cell's roles in one multiData call; it must agree with data() role by role."""
+    from PySide6.QtCore import QModelRoleData, QModelRoleDataSpan
+
+    model = StructureTableModel(project)
+    try:
+        model.set_properties(["band_gap"])
+        with qtbot.waitSignal(model.reloaded, timeout=5000):
+            model.set_query(StructureQuery())
+        _load_all(qtbot, model)
+        roles = [Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.TextAlignmentRole, Qt.ItemDataRole.ToolTipRole,
+                 Qt.ItemDataRole.FontRole, Qt.ItemDataRole.DecorationRole, ID_ROLE]
+        compared = 0
+        for row in range(model.rowCount()):
+            for column in range(model.columnCount()):
+                index = model.index(row, column)
+                for role in roles:
+                    item = QModelRoleData(role)
+                    index.multiData(QModelRoleDataSpan(item))
+                    assert item.data() == model.data(index, role), (row, model.columns[column].key, role)
+                    compared += item.data() is not None
+        assert compared > model.rowCount() * model.columnCount()  # text and alignment at least
+        formula = model.index(1, 1)
+        item = QModelRoleData(Qt.ItemDataRole.DisplayRole)
+        formula.multiData(QModelRoleDataSpan(item))
+        assert item.data() == "SrTiO3"
+    finally:
+        model.close()
+
+
+def test_structures_table_sorts_from_its_header_and_scrolls_with_the_wheel(qtbot, project):
+    """The panel's ResponsiveTableView replaces the view's headers and scroll bars: clicking a column
+    header still sorts, the wheel still scrolls."""
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    from crystal_studio.gui.table_view import ResponsiveTableView
+
+    panel = DatasetsPanel()
+    qtbot.addWidget(panel)
+    panel.set_project(project)
+    try:
+        table = panel.table
+        assert isinstance(table, ResponsiveTableView)
+        panel.resize(900, 260)
+        panel.show()
+        qtbot.waitUntil(lambda: panel.model.rowCount() == 9 and not panel.model.loading, timeout=5000)
+        _load_all(qtbot, panel.model)
+
+        header = table.horizontalHeader()
+        volume = next(i for i, c in enumerate(panel.model.columns) if c.key == "volume")
+        with qtbot.waitSignal(panel.model.reloaded, timeout=5000):
+            qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton,
+                             pos=QPoint(header.sectionViewportPosition(volume) + 5, header.height() // 2))
+        assert panel.model.query.sort == "volume"
+        ids = _load_all(qtbot, panel.model)
+        volumes = [project.page(StructureQuery(ids=[i]))[0]["volume"] for i in ids]
+        assert volumes in (sorted(volumes), sorted(volumes, reverse=True))
+
+        bar = table.verticalScrollBar()
+        assert bar.maximum() > 0 and bar.value() == 0
+        at = QPointF(table.viewport().width() / 2, table.viewport().height() / 2)
+        wheel = QWheelEvent(at, QPointF(table.viewport().mapToGlobal(at)), QPoint(), QPoint(0, -120),
+                            Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                            False)
+        QApplication.sendEvent(table.viewport(), wheel)
+        assert bar.value() > 0
+    finally:
+        panel.set_project(None)
