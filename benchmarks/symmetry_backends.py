@@ -7,7 +7,9 @@ does), finds each space group with spglib and with moyopy at the importer's tole
 0.01 Å, angle tolerance 5°), and prints JSON lines: one per disagreement (id, formula, both numbers)
 and a summary (crystals, agreements, disagreements, each backend's time per crystal in ms). Timings
 are single-threaded medians over the whole set; run it on a quiet machine. moyopy is not a dependency
-(the importer keeps spglib, see docs/benchmarks.md): ``pip install moyopy`` first.
+(the importer keeps spglib, see docs/benchmarks.md): ``pip install moyopy`` first. Do not point it at
+carbon_24.csv.gz: moyopy 0.21.0 spins for tens of seconds on one of its crystals and then aborts the
+whole process (a Rust allocation failure, docs/benchmarks.md).
 """
 
 from __future__ import annotations
