@@ -223,9 +223,9 @@ class StructureTableModel(QAbstractTableModel):
     def multiData(self, index: QModelIndex, roles) -> None:  # noqa: N802 - Qt's name
         """All the roles a view asks of one cell, in one call (Qt's delegates ask for seven per cell).
 
-        One Python call instead of one per role: each call from Qt into Python must take the GIL, and
-        while a job thread runs Python code every such hand-over costs up to the GIL's switch interval
-        (5 ms), so the number of calls per paint is what keeps the table smooth (issue 15)."""
+        A scroll step of the Datasets table made 1,595 ``data`` calls and now makes 228 of these: every
+        call from Qt into Python must take the GIL, which a job thread running Python may be holding
+        (see :mod:`crystal_studio.gui.table_view`, issue 15)."""
         if not index.isValid():
             return
         column = self.columns[index.column()]
