@@ -19,13 +19,15 @@ while the job runs. Its rows come from ``--table-project PATH`` (e.g. the 100k p
 ``benchmarks/store.py --project PATH`` keeps), or else from the import CSV, imported first. With
 ``--open-builtin`` the window's own job that opens the built-in project runs first (untimed), as it does
 when a session starts: it also imports what torch loads lazily, so a training afterwards starts warm.
+With ``--detect-devices`` the window's device-detection job runs first (untimed), as it does when the
+user brings the Training, Optimization or Generate panel into view; it too warms torch.
 
 Prints one JSON line per scenario with p50/p99/max lateness in ms (targets: p99 < 20 ms, max < 100 ms),
 the number of ticks, the job's wall time, and the load average (other processes share the CPU).
 ``max_after_startup_ms`` leaves out the first 250 ms after the job starts (thread/process start-up).
 
 Usage:  python benchmarks/gui_latency.py [--structures 3000] [--train-seconds 15]
-        [--scroll [--table-project P] [--view responsive|plain]] [--open-builtin]
+        [--scroll [--table-project P] [--view responsive|plain]] [--open-builtin] [--detect-devices]
 """
 
 from __future__ import annotations
@@ -260,6 +262,9 @@ def main() -> None:
     parser.add_argument("--open-builtin", action="store_true",
                         help="first run the window's job that opens the built-in project (in a temporary home), as "
                              "a user's session starts; untimed")
+    parser.add_argument("--detect-devices", action="store_true",
+                        help="first run the window's device-detection job (what showing the Training panel starts); "
+                             "untimed")
     parser.add_argument("--view", choices=["responsive", "plain"], default="responsive",
                         help="the scrolled table: the window's ResponsiveTableView or a bare QTableView")
     parser.add_argument("--table-project", type=Path, default=None,
@@ -293,6 +298,10 @@ def main() -> None:
 
             os.environ["CRYSTAL_STUDIO_HOME"] = str(folder / "home")
             run_scenario(app, probe, "opening the built-in project (untimed set-up)", open_project_work(None), 600)
+        if args.detect_devices:
+            from crystal_studio.gui.main_window import detect_devices
+
+            run_scenario(app, probe, "detecting devices (untimed set-up)", detect_devices, 600)
         scroller = None
         if args.scroll:
             table_project = args.table_project

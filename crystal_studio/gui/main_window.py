@@ -49,6 +49,7 @@ from crystal_studio.store.session import ProjectInUseError, claim_session
 
 MAX_RECENT = 8
 PROJECT_FILTER = "Crystal Studio projects (*.sqlite);;All files (*)"
+TORCH_PANELS = ("Training", "Optimization", "Generate")  # docks whose jobs train or run models
 def open_project_work(path: Path | None):
     """Job function: open ``path`` (None: the built-in project, created on first use); returns its path."""
 
@@ -85,8 +86,12 @@ def create_project_work(path: Path):
 
 
 def detect_devices(_progress: ProgressCallback, _cancel: CancelToken) -> dict:
-    """Job function: what torch sees (imported here, lazily): CUDA/MPS availability and names."""
+    """Job function: what torch sees (imported here, lazily): CUDA/MPS availability and names. It also
+    imports what torch's first optimizer would (:func:`~crystal_studio.ml.runtime.import_lazy_modules`),
+    so that a training started later in the window begins warm."""
     import torch
+
+    from crystal_studio.ml.runtime import import_lazy_modules
 
     info = {"torch": torch.__version__, "cuda": torch.cuda.is_available(), "gpus": [], "mps": False,
             "cpu_threads": torch.get_num_threads()}
@@ -94,6 +99,7 @@ def detect_devices(_progress: ProgressCallback, _cancel: CancelToken) -> dict:
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     mps = getattr(torch.backends, "mps", None)
     info["mps"] = bool(mps is not None and mps.is_available())
+    import_lazy_modules()
     return info
 
 
@@ -155,6 +161,8 @@ class MainWindow(QMainWindow):
             self._add_dock(name, panels[name], Qt.DockWidgetArea.LeftDockWidgetArea,
                            scrollable=name in ("Training", "Optimization", "Generate"))
             self.tabifyDockWidget(self.docks["Datasets"], self.docks[name])
+        for name in TORCH_PANELS:
+            self.docks[name].visibilityChanged.connect(self._torch_panel_shown)
         self._add_dock("Structure", self.details, Qt.DockWidgetArea.RightDockWidgetArea)
         self.docks["Structure"].setMinimumWidth(240)  # lattice and property rows stay readable
         self._add_dock("Plots", self.plots, Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -371,6 +379,14 @@ class MainWindow(QMainWindow):
             return
         self.device_info_action.setText("What torch sees: detecting…")
         self._device_job = self.jobs.start("Detecting compute devices", detect_devices, self._devices_detected)
+
+    def _torch_panel_shown(self, visible: bool) -> None:
+        """A panel whose jobs run torch came into view: load torch now, in the background (device
+        detection), while the user sets the job up with the Datasets table out of sight; the first
+        training then starts warm instead of importing ~1 s of torch modules while the user browses the
+        table (GUI stalls, issue 15)."""
+        if visible:
+            self.detect_devices()
 
     def _devices_detected(self, info: dict) -> None:
         self.devices = info
