@@ -50,6 +50,8 @@ from crystal_studio.store.session import ProjectInUseError, claim_session
 MAX_RECENT = 8
 PROJECT_FILTER = "Crystal Studio projects (*.sqlite);;All files (*)"
 TORCH_PANELS = ("Training", "Optimization", "Generate")  # docks whose jobs train or run models
+
+
 def open_project_work(path: Path | None):
     """Job function: open ``path`` (None: the built-in project, created on first use); returns its path."""
 
