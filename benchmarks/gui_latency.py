@@ -18,9 +18,10 @@ rows, with band gap and formation energy columns) scrolled with mouse-wheel even
 while the job runs. Its rows come from ``--table-project PATH`` (e.g. the 100k project that
 ``benchmarks/store.py --project PATH`` keeps), or else from the import CSV, imported first. With
 ``--open-builtin`` the window's own job that opens the built-in project runs first (untimed), as it does
-when a session starts: it also imports what torch loads lazily, so a training afterwards starts warm.
-With ``--detect-devices`` the window's device-detection job runs first (untimed), as it does when the
-user brings the Training, Optimization or Generate panel into view; it too warms torch.
+when a session starts (it imports torch for the built-in models). With ``--detect-devices`` the window's
+device-detection job runs first (untimed), as it does when the user brings the Training, Optimization
+or Generate panel into view: it also imports what torch loads lazily, so a training afterwards starts
+warm.
 
 Prints one JSON line per scenario with p50/p99/max lateness in ms (targets: p99 < 20 ms, max < 100 ms),
 the number of ticks, the job's wall time, and the load average (other processes share the CPU).

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.crystal-studio-install
-wanted="$(sha256sum pyproject.toml | cut -d' ' -f1) app"
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -x .venv/bin/crystal-studio ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e .
   echo "$wanted" > "$stamp"

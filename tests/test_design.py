@@ -128,7 +128,8 @@ def test_smoacs_argmax_crystals_are_neutral_and_on_template(gap_spec, tiny_predi
 
 
 def test_smoacs_lowers_its_loss_and_is_seeded(gap_spec, tiny_predictor):
-    from crystal_studio.design.optimizers.smoacs import SmoacsConfig, SmoacsOptimizer
+    from crystal_studio.design.optimizers.settings import SmoacsConfig
+    from crystal_studio.design.optimizers.smoacs import SmoacsOptimizer
 
     config = SmoacsConfig(temperature_start=1.0, temperature_end=0.5)
     runs = []

@@ -12,7 +12,8 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from crystal_studio.core.paths import RESOURCES
-from crystal_studio.design.optimizers.lsbo import LatentBO, LatentConsistencyRetrainer, LCAConfig, LSBOConfig
+from crystal_studio.design.optimizers.lsbo import LatentBO, LatentConsistencyRetrainer
+from crystal_studio.design.optimizers.settings import LCAConfig, LSBOConfig
 from crystal_studio.ml.kinds import get_kind
 from crystal_studio.ml.predictor import load_state
 

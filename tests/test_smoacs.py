@@ -17,7 +17,8 @@ from crystal_studio.core.options import OptionsError, apply_options
 from crystal_studio.core.paths import RESOURCES
 from crystal_studio.design.evaluation import evaluate_structure, mark_unique_and_novel
 from crystal_studio.design.optimizers.perovskite import PAPER_PATTERNS, PerovskiteSpace
-from crystal_studio.design.optimizers.smoacs import SmoacsConfig, SmoacsOptimizer
+from crystal_studio.design.optimizers.settings import SmoacsConfig
+from crystal_studio.design.optimizers.smoacs import SmoacsOptimizer
 from crystal_studio.design.spec import load_spec
 from crystal_studio.ml.elements import ELEMENTS
 

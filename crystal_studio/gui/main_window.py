@@ -61,10 +61,8 @@ def open_project_work(path: Path | None):
 
             project = ensure_builtin_project(progress)
             from crystal_studio.ml.builtin import ensure_builtin_models
-            from crystal_studio.ml.runtime import import_lazy_modules
 
-            ensure_builtin_models(project)  # imports torch
-            import_lazy_modules()  # while no table can be scrolled yet: the first training starts warm
+            ensure_builtin_models(project)
         else:
             try:
                 project = Project.open(path)

@@ -30,9 +30,9 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 def import_lazy_modules() -> None:
     """Import now what torch imports on the first optimizer of a process (``torch._dynamo``: about 0.6 s
-    of Python imports holding the GIL). The window's background jobs call it before the user trains:
-    opening the built-in project, and detecting devices when a panel that runs torch comes into view;
-    so the first training does not spend that time competing with a scrolled table (issue 15)."""
+    of Python imports holding the GIL). The window's device detection calls it, in the background, when a
+    panel that runs torch comes into view, so the first training does not spend that time competing
+    with a scrolled table (issue 15)."""
     import torch._dynamo  # noqa: F401
 
 
